@@ -1,0 +1,99 @@
+"""create_app(settings) → the FastAPI application: routers, middleware, error handlers, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from torale import __version__
+from torale.auth.jwt import JWTVerifier
+from torale.auth.router import router as auth_router
+from torale.auth.usage import KeyUsageRecorder
+from torale.config import Settings
+from torale.db.engine import create_engine, create_sessionmaker
+from torale.errors import install_error_handlers
+from torale.health import router as health_router
+from torale.middleware import (
+    BodySizeLimitMiddleware,
+    RateLimitHeadersMiddleware,
+    TrailingSlashMiddleware,
+)
+from torale.ratelimit import RateLimiter
+from torale.state import AppState
+from torale.tasks.router import router as tasks_router
+
+DESCRIPTION = """\
+Torale watches the web for you: a task names a search query, a condition in plain language,
+a schedule and where to be told. Authenticate with `Authorization: Bearer sk_…`.
+
+Errors are `{"detail": "message"}`; validation errors (422) are
+`{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`. Lists take `?page=&limit=` and
+answer `{"items", "total", "page", "limit"}`, newest first. Authenticated responses carry
+`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` for the window closest to
+running out; past a limit the answer is 429 with `Retry-After`.
+"""
+
+
+def build_state(settings: Settings) -> AppState:
+    engine = create_engine(settings.effective_database_url)
+    jwt = None
+    if settings.jwt_enabled:
+        assert settings.jwt_issuer
+        assert settings.jwt_jwks_url
+        jwt = JWTVerifier(
+            issuer=settings.jwt_issuer,
+            jwks_url=settings.jwt_jwks_url,
+            audience=settings.jwt_audience,
+            cache_seconds=settings.jwks_cache_seconds,
+        )
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=create_sessionmaker(engine),
+        rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
+        key_usage=KeyUsageRecorder(),
+        jwt=jwt,
+        hashing_key=settings.hashing_key,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    state = build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(state.key_usage.run(state.sessions))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await state.rate_limiter.close()
+            await state.engine.dispose()
+
+    app = FastAPI(
+        title="Torale API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    app.state.torale = state
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(tasks_router)
+    # Last added runs first: slashes are normalised before anything routes.
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TrailingSlashMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Authentication: API keys, OIDC JWTs, users, and the dependencies routes use."""

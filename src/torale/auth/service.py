@@ -1,0 +1,192 @@
+"""Users and API keys: the rules and the queries. Callers commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from torale.auth.keys import DISPLAY_PREFIX_LENGTH, generate_api_key, hash_api_key
+from torale.db.models import ApiKey, Task, User
+from torale.db.statements import insert_unless_conflict
+from torale.errors import ConflictError, NotFoundError
+from torale.pagination import PageParams, paginate
+
+Role = Literal["user", "admin"]
+
+
+async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+async def create_user(
+    session: AsyncSession, *, email: str, role: Role = "user", first_name: str | None = None
+) -> User:
+    """Create a user; ConflictError when the email is taken (also by a concurrent request)."""
+    user_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    inserted = await insert_unless_conflict(
+        session,
+        User,
+        {
+            "id": user_id,
+            "email": email.strip().lower(),
+            "first_name": first_name,
+            "role": role,
+            "is_active": True,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    if not inserted:
+        raise ConflictError(f"A user with email {email} already exists")
+    user = await session.get(User, user_id)
+    assert user is not None
+    return user
+
+
+def _claim(claims: dict[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+async def sync_user_from_claims(
+    session: AsyncSession, *, claims: dict[str, Any], update: bool = True
+) -> tuple[User, bool]:
+    """The local user for an identity-provider subject, made on first sight.
+
+    Safe to call concurrently: the insert ignores conflicts and the row is read back.
+    With `update`, email and first name are refreshed from the token.
+    """
+    subject = str(claims["sub"])
+    email = _claim(claims, "email", "email_address", "primary_email")
+    email = email.lower() if email else None
+    first_name = _claim(claims, "first_name", "given_name", "name")
+
+    user = await session.scalar(select(User).where(User.clerk_user_id == subject))
+    created = False
+    if user is None:
+        now = datetime.now(UTC)
+        created = await insert_unless_conflict(
+            session,
+            User,
+            {
+                "id": uuid.uuid4(),
+                "email": email,
+                "first_name": first_name,
+                "role": "user",
+                "is_active": True,
+                "clerk_user_id": subject,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        user = await session.scalar(select(User).where(User.clerk_user_id == subject))
+        if user is None:
+            # Nothing with our subject exists, so the conflict was on the email.
+            raise ConflictError(
+                "This email address already belongs to another account on this server"
+            )
+        return user, created
+
+    if update and (email, first_name) != (user.email, user.first_name):
+        if email and email != user.email:
+            taken = await session.scalar(
+                select(User.id).where(User.email == email, User.id != user.id)
+            )
+            if taken is not None:
+                raise ConflictError(
+                    "This email address already belongs to another account on this server"
+                )
+            user.email = email
+        if first_name:
+            user.first_name = first_name
+        await session.flush()
+    return user, created
+
+
+async def create_api_key(
+    session: AsyncSession, *, user_id: uuid.UUID, name: str, hashing_key: bytes
+) -> tuple[ApiKey, str]:
+    """A new key for the user: the row, and the key itself (never stored, shown once)."""
+    raw = generate_api_key()
+    key = ApiKey(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        name=name,
+        key_prefix=raw[:DISPLAY_PREFIX_LENGTH],
+        key_hash=hash_api_key(raw, hashing_key),
+        created_at=datetime.now(UTC),
+    )
+    session.add(key)
+    await session.flush()
+    return key, raw
+
+
+async def list_api_keys(
+    session: AsyncSession, *, user_id: uuid.UUID, page: PageParams
+) -> tuple[list[ApiKey], int]:
+    statement = (
+        select(ApiKey)
+        .where(ApiKey.user_id == user_id)
+        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    )
+    return await paginate(session, statement, page)
+
+
+async def revoke_api_key(session: AsyncSession, *, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id))
+    if key is None:
+        raise NotFoundError("API key not found")
+    if key.revoked_at is None:
+        key.revoked_at = datetime.now(UTC)
+        await session.flush()
+
+
+async def bootstrap_admin(
+    session: AsyncSession, *, email: str, hashing_key: bytes
+) -> tuple[User, str] | None:
+    """On an empty database: an admin user and one API key. None when users already exist."""
+    if await session.scalar(select(User.id).limit(1)) is not None:
+        return None
+    try:
+        user = await create_user(session, email=email, role="admin")
+    except ConflictError:
+        return None  # another process bootstrapped at the same moment
+    _, raw = await create_api_key(
+        session, user_id=user.id, name="bootstrap", hashing_key=hashing_key
+    )
+    return user, raw
+
+
+async def list_users_with_counts(session: AsyncSession) -> list[tuple[User, int, int]]:
+    """Every user with their active key count and task count (one query)."""
+    keys = (
+        select(ApiKey.user_id, func.count().label("n"))
+        .where(ApiKey.revoked_at.is_(None))
+        .group_by(ApiKey.user_id)
+        .subquery()
+    )
+    tasks = select(Task.user_id, func.count().label("n")).group_by(Task.user_id).subquery()
+    rows = await session.execute(
+        select(User, func.coalesce(keys.c.n, 0), func.coalesce(tasks.c.n, 0))
+        .outerjoin(keys, keys.c.user_id == User.id)
+        .outerjoin(tasks, tasks.c.user_id == User.id)
+        .order_by(User.created_at)
+    )
+    return [(user, int(n_keys), int(n_tasks)) for user, n_keys, n_tasks in rows.tuples()]
+
+
+async def set_role(session: AsyncSession, *, email: str, role: Role) -> User:
+    user = await get_user_by_email(session, email=email)
+    if user is None:
+        raise NotFoundError(f"No user with email {email}")
+    user.role = role
+    await session.flush()
+    return user

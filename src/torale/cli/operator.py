@@ -1,0 +1,112 @@
+"""`torale keys …` and `torale users …`: operator commands that work on the database directly."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from torale.auth import service as auth_service
+from torale.cli.database import open_session, run_db
+from torale.config import Settings
+
+out = Console(soft_wrap=True, highlight=False)
+keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
+users_app = typer.Typer(help="List users and change their role.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def create_key(
+    email: Annotated[str, typer.Option(help="The user's email; the user is created if new.")],
+    name: Annotated[str, typer.Option(help="A name to recognise the key by.")] = "cli",
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+) -> None:
+    """Create an API key (and the user, if new). The key is printed once."""
+    settings = Settings()
+
+    async def work() -> tuple[str, bool]:
+        async with open_session(settings) as session:
+            user = await auth_service.get_user_by_email(session, email=email)
+            created = user is None
+            if user is None:
+                user = await auth_service.create_user(
+                    session, email=email, role="admin" if admin else "user"
+                )
+            elif admin and user.role != "admin":
+                user.role = "admin"
+            _, raw = await auth_service.create_api_key(
+                session, user_id=user.id, name=name, hashing_key=settings.hashing_key
+            )
+        return raw, created
+
+    raw, created = run_db(settings, work)
+    who = f"new {'admin' if admin else 'user'} {email}" if created else email
+    Console(stderr=True).print(f"API key for {who} (shown only once):")
+    out.print(raw, markup=False)
+
+
+@users_app.command("list")
+def list_users(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every user with role, status, active key count and task count."""
+    settings = Settings()
+
+    async def work() -> list[dict[str, object]]:
+        async with open_session(settings) as session:
+            rows = await auth_service.list_users_with_counts(session)
+        return [
+            {
+                "id": str(user.id),
+                "email": user.email,
+                "role": user.role,
+                "is_active": user.is_active,
+                "api_keys": keys,
+                "tasks": tasks,
+                "created_at": user.created_at.isoformat(),
+            }
+            for user, keys, tasks in rows
+        ]
+
+    users = run_db(settings, work)
+    if as_json:
+        typer.echo(json.dumps(users, indent=2))
+        return
+    table = Table("email", "role", "active", "keys", "tasks", "created", "id")
+    for u in users:
+        table.add_row(
+            str(u["email"] or "-"),
+            str(u["role"]),
+            "yes" if u["is_active"] else "no",
+            str(u["api_keys"]),
+            str(u["tasks"]),
+            str(u["created_at"])[:19],
+            str(u["id"]),
+        )
+    out.print(table)
+
+
+def _set_role(email: str, role: auth_service.Role) -> None:
+    settings = Settings()
+
+    async def work() -> None:
+        async with open_session(settings) as session:
+            await auth_service.set_role(session, email=email, role=role)
+
+    run_db(settings, work)
+    out.print(f"{email} is now {'an admin' if role == 'admin' else 'a user'}.")
+
+
+@users_app.command("promote")
+def promote(email: Annotated[str, typer.Argument(help="The user's email.")]) -> None:
+    """Give a user the admin role."""
+    _set_role(email, "admin")
+
+
+@users_app.command("demote")
+def demote(email: Annotated[str, typer.Argument(help="The user's email.")]) -> None:
+    """Take the admin role away from a user."""
+    _set_role(email, "user")

@@ -1,0 +1,88 @@
+"""`torale serve` and `torale migrate`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from torale.auth import service as auth_service
+from torale.cli.database import open_session, run_db
+from torale.config import Settings
+from torale.db import migrate
+
+out = Console(soft_wrap=True, highlight=False)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _print_bootstrap_key(email: str, key: str, base_url: str) -> None:
+    out.print()
+    out.print(f"[bold]Torale created the admin user {email} and this API key.[/bold]")
+    out.print("It is shown only this once; store it now:")
+    out.print()
+    out.print(f"    {key}", markup=False)
+    out.print()
+    out.print("Try it:", markup=False)
+    out.print(f'    curl -H "Authorization: Bearer {key}" {base_url}/api/v1/tasks', markup=False)
+    out.print("More keys and users: torale keys create --email you@example.com [--admin]")
+    out.print()
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (TORALE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (TORALE_PORT).")] = None,
+) -> None:
+    """Run the API server (migrating the database first)."""
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    _configure_logging(settings.log_level)
+
+    async def bootstrap() -> tuple[str, str] | None:
+        async with open_session(settings) as session:
+            made = await auth_service.bootstrap_admin(
+                session, email=settings.admin_email, hashing_key=settings.hashing_key
+            )
+        return (made[0].email or settings.admin_email, made[1]) if made else None
+
+    made = run_db(settings, bootstrap)
+    shown_host = "localhost" if settings.host in ("0.0.0.0", "127.0.0.1", "::") else settings.host  # noqa: S104
+    if made:
+        _print_bootstrap_key(made[0], made[1], f"http://{shown_host}:{settings.port}")
+
+    from torale.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+
+
+def migrate_command() -> None:
+    """Bring the database schema up to date."""
+    settings = Settings()
+    settings.migrate_on_start = True
+
+    async def revision() -> str | None:
+        return await migrate.current_revision(settings.effective_database_url)
+
+    current = run_db(settings, revision)
+    typer.echo(f"Database schema is at revision {current}.")
+
+
+def register_server_commands(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("migrate")(migrate_command)

@@ -1,0 +1,143 @@
+"""Settings: one object, read once from `TORALE_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "torale"
+
+
+class Settings(BaseSettings):
+    """Every setting Torale reads. Field descriptions are the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TORALE_", env_file=".env", extra="ignore", frozen=False
+    )
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the SQLite database and the generated secret key live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: SQLite in the data directory. "
+        "`postgresql://user@host/db` selects PostgreSQL (asyncpg).",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key for hashing API keys. Default: generated once into the data directory. "
+        "Set it explicitly when several hosts share one database.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `torale serve` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `torale serve` binds to.")
+    log_level: str = Field(default="info", description="Log level (debug, info, warning, error).")
+    migrate_on_start: bool = Field(
+        default=True, description="`torale serve` brings the schema up to date before serving."
+    )
+    admin_email: str = Field(
+        default="admin@localhost",
+        description="Email of the admin user created on first start with an empty database.",
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (`redis://host:6379/0`). When set, rate-limit counters are shared "
+        "by every process using it.",
+    )
+    rate_limits: str = Field(
+        default="100/minute;1000/hour;10000/day",
+        description="Rate-limit windows per API key (per user for JWT sessions), `;`-separated.",
+    )
+
+    min_schedule_seconds: int = Field(
+        default=300,
+        ge=60,
+        description="Shortest allowed time between two runs of a task's cron schedule.",
+    )
+    allow_http_webhooks: bool = Field(
+        default=False, description="Accept plain `http://` webhook URLs (otherwise https only)."
+    )
+    allow_private_networks: bool = Field(
+        default=False,
+        description="Allow outbound requests to private, loopback and link-local addresses "
+        "(intranet installs and tests).",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
+    )
+
+    jwt_issuer: str | None = Field(
+        default=None, description="OIDC issuer (e.g. `https://your-app.clerk.accounts.dev`)."
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None, description="JWKS URL of the identity provider; enables JWT sign-in."
+    )
+    jwt_audience: str | None = Field(
+        default=None, description="Expected `aud` claim; when unset the audience is not checked."
+    )
+    jwks_cache_seconds: int = Field(
+        default=3600, ge=0, description="How long fetched signing keys are trusted."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if value.startswith(plain):
+                return driver + value[len(plain) :]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'torale.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return bool(self.jwt_jwks_url and self.jwt_issuer)
+
+    @cached_property
+    def hashing_key(self) -> bytes:
+        """The key API keys are hashed with: the setting, or a file made once in the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Write a private temp file, then link it into place: the link is atomic, so a
+            # process racing us either wins or reads the complete file of the winner.
+            tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip().encode()
+
+
+def get_settings() -> Settings:
+    return Settings()

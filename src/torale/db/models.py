@@ -1,0 +1,109 @@
+"""ORM tables, together so the schema reads in one place. Alembic migrations make them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from torale.db.types import JSONType, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    clerk_user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_user_created", "user_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    key_prefix: Mapped[str] = mapped_column(String(12))
+    # HMAC-SHA256 of the whole key, hex: the only form the key is kept in.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint("state IN ('active', 'paused', 'completed')", name="state"),
+        CheckConstraint(
+            "notify_behavior IN ('once', 'always', 'track_state')", name="notify_behavior"
+        ),
+        Index("ix_tasks_user_created", "user_id", "created_at"),
+        Index("ix_tasks_user_state_created", "user_id", "state", "created_at"),
+        Index("ix_tasks_state_next_run", "state", "next_run"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    search_query: Mapped[str] = mapped_column(Text)
+    condition_description: Mapped[str] = mapped_column(Text)
+    urls: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    schedule: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64))
+    notify_behavior: Mapped[str] = mapped_column(String(16))
+    notifications: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    executor_type: Mapped[str] = mapped_column(String(64), default="llm_grounded_search")
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    condition_met: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_known_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    last_notified_at: Mapped[datetime | None] = mapped_column()
+    next_run: Mapped[datetime | None] = mapped_column()
+    last_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    context: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,130 @@
+"""Error types services raise, and the handlers that turn every failure into the documented shape.
+
+`{"detail": "message"}` for every error, `{"detail": [{"loc", "msg", "type"}]}` for 422s.
+Never a stack trace, never echoing the submitted input back (it may hold secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("torale.errors")
+
+
+class ToraleError(Exception):
+    """A failure with a status code and a user-facing message."""
+
+    status_code = 400
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class NotFoundError(ToraleError):
+    status_code = 404
+
+
+class ConflictError(ToraleError):
+    status_code = 409
+
+
+class AuthenticationError(ToraleError):
+    status_code = 401
+
+    def __init__(self, detail: str = "Invalid or missing credentials") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class PermissionDeniedError(ToraleError):
+    status_code = 403
+
+
+class RateLimitedError(ToraleError):
+    status_code = 429
+
+
+class ServiceUnavailableError(ToraleError):
+    status_code = 503
+
+
+class FieldValidationError(ToraleError):
+    """A 422 about fields, raised by a service after schema validation passed."""
+
+    status_code = 422
+
+    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
+        super().__init__("; ".join(str(e["msg"]) for e in errors))
+        self.errors = [dict(e) for e in errors]
+
+    @classmethod
+    def single(
+        cls, loc: Sequence[str | int], msg: str, type_: str = "value_error"
+    ) -> FieldValidationError:
+        return cls([field_error(loc, msg, type_)])
+
+
+def field_error(loc: Sequence[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg, "type": type_}
+
+
+def validation_error_items(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    items = []
+    for error in errors:
+        msg = str(error.get("msg", "Invalid value"))
+        # Pydantic prefixes messages of plain ValueErrors; the prefix says nothing to a user.
+        msg = msg.removeprefix("Value error, ")
+        items.append({"loc": list(error.get("loc", ())), "msg": msg, "type": error.get("type")})
+    return items
+
+
+async def _torale_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ToraleError)
+    if isinstance(exc, FieldValidationError):
+        return JSONResponse({"detail": exc.errors}, status_code=422)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    items = validation_error_items(exc.errors())
+    if not _is_json(request.headers.get("content-type")):
+        # FastAPI reads only JSON-typed bodies (a CSRF guard); say so instead of "not an object".
+        for item in items:
+            if item["loc"] == ["body"] and item["type"] in ("model_attributes_type", "dict_type"):
+                item["msg"] = "Request body must be JSON sent with Content-Type: application/json"
+    return JSONResponse({"detail": items}, status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ToraleError, _torale_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

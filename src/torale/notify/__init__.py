@@ -1,0 +1,1 @@
+"""Notifications: channels and their delivery."""

@@ -1,0 +1,63 @@
+"""`?page=&limit=` parameters and the `{items, total, page, limit}` envelope every list uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+def _page_params(
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
+    limit: Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")] = 20,
+) -> PageParams:
+    return PageParams(page=page, limit=limit)
+
+
+PageDep = Annotated[PageParams, Depends(_page_params)]
+
+
+async def paginate(
+    session: AsyncSession, statement: Select[M], params: PageParams
+) -> tuple[list[M], int]:
+    """One page of `statement` (already ordered) and the total, in one query.
+
+    `count(*) OVER ()` is computed before LIMIT/OFFSET, so each row carries the total; only a
+    page past the end needs a second (count) query.
+    """
+    windowed = (
+        statement.add_columns(func.count().over().label("_total"))
+        .limit(params.limit)
+        .offset(params.offset)
+    )
+    rows = (await session.execute(windowed)).all()
+    if rows:
+        return [row[0] for row in rows], int(rows[0][-1])
+    if params.offset == 0:
+        return [], 0
+    count = select(func.count()).select_from(statement.order_by(None).subquery())
+    return [], int(await session.scalar(count) or 0)

@@ -1,0 +1,31 @@
+"""What one running app holds: settings and the long-lived objects built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from torale.auth.jwt import JWTVerifier
+from torale.auth.usage import KeyUsageRecorder
+from torale.config import Settings
+from torale.ratelimit import RateLimiter
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    rate_limiter: RateLimiter
+    key_usage: KeyUsageRecorder
+    jwt: JWTVerifier | None
+    hashing_key: bytes
+    # What /health reports for scheduling; the scheduler backend sets it when it runs.
+    scheduler_status: str = "not running"
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.torale
+    return state

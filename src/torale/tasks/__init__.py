@@ -1,0 +1,1 @@
+"""Tasks: what to watch, when, and whom to tell."""

@@ -1,0 +1,278 @@
+"""Task rules and queries. Every query is scoped to the owner: another user's task is a 404."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from torale.config import Settings
+from torale.db.models import Task
+from torale.errors import ConflictError, FieldValidationError, NotFoundError, field_error
+from torale.net import UnsafeURLError, check_url
+from torale.notify.channels import (
+    MASK,
+    EmailChannel,
+    WebhookChannel,
+    restore_masked_headers,
+    stored_channels,
+)
+from torale.pagination import PageParams, paginate
+from torale.tasks.schedule import min_interval_seconds, next_run_after
+from torale.tasks.schemas import TaskCreate, TaskState, TaskUpdate
+
+# (from, to) pairs a task may move along; staying put is always allowed.
+TRANSITIONS = {
+    ("active", "paused"),
+    ("paused", "active"),
+    ("active", "completed"),
+    ("completed", "active"),
+}
+_NOT_NULL = (
+    "name",
+    "search_query",
+    "urls",
+    "schedule",
+    "timezone",
+    "notify_behavior",
+    "notifications",
+    "config",
+    "state",
+    "is_active",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPolicy:
+    """The operator settings task validation depends on."""
+
+    min_schedule_seconds: int
+    allow_http_webhooks: bool
+    allow_private_networks: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TaskPolicy:
+        return cls(
+            min_schedule_seconds=settings.min_schedule_seconds,
+            allow_http_webhooks=settings.allow_http_webhooks,
+            allow_private_networks=settings.allow_private_networks,
+        )
+
+
+def _schedule_errors(schedule: str, policy: TaskPolicy) -> list[dict[str, Any]]:
+    gap = min_interval_seconds(schedule)
+    if gap >= policy.min_schedule_seconds:
+        return []
+    return [
+        field_error(
+            ["body", "schedule"],
+            f"Schedule runs too often: runs can be {gap} seconds apart, and this server's "
+            f"minimum is {policy.min_schedule_seconds} seconds",
+            "schedule_too_frequent",
+        )
+    ]
+
+
+def _url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
+    errors = []
+    for index, url in enumerate(urls):
+        try:
+            check_url(url, allow_http=True, allow_private=policy.allow_private_networks)
+        except UnsafeURLError as exc:
+            errors.append(field_error(["body", "urls", index], str(exc), "url_refused"))
+    return errors
+
+
+def _channel_errors(channels: list[dict[str, Any]], policy: TaskPolicy) -> list[dict[str, Any]]:
+    errors = []
+    for index, channel in enumerate(channels):
+        if channel["type"] != "webhook":
+            continue
+        try:
+            check_url(
+                channel["url"],
+                allow_http=policy.allow_http_webhooks,
+                allow_private=policy.allow_private_networks,
+            )
+        except UnsafeURLError as exc:
+            errors.append(
+                field_error(["body", "notifications", index, "url"], str(exc), "url_refused")
+            )
+        for name, value in channel.get("headers", {}).items():
+            if value == MASK:
+                errors.append(
+                    field_error(
+                        ["body", "notifications", index, "headers", name],
+                        "Send the header's real value: the mask only keeps a value already saved "
+                        "for this webhook URL",
+                        "value_error",
+                    )
+                )
+    return errors
+
+
+def _resolve_state(
+    current: TaskState | None, state: TaskState | None, is_active: bool | None
+) -> TaskState | None:
+    """The state asked for by `state` and/or `is_active` (None: no change asked)."""
+    if state is not None and is_active is not None and is_active != (state == "active"):
+        raise FieldValidationError.single(
+            ["body", "is_active"], "is_active contradicts state", "value_error"
+        )
+    if state is not None:
+        return state
+    if is_active is True:
+        return "active"
+    if is_active is False:
+        return "paused" if current in (None, "active") else current
+    return None
+
+
+async def create_task(
+    session: AsyncSession, *, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy
+) -> Task:
+    notifications = stored_channels(data.notifications)
+    errors = (
+        _schedule_errors(data.schedule, policy)
+        + _url_errors(data.urls, policy)
+        + _channel_errors(notifications, policy)
+    )
+    if errors:
+        raise FieldValidationError(errors)
+    state = _resolve_state(None, data.state, data.is_active) or "active"
+    now = datetime.now(UTC)
+    next_run = None
+    if state == "active":
+        next_run = (
+            now if data.run_immediately else next_run_after(data.schedule, data.timezone, now)
+        )
+    task = Task(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        name=data.name,
+        search_query=data.search_query,
+        condition_description=data.condition_description or data.search_query,
+        urls=list(dict.fromkeys(data.urls)),
+        schedule=data.schedule,
+        timezone=data.timezone,
+        notify_behavior=data.notify_behavior,
+        notifications=notifications,
+        config=data.config.model_dump(exclude_none=True),
+        executor_type=data.executor_type,
+        state=state,
+        condition_met=False,
+        next_run=next_run,
+        context=data.context,
+        created_at=now,
+        updated_at=now,
+        state_changed_at=now,
+    )
+    session.add(task)
+    await session.flush()
+    return task
+
+
+def _owned(user_id: uuid.UUID) -> Select[Task]:
+    return select(Task).where(Task.user_id == user_id)
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    page: PageParams,
+    state: TaskState | None = None,
+    is_active: bool | None = None,
+) -> tuple[list[Task], int]:
+    statement = _owned(user_id)
+    if state is not None:
+        statement = statement.where(Task.state == state)
+    if is_active is True:
+        statement = statement.where(Task.state == "active")
+    elif is_active is False:
+        statement = statement.where(Task.state != "active")
+    statement = statement.order_by(Task.created_at.desc(), Task.id.desc())
+    return await paginate(session, statement, page)
+
+
+async def get_task(session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID) -> Task:
+    task = await session.scalar(_owned(user_id).where(Task.id == task_id))
+    if task is None:
+        raise NotFoundError("Task not found")
+    return task
+
+
+async def update_task(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    task_id: uuid.UUID,
+    data: TaskUpdate,
+    policy: TaskPolicy,
+) -> Task:
+    task = await get_task(session, user_id=user_id, task_id=task_id)
+    sent = data.model_fields_set
+    nulls = [f for f in _NOT_NULL if f in sent and getattr(data, f) is None]
+    if nulls:
+        raise FieldValidationError(
+            [field_error(["body", f], "Field may not be null", "null_refused") for f in nulls]
+        )
+
+    errors: list[dict[str, Any]] = []
+    if "schedule" in sent:
+        errors += _schedule_errors(data.schedule or task.schedule, policy)
+    if "urls" in sent:
+        errors += _url_errors(data.urls or [], policy)
+    notifications = None
+    if "notifications" in sent:
+        channels: list[WebhookChannel | EmailChannel] = data.notifications or []
+        notifications = restore_masked_headers(stored_channels(channels), task.notifications)
+        errors += _channel_errors(notifications, policy)
+    if errors:
+        raise FieldValidationError(errors)
+
+    current: TaskState = task.state  # type: ignore[assignment]
+    target = _resolve_state(current, data.state, data.is_active)
+    if target is not None and target != current and (current, target) not in TRANSITIONS:
+        raise ConflictError(f"A {current} task cannot become {target}")
+
+    # A condition that was defaulted to the query keeps following it.
+    follows_query = task.condition_description == task.search_query
+    if "search_query" in sent and "condition_description" not in sent and follows_query:
+        task.condition_description = data.search_query or task.search_query
+    for field in ("name", "search_query", "schedule", "timezone", "notify_behavior"):
+        if field in sent:
+            setattr(task, field, getattr(data, field))
+    if "condition_description" in sent:
+        task.condition_description = data.condition_description or task.search_query
+    if "urls" in sent:
+        task.urls = list(dict.fromkeys(data.urls or []))
+    if notifications is not None:
+        task.notifications = notifications
+    if "config" in sent and data.config is not None:
+        task.config = data.config.model_dump(exclude_none=True)
+    if "context" in sent:
+        task.context = data.context
+
+    now = datetime.now(UTC)
+    if target is not None and target != current:
+        task.state = target
+        task.state_changed_at = now
+    if task.state != "active":
+        task.next_run = None
+    elif (target == "active" and current != "active") or {"schedule", "timezone"} & sent:
+        task.next_run = next_run_after(task.schedule, task.timezone, now)
+    if session.is_modified(task):
+        task.updated_at = now
+    await session.flush()
+    return task
+
+
+async def delete_task(session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID) -> None:
+    task = await get_task(session, user_id=user_id, task_id=task_id)
+    await session.delete(task)
+    await session.flush()

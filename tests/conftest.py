@@ -1,0 +1,225 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), the app, users with keys, services.
+
+Every test that takes `client` (or `database_url`) runs once per database. PostgreSQL and Redis
+tests skip with a reason when the service is absent, and fail instead when CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import delete
+
+from torale.app import create_app
+from torale.auth import service as auth_service
+from torale.config import Settings
+from torale.db import migrate
+from torale.db.models import Base, User
+from torale.state import AppState
+
+# Tests never read the developer's own configuration.
+for _name in [n for n in os.environ if n.startswith("TORALE_") and not n.startswith("TORALE_TEST")]:
+    del os.environ[_name]
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TORALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("TORALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_SECRET = "test-hashing-key"
+
+
+def require_service(name: str, reason: str) -> None:
+    """Skip (locally) or fail (in CI) a test whose service is missing."""
+    message = f"{name} unavailable: {reason}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true makes every service-backed test mandatory)")
+    pytest.skip(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: needs PostgreSQL")
+    config.addinivalue_line("markers", "redis: needs Redis")
+
+
+_ci_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if IN_CI and report.skipped:
+        _ci_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _ci_skips:
+        print(f"\nCI=true: {len(_ci_skips)} test(s) were skipped, which fails the run:")
+        for nodeid in _ci_skips:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+async def _pg_execute(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _postgres_problem() -> str | None:
+    try:
+        asyncio.run(_pg_execute("SELECT 1"))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"{POSTGRES_ADMIN_URL}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of a reachable PostgreSQL server."""
+    problem = _postgres_problem()
+    if problem:
+        require_service("PostgreSQL", problem)
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def make_postgres_database(postgres_server: str) -> Iterator[Any]:
+    """Factory: a fresh, empty PostgreSQL database (dropped at the end); returns its URL."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"torale_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        base = postgres_server.rsplit("/", 1)[0]
+        return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    yield make
+    for name in made:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# --- the database every app test runs against ------------------------------------------
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A migrated database: SQLite file, then PostgreSQL. Tables are emptied per test."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'torale.db'}"
+    else:
+        url = request.getfixturevalue("make_postgres_database")()
+    asyncio.run(migrate.upgrade(url))
+    return url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a module or with indirect parametrisation to change settings for a test."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        **settings_overrides,
+    )
+
+
+async def _empty_tables(state: AppState) -> None:
+    async with state.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(delete(table))
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        await _empty_tables(application.state.torale)
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://torale.test") as c:
+        yield c
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+@dataclass
+class ApiUser:
+    id: uuid.UUID
+    email: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def create_test_user(app: FastAPI, email: str, *, role: str = "user") -> ApiUser:
+    state: AppState = app.state.torale
+    async with state.sessions() as session:
+        user = await auth_service.create_user(session, email=email, role=role)  # type: ignore[arg-type]
+        _, key = await auth_service.create_api_key(
+            session, user_id=user.id, name="test", hashing_key=state.hashing_key
+        )
+        await session.commit()
+    return ApiUser(id=user.id, email=email, key=key)
+
+
+async def set_user_active(app: FastAPI, user_id: uuid.UUID, active: bool) -> None:
+    state: AppState = app.state.torale
+    async with state.sessions() as session:
+        user = await session.get(User, user_id)
+        assert user is not None
+        user.is_active = active
+        await session.commit()
+
+
+@pytest.fixture
+async def alice(app: FastAPI) -> ApiUser:
+    return await create_test_user(app, "alice@example.com")
+
+
+@pytest.fixture
+async def bob(app: FastAPI) -> ApiUser:
+    return await create_test_user(app, "bob@example.com")
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", f"{REDIS_URL}: {exc}")
+    return REDIS_URL
