@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from torale import __version__
 from torale.auth.jwt import JWTVerifier
+from torale.auth.lookup import KeyLookup
 from torale.auth.router import router as auth_router
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
@@ -24,6 +25,8 @@ from torale.middleware import (
 )
 from torale.ratelimit import RateLimiter
 from torale.state import AppState
+from torale.tasks.list_cache import TaskListCache
+from torale.tasks.list_fast_path import CachedTaskListMiddleware
 from torale.tasks.router import router as tasks_router
 
 DESCRIPTION = """\
@@ -53,6 +56,9 @@ def build_state(settings: Settings) -> AppState:
     return AppState(
         settings=settings,
         engine=engine,
+        key_lookup=KeyLookup(engine),
+        task_lists=TaskListCache(settings.task_list_cache_bytes),
+        write_lock=asyncio.Lock() if settings.is_sqlite else None,
         sessions=create_sessionmaker(engine),
         rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         key_usage=KeyUsageRecorder(),
@@ -75,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await state.rate_limiter.close()
+            state.key_lookup.close()
             await state.engine.dispose()
 
     app = FastAPI(
@@ -94,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_router)
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(CachedTaskListMiddleware, state=state)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TrailingSlashMiddleware)
     return app

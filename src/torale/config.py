@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         description="Allow outbound requests to private, loopback and link-local addresses "
         "(intranet installs and tests).",
     )
+    task_list_cache_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Memory for cached pages of task lists (0 turns the cache off).",
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
     )

@@ -31,7 +31,7 @@ class PageParams:
         return (self.page - 1) * self.limit
 
 
-def _page_params(
+async def _page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")] = 20,
 ) -> PageParams:

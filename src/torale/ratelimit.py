@@ -38,19 +38,20 @@ class RateLimitResult:
     allowed: bool
     limit: int
     remaining: int
-    reset_at: int  # Unix seconds
+    reset: float  # Unix time the window ends
     exceeded: RateLimitItem | None = None
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [
             (b"x-ratelimit-limit", str(self.limit).encode()),
             (b"x-ratelimit-remaining", str(self.remaining).encode()),
-            (b"x-ratelimit-reset", str(self.reset_at).encode()),
+            (b"x-ratelimit-reset", str(math.ceil(self.reset)).encode()),
         ]
 
     @property
     def retry_after(self) -> int:
-        return max(1, self.reset_at - math.floor(time.time()))
+        """Whole seconds until the window ends (rounded up, at least 1)."""
+        return max(1, math.ceil(self.reset - time.time()))
 
 
 class RateLimiter:
@@ -90,13 +91,13 @@ class RateLimiter:
             remaining = item.amount - count
             if remaining < 0:
                 reset = await self.storage.get_expiry(key)
-                return RateLimitResult(False, item.amount, 0, math.ceil(reset), exceeded=item)
+                return RateLimitResult(False, item.amount, 0, reset, exceeded=item)
             if tightest is None or remaining < tightest[0]:
                 tightest = (remaining, item, key)
         assert tightest is not None
         remaining, item, key = tightest
         reset = await self.storage.get_expiry(key)
-        return RateLimitResult(True, item.amount, remaining, math.ceil(reset))
+        return RateLimitResult(True, item.amount, remaining, reset)
 
     async def close(self) -> None:
         if isinstance(self.storage, RedisStorage):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from torale.auth.jwt import JWTVerifier
+from torale.auth.lookup import KeyLookup
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
 from torale.ratelimit import RateLimiter
+from torale.tasks.list_cache import TaskListCache
 
 
 @dataclass
@@ -22,6 +25,10 @@ class AppState:
     key_usage: KeyUsageRecorder
     jwt: JWTVerifier | None
     hashing_key: bytes
+    key_lookup: KeyLookup
+    task_lists: TaskListCache
+    # SQLite only: one writing unit of work at a time in this process (see session_scope).
+    write_lock: asyncio.Lock | None
     # What /health reports for scheduling; the scheduler backend sets it when it runs.
     scheduler_status: str = "not running"
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import jwt
 
-from torale.errors import AuthenticationError
+from torale.errors import AuthenticationError, ServiceUnavailableError
 
 logger = logging.getLogger("torale.auth")
 
@@ -35,6 +35,7 @@ class JWTVerifier:
         self.leeway_seconds = leeway_seconds
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def _fetch(self) -> None:
@@ -46,19 +47,26 @@ class JWTVerifier:
         self._fetched_at = time.monotonic()
 
     async def _signing_key(self, kid: str) -> jwt.PyJWK:
-        age = time.monotonic() - self._fetched_at
-        if kid in self._keys and age < self.cache_seconds:
+        if kid in self._keys and time.monotonic() - self._fetched_at < self.cache_seconds:
             return self._keys[kid]
         async with self._lock:
-            age = time.monotonic() - self._fetched_at
-            stale = age >= self.cache_seconds
-            if stale or (kid not in self._keys and age >= _MIN_REFETCH_SECONDS):
+            now = time.monotonic()
+            stale = now - self._fetched_at >= self.cache_seconds
+            # Throttle on attempts, not successes: while the provider is down, neither made-up
+            # kids nor an expired cache may turn every request into an outbound fetch.
+            due = now - self._attempted_at >= min(_MIN_REFETCH_SECONDS, self.cache_seconds)
+            if (stale or kid not in self._keys) and due:
+                self._attempted_at = now
                 try:
                     await self._fetch()
                 except (httpx.HTTPError, jwt.PyJWTError, ValueError):
+                    # Keep the keys we have: a provider outage must not sign everyone out.
                     logger.warning("could not fetch JWKS from %s", self.jwks_url, exc_info=True)
-                    if not self._keys:
-                        raise AuthenticationError("Cannot verify token right now") from None
+        if not self._keys:
+            raise ServiceUnavailableError(
+                "Cannot verify sign-in tokens right now: the identity provider's keys are "
+                "unreachable"
+            )
         key = self._keys.get(kid)
         if key is None:
             raise AuthenticationError("Token signed with an unknown key")

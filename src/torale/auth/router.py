@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from torale.auth import service
 from torale.auth.deps import ClaimsDep, CurrentUser, enforce_for
+from torale.auth.lookup import AuthenticatedUser
 from torale.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 )
 async def sync_user(request: Request, session: SessionDep, claims: ClaimsDep) -> SyncUserResponse:
     user, created = await service.sync_user_from_claims(session, claims=dict(claims))
-    await enforce_for(request, user)
+    await enforce_for(request, AuthenticatedUser.from_user(user))
     return SyncUserResponse(user=UserRead.model_validate(user), created=created)
 
 

@@ -180,7 +180,7 @@ async def list_users_with_counts(session: AsyncSession) -> list[tuple[User, int,
         .outerjoin(tasks, tasks.c.user_id == User.id)
         .order_by(User.created_at)
     )
-    return [(user, int(n_keys), int(n_tasks)) for user, n_keys, n_tasks in rows.tuples()]
+    return [(user, int(n_keys), int(n_tasks)) for user, n_keys, n_tasks in rows]
 
 
 async def set_role(session: AsyncSession, *, email: str, role: Role) -> User:

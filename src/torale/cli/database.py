@@ -18,7 +18,7 @@ from torale.db.engine import create_engine, create_sessionmaker
 from torale.errors import ToraleError
 
 T = TypeVar("T")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _safe_url(settings: Settings) -> str:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from torale.auth import service as auth_service
-from torale.cli.database import open_session, run_db
+from torale.cli.database import err, open_session, run_db
 from torale.config import Settings
 
 out = Console(soft_wrap=True, highlight=False)
@@ -44,7 +44,7 @@ def create_key(
 
     raw, created = run_db(settings, work)
     who = f"new {'admin' if admin else 'user'} {email}" if created else email
-    Console(stderr=True).print(f"API key for {who} (shown only once):")
+    err.print(f"API key for {who} (shown only once):")
     out.print(raw, markup=False)
 
 
@@ -75,9 +75,8 @@ def list_users(
     if as_json:
         typer.echo(json.dumps(users, indent=2))
         return
-    table = Table("email", "role", "active", "keys", "tasks", "created", "id")
-    for u in users:
-        table.add_row(
+    rows = [
+        [
             str(u["email"] or "-"),
             str(u["role"]),
             "yes" if u["is_active"] else "no",
@@ -85,7 +84,19 @@ def list_users(
             str(u["tasks"]),
             str(u["created_at"])[:19],
             str(u["id"]),
-        )
+        ]
+        for u in users
+    ]
+    if not out.is_terminal:
+        # Piped: whole values, one user a line, for grep/cut; rich would truncate to fit.
+        for row in rows:
+            typer.echo("\t".join(row))
+        return
+    table = Table("email", "role", "active", "keys", "tasks", "created", "id")
+    for column in (table.columns[0], table.columns[6]):
+        column.overflow = "fold"
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 

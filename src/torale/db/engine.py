@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +28,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=8)
+        # Enough connections for the usual concurrency, so they are reused, not churned.
+        engine = create_async_engine(url, echo=echo, pool_size=16, max_overflow=16)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
     return create_async_engine(
@@ -38,9 +41,18 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commit on success, roll back on error. Services never commit."""
-    async with factory() as session:
+@contextlib.asynccontextmanager
+async def session_scope(
+    factory: async_sessionmaker[AsyncSession], write_lock: asyncio.Lock | None = None
+) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit on success, roll back on error. Services never commit.
+
+    With `write_lock` (SQLite), the unit of work holds it throughout: SQLite has one writer at a
+    time, and writers queued on a lock resume at once, where writers left to SQLite's busy
+    handler sleep in steps of up to 100 ms.
+    """
+    lock = write_lock if write_lock is not None else contextlib.nullcontext()
+    async with lock, factory() as session:
         try:
             yield session
             await session.commit()

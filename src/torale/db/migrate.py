@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -43,16 +44,19 @@ def _migration_engine(url: str) -> AsyncEngine:
     return engine
 
 
-@contextmanager
-def _sqlite_file_lock(url: str) -> Iterator[None]:
-    """Serialise migrations of one SQLite file across processes on this machine."""
+@asynccontextmanager
+async def _sqlite_file_lock(url: str) -> AsyncIterator[None]:
+    """Serialise migrations of one SQLite file across processes (and tasks) on this machine."""
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if not path or path == ":memory:":
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.migrate-lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    handle = await asyncio.to_thread(open, f"{path}.migrate-lock", "w")
+    with handle:
+        # Wait in a thread: a blocking flock on the event loop would deadlock against another
+        # migration in this same process that holds the lock and needs the loop to finish.
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -82,19 +86,19 @@ async def _run(url: str, action: object, revision: str) -> None:
     config = alembic_config(url)
     engine = _migration_engine(url)
     try:
-        with _sqlite_file_lock(url) if url.startswith("sqlite") else _null():
-            async with engine.begin() as conn:
-                if engine.dialect.name == "postgresql":
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_ADVISORY_LOCK_ID}
-                    )
-                await conn.run_sync(action, config, revision)  # type: ignore[arg-type]
+        lock = _sqlite_file_lock(url) if url.startswith("sqlite") else _null()
+        async with lock, engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_ADVISORY_LOCK_ID}
+                )
+            await conn.run_sync(action, config, revision)  # type: ignore[arg-type]
     finally:
         await engine.dispose()
 
 
-@contextmanager
-def _null() -> Iterator[None]:
+@asynccontextmanager
+async def _null() -> AsyncIterator[None]:
     yield
 
 

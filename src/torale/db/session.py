@@ -10,9 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.engine import session_scope
 
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.torale.sessions):
+    state = request.app.state.torale
+    lock = None if request.method in _READ_METHODS else state.write_lock
+    async with session_scope(state.sessions, lock) as session:
         yield session
 
 

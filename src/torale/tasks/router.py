@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from torale.auth.deps import CurrentUser
+from torale.db.engine import session_scope
 from torale.db.session import SessionDep
 from torale.pagination import Page, PageDep
 from torale.state import app_state
 from torale.tasks import service
+from torale.tasks.list_cache import ListKey
 from torale.tasks.schemas import TaskCreate, TaskRead, TaskState, TaskUpdate
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -34,23 +36,36 @@ async def create_task(
     return TaskRead.model_validate(task)
 
 
-@router.get("", summary="List your tasks", description="Newest first.")
+@router.get(
+    "",
+    response_model=Page[TaskRead],
+    summary="List your tasks",
+    description="Newest first. Filters: `state`, `is_active`.",
+)
 async def list_tasks(
+    request: Request,
     user: CurrentUser,
-    session: SessionDep,
     page: PageDep,
     state: Annotated[TaskState | None, Query(description="Only tasks in this state.")] = None,
     is_active: Annotated[bool | None, Query(description="Only active (or inactive) tasks.")] = None,
-) -> Page[TaskRead]:
-    tasks, total = await service.list_tasks(
-        session, user_id=user.id, page=page, state=state, is_active=is_active
-    )
-    return Page(
-        items=[TaskRead.model_validate(t) for t in tasks],
-        total=total,
-        page=page.page,
-        limit=page.limit,
-    )
+) -> Response:
+    app = app_state(request)
+    key = ListKey(user.id, user.tasks_version, page.page, page.limit, state, is_active)
+    body = app.task_lists.get(key)
+    if body is None:
+        async with session_scope(app.sessions) as session:
+            tasks, total = await service.list_tasks(
+                session, user_id=user.id, page=page, state=state, is_active=is_active
+            )
+        listing = Page[TaskRead](
+            items=[TaskRead.model_validate(t) for t in tasks],
+            total=total,
+            page=page.page,
+            limit=page.limit,
+        )
+        body = listing.model_dump_json().encode()
+        app.task_lists.put(key, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{task_id}", summary="Get a task")

@@ -12,8 +12,10 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     computed_field,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
@@ -64,6 +66,12 @@ class TaskConfig(BaseModel):
     search_provider: SearchProvider | None = Field(
         default=None, description="Search provider for this task; default: the server's."
     )
+
+    @model_serializer(mode="wrap")
+    def _only_set_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A task's config reads back as it was given: unset keys are absent, not null.
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
 
 
 _SCHEDULE_DOC = (

@@ -1,0 +1,192 @@
+"""The list fast path answers exactly as the route would, and only for clean cache hits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
+
+from tests.conftest import ApiUser, set_user_active
+from torale.tasks.list_fast_path import CachedTaskListMiddleware, parse_list_query
+
+TASKS = "/api/v1/tasks"
+
+
+class Spy:
+    """Stands in for the rest of the app: records whether the request fell through to it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        await send({"type": "http.response.start", "status": 599, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def call(
+    middleware: CachedTaskListMiddleware, key: str | None, query: bytes = b"", path: str = TASKS
+) -> tuple[int, dict[str, str], bytes]:
+    headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": query,
+        "headers": headers,
+    }
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    await middleware(scope, receive, send)
+    start, body = messages
+    return (
+        start["status"],
+        {k.decode(): v.decode() for k, v in start["headers"]},
+        body["body"],
+    )
+
+
+@pytest.fixture
+def fast(app: FastAPI) -> tuple[CachedTaskListMiddleware, Spy]:
+    spy = Spy()
+    return CachedTaskListMiddleware(spy, app.state.torale), spy
+
+
+async def test_a_hit_is_the_routes_answer(
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    fast: tuple[CachedTaskListMiddleware, Spy],
+) -> None:
+    middleware, spy = fast
+    await client.post(TASKS, json={"search_query": "q"}, headers=alice.headers)
+    assert (await call(middleware, alice.key))[0] == 599  # not cached yet: falls through
+    routed = await client.get(f"{TASKS}?via=route", headers=alice.headers)  # fills the cache
+    status, headers, body = await call(middleware, alice.key)
+    assert spy.calls == 1
+    assert status == 200
+    assert body == routed.content
+    assert headers["content-type"] == routed.headers["content-type"]
+    assert headers["content-length"] == str(len(body))
+    assert headers["x-ratelimit-limit"] == routed.headers["x-ratelimit-limit"]
+    assert int(headers["x-ratelimit-remaining"]) == int(routed.headers["x-ratelimit-remaining"]) - 1
+
+
+async def test_everything_but_a_clean_hit_falls_through(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    bob: ApiUser,
+    fast: tuple[CachedTaskListMiddleware, Spy],
+) -> None:
+    middleware, spy = fast
+    await client.get(TASKS, headers=alice.headers)  # caches alice's first page
+    keys = (await client.get("/auth/api-keys", headers=alice.headers)).json()["items"]
+    limiter = app.state.torale.rate_limiter
+    minute = limiter.items[0].key_for(f"key:{keys[0]['id']}")
+    before = await limiter.storage.get(minute)
+    assert before == 2
+    cases: list[tuple[str | None, bytes, str]] = [
+        (None, b"", TASKS),
+        ("sk_" + "x" * 43, b"", TASKS),
+        ("not-an-api-key-token", b"", TASKS),
+        (alice.key, b"page=0", TASKS),
+        (alice.key, b"limit=500", TASKS),
+        (alice.key, b"page=1&page=2", TASKS),
+        (alice.key, b"state=running", TASKS),
+        (alice.key, b"is_active=yes", TASKS),
+        (alice.key, b"via=route", TASKS),
+        (alice.key, b"page=2", TASKS),  # not cached
+        (bob.key, b"", TASKS),  # bob's page is not cached
+        (alice.key, b"", TASKS + "/x"),
+    ]
+    for key, query, path in cases:
+        status, _, _ = await call(middleware, key, query, path)
+        assert status == 599, (key, query, path)
+    assert spy.calls == len(cases)
+    assert await limiter.storage.get(minute) == before  # nothing counted on the way through
+
+
+async def test_revocation_and_deactivation_apply_to_cached_pages(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    assert (await client.get(TASKS, headers=alice.headers)).status_code == 200
+    assert (await client.get(TASKS, headers=alice.headers)).status_code == 200  # cached
+    await set_user_active(app, alice.id, False)
+    assert (await client.get(TASKS, headers=alice.headers)).status_code == 403
+    await set_user_active(app, alice.id, True)
+    assert (await client.get(TASKS, headers=alice.headers)).status_code == 200
+    key_id = (await client.get("/auth/api-keys", headers=alice.headers)).json()["items"][0]["id"]
+    await client.delete(f"/auth/api-keys/{key_id}", headers=alice.headers)
+    assert (await client.get(TASKS, headers=alice.headers)).status_code == 401
+
+
+@pytest.mark.parametrize("settings_overrides", [{"rate_limits": "3/minute"}])
+async def test_rate_limit_counts_hits_once_and_answers_429_like_the_route(
+    client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    responses = [await client.get(TASKS, headers=alice.headers) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert [r.headers["x-ratelimit-remaining"] for r in responses] == ["2", "1", "0", "0"]
+    refused = responses[3]
+    assert refused.json() == {"detail": "Rate limit exceeded: 3 per 1 minute"}
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    routed = await client.get(f"{TASKS}?via=route", headers=alice.headers)
+    assert routed.status_code == 429
+    assert routed.json() == refused.json()
+
+
+@pytest.mark.parametrize(
+    ("query", "parsed"),
+    [
+        (b"", (1, 20, None, None)),
+        (b"page=2&limit=5", (2, 5, None, None)),
+        (b"state=paused&is_active=false", (1, 20, "paused", False)),
+        (b"is_active=true", (1, 20, None, True)),
+        (b"limit=100&page=1000000", (1000000, 100, None, None)),
+        (b"page=01", (1, 20, None, None)),
+    ],
+)
+def test_parse_plain_queries(
+    query: bytes, parsed: tuple[int, int, str | None, bool | None]
+) -> None:
+    assert parse_list_query(query) == parsed
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"page=0",
+        b"page=-1",
+        b"page=1.5",
+        b"page=%D9%A3",  # an Arabic-Indic digit: isdigit() but not what the route accepts
+        b"limit=101",
+        b"limit=",
+        b"page=99999999",
+        b"state=Active",
+        b"is_active=1",
+        b"is_active=on",
+        b"limit=5&limit=5",
+        b"unknown=1",
+    ],
+)
+def test_everything_else_is_left_to_the_route(query: bytes) -> None:
+    assert parse_list_query(query) is None
+
+
+@pytest.mark.parametrize("settings_overrides", [{"task_list_cache_bytes": 0}])
+async def test_cache_can_be_turned_off(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    for _ in range(3):
+        response = await client.get(TASKS, headers=alice.headers)
+        assert response.status_code == 200
+    assert len(app.state.torale.task_lists) == 0
