@@ -7,7 +7,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -106,6 +106,23 @@ class Settings(BaseSettings):
             if value.startswith(plain):
                 return driver + value[len(plain) :]
         return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: str) -> str:
+        from torale.ratelimit import parse_rate_limits
+
+        parse_rate_limits(value)  # raises with the reason
+        return value
+
+    @model_validator(mode="after")
+    def _check_identity_provider(self) -> Settings:
+        if bool(self.jwt_issuer) != bool(self.jwt_jwks_url):
+            raise ValueError(
+                "set both TORALE_JWT_ISSUER and TORALE_JWT_JWKS_URL to enable sign-in tokens, "
+                "or neither"
+            )
+        return self
 
     @property
     def effective_database_url(self) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
+from rich.console import Console
 
 from torale.cli.operator import keys_app, users_app
 from torale.cli.server import register_server_commands
@@ -19,4 +21,14 @@ app.add_typer(users_app, name="users")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        # Settings are read when a command starts; say which one is wrong, not a traceback.
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            where = f"setting TORALE_{field.upper()}" if field else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            err.print(f"[red]Invalid {where}:[/red] {message}", markup=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,59 @@
+"""The README and .env.example stay true: every setting is documented in both."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from torale.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = [f"TORALE_{name.upper()}" for name in Settings.model_fields]
+
+
+@pytest.mark.parametrize("document", ["README.md", ".env.example"])
+def test_every_setting_is_documented(document: str) -> None:
+    text = (ROOT / document).read_text()
+    missing = [name for name in SETTINGS if name not in text]
+    assert not missing, f"{document} does not mention {missing}"
+
+
+@pytest.mark.parametrize("document", ["README.md", ".env.example"])
+def test_no_unknown_settings_are_documented(document: str) -> None:
+    text = (ROOT / document).read_text()
+    documented = set(re.findall(r"TORALE_[A-Z_]+", text)) - {
+        "TORALE_TEST_POSTGRES_URL",
+        "TORALE_TEST_REDIS_URL",
+    }
+    assert documented <= set(SETTINGS), documented - set(SETTINGS)
+
+
+def test_readme_names_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make serve" in readme
+    assert "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_bad_settings_stop_the_cli_with_their_name() -> None:
+    import subprocess
+    import sys
+
+    for env, expected in (
+        ({"TORALE_RATE_LIMITS": "banana"}, "TORALE_RATE_LIMITS"),
+        ({"TORALE_PORT": "abc"}, "TORALE_PORT"),
+        ({"TORALE_JWT_ISSUER": "https://idp.example"}, "TORALE_JWT_JWKS_URL"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "torale", "users", "list"],
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert expected in done.stderr
+        assert "Traceback" not in done.stderr
