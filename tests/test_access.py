@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from tests.conftest import ApiUser, set_user_active
 
-PUBLIC_PATHS = {"/health"}
+PUBLIC_PATHS = {"/health", "/metrics"}
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 

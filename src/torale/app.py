@@ -18,6 +18,8 @@ from torale.config import Settings
 from torale.db.engine import create_engine, create_sessionmaker
 from torale.errors import install_error_handlers
 from torale.health import router as health_router
+from torale.metrics import Metrics, MetricsMiddleware
+from torale.metrics import router as metrics_router
 from torale.middleware import (
     BodySizeLimitMiddleware,
     RateLimitHeadersMiddleware,
@@ -59,6 +61,7 @@ def build_state(settings: Settings) -> AppState:
         key_lookup=KeyLookup(engine),
         task_lists=TaskListCache(settings.task_list_cache_bytes),
         write_lock=asyncio.Lock() if settings.is_sqlite else None,
+        metrics=Metrics(),
         sessions=create_sessionmaker(engine),
         rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         key_usage=KeyUsageRecorder(),
@@ -96,12 +99,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.torale = state
     install_error_handlers(app)
+    app.include_router(tasks_router)  # the busiest router first: routes match in order
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(auth_router)
-    app.include_router(tasks_router)
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(CachedTaskListMiddleware, state=state)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(TrailingSlashMiddleware)
     return app

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
     )
 
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics needs `Authorization: Bearer <this token>`.",
+    )
+
     jwt_issuer: str | None = Field(
         default=None, description="OIDC issuer (e.g. `https://your-app.clerk.accounts.dev`)."
     )

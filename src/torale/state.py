@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,6 +15,9 @@ from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
 from torale.ratelimit import RateLimiter
 from torale.tasks.list_cache import TaskListCache
+
+if TYPE_CHECKING:
+    from torale.metrics import Metrics
 
 
 @dataclass
@@ -29,6 +33,7 @@ class AppState:
     task_lists: TaskListCache
     # SQLite only: one writing unit of work at a time in this process (see session_scope).
     write_lock: asyncio.Lock | None
+    metrics: Metrics
     # What /health reports for scheduling; the scheduler backend sets it when it runs.
     scheduler_status: str = "not running"
 

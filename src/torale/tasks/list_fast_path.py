@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from torale.auth.keys import hash_api_key, looks_like_api_key
+from torale.metrics import ROUTE_STATE_KEY
 from torale.state import AppState
 from torale.tasks.list_cache import ListKey
 
@@ -97,6 +98,7 @@ class CachedTaskListMiddleware:
             return False
 
         # A hit: from here on the request is ours, counted once.
+        scope.setdefault("state", {})[ROUTE_STATE_KEY] = LIST_PATH
         state.key_usage.record(owner.key_id)
         status = 200
         headers = [(b"content-type", b"application/json")]
