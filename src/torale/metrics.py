@@ -53,6 +53,20 @@ class Metrics:
             "1 when the database answered the last scrape.",
             registry=self.registry,
         )
+        # `.labels()` locks and builds keys on every call; the label sets are few and bounded
+        # (route templates, methods, statuses), so keep the children.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def children(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        key = (method, route, status)
+        found = self._children.get(key)
+        if found is None:
+            found = (
+                self.requests.labels(method, route, str(status)),
+                self.duration.labels(method, route),
+            )
+            self._children[key] = found
+        return found
 
 
 class MetricsMiddleware:
@@ -81,8 +95,9 @@ class MetricsMiddleware:
                 ROUTE_STATE_KEY, "unmatched"
             )
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.duration.labels(method, template).observe(time.perf_counter() - started)
+            counter, histogram = self.metrics.children(method, template, status)
+            counter.inc()
+            histogram.observe(time.perf_counter() - started)
 
 
 router = APIRouter(tags=["health"])

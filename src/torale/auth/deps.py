@@ -47,11 +47,13 @@ async def _claims(request: Request, token: str) -> dict[str, object]:
 async def _from_token(request: Request, token: str) -> Principal:
     claims = await _claims(request, token)
     state = app_state(request)
-    # First sight of a subject makes its local user, so this path may write.
-    async with session_scope(state.sessions, state.write_lock) as session:
-        user, _ = await service.sync_user_from_claims(session, claims=claims, update=False)
-        authenticated = AuthenticatedUser.from_user(user)
-    return Principal(user=authenticated, api_key_id=None)
+    async with session_scope(state.sessions) as session:
+        user = await service.get_user_by_subject(session, subject=str(claims["sub"]))
+    if user is None:
+        # First sight of this subject: make its local user (a write, so under the write lock).
+        async with session_scope(state.sessions, state.write_lock) as session:
+            user, _ = await service.sync_user_from_claims(session, claims=claims, update=False)
+    return Principal(user=AuthenticatedUser.from_user(user), api_key_id=None)
 
 
 async def _enforce(request: Request, principal: Principal) -> Principal:

@@ -48,6 +48,10 @@ async def create_user(
     return user
 
 
+async def get_user_by_subject(session: AsyncSession, *, subject: str) -> User | None:
+    return await session.scalar(select(User).where(User.clerk_user_id == subject))
+
+
 def _claim(claims: dict[str, Any], *names: str) -> str | None:
     for name in names:
         value = claims.get(name)
@@ -69,7 +73,7 @@ async def sync_user_from_claims(
     email = email.lower() if email else None
     first_name = _claim(claims, "first_name", "given_name", "name")
 
-    user = await session.scalar(select(User).where(User.clerk_user_id == subject))
+    user = await get_user_by_subject(session, subject=subject)
     created = False
     if user is None:
         now = datetime.now(UTC)
@@ -87,7 +91,7 @@ async def sync_user_from_claims(
                 "updated_at": now,
             },
         )
-        user = await session.scalar(select(User).where(User.clerk_user_id == subject))
+        user = await get_user_by_subject(session, subject=subject)
         if user is None:
             # Nothing with our subject exists, so the conflict was on the email.
             raise ConflictError(
