@@ -760,24 +760,16 @@ def run(args: argparse.Namespace) -> int:
         list_key = create_key(env, "lister@bench.invalid")
         create_key_ = create_key(env, "creator@bench.invalid")
 
-        torale = start_server(
-            "torale",
-            [
-                *server_prefix,
-                sys.executable,
-                "-m",
-                "torale",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(torale_port),
-            ],
-            torale_port,
-            env,
-            "/health",
-        )
-        servers.append(torale)
+        def start_torale(name: str, port: int, extra_env: dict[str, str]) -> Server:
+            command = [*server_prefix, sys.executable, "-m", "torale", "serve"]
+            command += ["--host", "127.0.0.1", "--port", str(port)]
+            server = start_server(
+                name, command, port, {**torale_env(data_dir, port), **extra_env}, "/health"
+            )
+            servers.append(server)
+            return server
+
+        torale = start_torale("torale", torale_port, {})
         bare_port = free_port()
         this_script = str(Path(__file__).resolve())
         bare = start_server(
@@ -789,29 +781,11 @@ def run(args: argparse.Namespace) -> int:
         )
         servers.append(bare)
         # The same database, the list cache off: every list request queries and serialises.
-        nocache_port = free_port()
-        nocache = start_server(
+        nocache = start_torale(
             "torale-nocache",
-            [
-                *server_prefix,
-                sys.executable,
-                "-m",
-                "torale",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(nocache_port),
-            ],
-            nocache_port,
-            {
-                **torale_env(data_dir, nocache_port),
-                "TORALE_TASK_LIST_CACHE_BYTES": "0",
-                "TORALE_MIGRATE_ON_START": "false",
-            },
-            "/health",
+            free_port(),
+            {"TORALE_TASK_LIST_CACHE_BYTES": "0", "TORALE_MIGRATE_ON_START": "false"},
         )
-        servers.append(nocache)
         if pin:
             for server in servers:
                 affinity = os.sched_getaffinity(server.pid)
