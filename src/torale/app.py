@@ -16,7 +16,10 @@ from torale.auth.router import router as auth_router
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
 from torale.db.engine import create_engine, create_sessionmaker
+from torale.engine.run import Engine
+from torale.engine.runner import RunQueue
 from torale.errors import install_error_handlers
+from torale.executions.router import router as executions_router
 from torale.health import router as health_router
 from torale.metrics import Metrics, MetricsMiddleware
 from torale.metrics import router as metrics_router
@@ -45,6 +48,9 @@ running out; past a limit the answer is 429 with `Retry-After`.
 
 def build_state(settings: Settings) -> AppState:
     engine = create_engine(settings.effective_database_url)
+    sessions = create_sessionmaker(engine)
+    write_lock = asyncio.Lock() if settings.is_sqlite else None
+    runner = Engine.build(settings, sessions, write_lock)
     jwt = None
     if settings.jwt_enabled:
         assert settings.jwt_issuer
@@ -60,9 +66,11 @@ def build_state(settings: Settings) -> AppState:
         engine=engine,
         key_lookup=KeyLookup(engine),
         task_lists=TaskListCache(settings.task_list_cache_bytes),
-        write_lock=asyncio.Lock() if settings.is_sqlite else None,
+        write_lock=write_lock,
         metrics=Metrics(),
-        sessions=create_sessionmaker(engine),
+        run_engine=runner,
+        runs=RunQueue(runner, settings.worker_concurrency),
+        sessions=sessions,
         rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         key_usage=KeyUsageRecorder(),
         jwt=jwt,
@@ -83,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+            await state.runs.close()
+            await state.run_engine.close()
             await state.rate_limiter.close()
             state.key_lookup.close()
             await state.engine.dispose()
@@ -100,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.torale = state
     install_error_handlers(app)
     app.include_router(tasks_router)  # the busiest router first: routes match in order
+    app.include_router(executions_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(auth_router)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +82,80 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
     )
 
+    # --- the engine: search, fetch, evaluate -------------------------------------------------
+    model: str | None = Field(
+        default=None,
+        description="Model for evaluating tasks, as pydantic-ai names it: `openai:gpt-4o-mini`, "
+        "`google-gla:gemini-2.5-flash`, `anthropic:claude-sonnet-4-5`, … (with the provider's "
+        "key in its usual variable, e.g. OPENAI_API_KEY, GEMINI_API_KEY), or a model name on "
+        "the `TORALE_OPENAI_BASE_URL` server. Tasks may set their own in `config.model`.",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible server (Ollama `http://localhost:11434/v1`, vLLM, "
+        "llama.cpp); model names without a provider prefix are served from it.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="API key for `TORALE_OPENAI_BASE_URL`, if it needs one."
+    )
+    search_provider: Literal["searxng", "duckduckgo", "tavily", "brave", "none"] = Field(
+        default="duckduckgo",
+        description="Web search: `duckduckgo` (no key), `searxng` (with TORALE_SEARXNG_URL), "
+        "`tavily`, `brave` (with their keys), or `none` (read only each task's `urls`).",
+    )
+    searxng_url: str | None = Field(
+        default=None, description="Base URL of a SearXNG instance with the JSON format enabled."
+    )
+    tavily_api_key: SecretStr | None = Field(default=None, description="Tavily API key.")
+    tavily_url: str = Field(default="https://api.tavily.com", description="Tavily API base URL.")
+    brave_api_key: SecretStr | None = Field(default=None, description="Brave Search API key.")
+    brave_url: str = Field(
+        default="https://api.search.brave.com", description="Brave Search API base URL."
+    )
+    max_search_results: int = Field(
+        default=5, ge=1, le=20, description="Search results read per run (besides `urls`)."
+    )
+    fetch_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Time limit for fetching one page."
+    )
+    fetch_max_bytes: int = Field(
+        default=2_000_000, ge=10_000, description="Largest page read; larger ones are skipped."
+    )
+    max_source_chars: int = Field(
+        default=8_000, ge=500, description="Readable text kept per page for the model."
+    )
+    model_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Time limit for one model request."
+    )
+    run_timeout_seconds: float = Field(
+        default=180.0, gt=0, description="Time limit for a whole run; past it the run fails."
+    )
+    provider_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of a search or model request that failed transiently (timeouts, "
+        "429, 5xx), with capped exponential backoff.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Wait before the first retry; it doubles on each retry (capped at 30 s).",
+    )
+    reuse_unchanged_verdicts: bool = Field(
+        default=True,
+        description="When a run reads exactly what the previous run read, reuse its verdict "
+        "instead of asking the model again.",
+    )
+    worker_concurrency: int = Field(
+        default=4, ge=1, le=256, description="Runs executed at the same time by one process."
+    )
+    allowed_networks: str = Field(
+        default="",
+        description="Private networks outbound requests may reach, as comma-separated CIDRs "
+        "(e.g. an intranet at `10.0.5.0/24`); `TORALE_ALLOW_PRIVATE_NETWORKS` allows all.",
+    )
+
     metrics_token: SecretStr | None = Field(
         default=None,
         description="When set, GET /metrics needs `Authorization: Bearer <this token>`.",
@@ -119,6 +195,23 @@ class Settings(BaseSettings):
 
         parse_rate_limits(value)  # raises with the reason
         return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{part!r} is not a network (use CIDR, e.g. 10.0.5.0/24)"
+                ) from None
+        return value
+
+    @property
+    def allowed_network_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        parts = filter(None, (p.strip() for p in self.allowed_networks.split(",")))
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
 
     @model_validator(mode="after")
     def _check_identity_provider(self) -> Settings:

@@ -56,6 +56,16 @@ class ServiceUnavailableError(ToraleError):
     status_code = 503
 
 
+class UpstreamError(ToraleError):
+    """A provider Torale depends on (search, model) failed."""
+
+    status_code = 502
+
+
+class UpstreamTimeoutError(ToraleError):
+    status_code = 504
+
+
 class FieldValidationError(ToraleError):
     """A 422 about fields, raised by a service after schema validation passed."""
 

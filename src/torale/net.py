@@ -1,34 +1,108 @@
 """Outbound HTTP policy shared by page fetches and webhooks.
 
-Private, loopback, link-local and cloud-metadata targets are refused unless the operator allows
-private networks. This module checks what can be known without DNS (scheme, literal addresses,
-local host names) when a URL is saved; the fetchers check every resolved address and redirect.
+Torale fetches URLs that users type, so it must not become a way into the network it runs in.
+Requests to private, loopback, link-local, multicast, reserved and cloud-metadata addresses are
+refused unless the operator allows them, either all at once (``allow_private``,
+TORALE_ALLOW_PRIVATE_NETWORKS) or range by range (``allowed_networks``, TORALE_ALLOWED_NETWORKS).
+IPv4 addresses wrapped in IPv6 (``::ffff:a.b.c.d``, NAT64, 6to4) are judged by the IPv4 inside.
+
+The policy is enforced twice:
+
+* ``check_url`` when a URL is saved: what the URL itself tells (scheme, credentials, literal
+  addresses, local host names), so users hear about a bad URL early.
+* ``guarded_client`` when a request is sent. Its transport checks the scheme of every request,
+  redirect hops included, and opens every connection through a network backend that resolves the
+  host name once, refuses the connection if *any* resolved address is not allowed, and then
+  connects to the checked address itself. Nothing resolves the name a second time, so a DNS
+  answer that changes between check and connect (DNS rebinding) cannot steer the connection.
+  The URL keeps its host name, so the ``Host`` header, TLS SNI, certificate verification and the
+  connection pool all work on the name as usual.
+
+A refusal raises ``UnsafeURLError`` (a ``ValueError``, never an ``httpx.HTTPError``), so callers
+can tell "not allowed" apart from network failures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 _LOCAL_HOST_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 # Cloud metadata services live on link-local addresses already; these are their names.
 _METADATA_HOST_NAMES = {"metadata.google.internal", "metadata", "instance-data"}
+_NAT64 = IPv6Network("64:ff9b::/96")
+
+IPNetwork = IPv4Network | IPv6Network
 
 
 class UnsafeURLError(ValueError):
     """The URL points somewhere Torale will not send requests to."""
 
 
+class ResponseTooLargeError(Exception):
+    """A response body is larger than the caller's limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"response is larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+def _unwrap(ip: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+    """The IPv4 address an IPv6 address carries (mapped, NAT64, 6to4), else the address itself."""
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip in _NAT64:
+            return IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return ip
+
+
 def is_forbidden_address(address: str) -> bool:
     """True for any address that is not a public unicast internet address."""
+    ip = _unwrap(ipaddress.ip_address(address))
+    return not ip.is_global or ip.is_multicast or ip.is_reserved
+
+
+def _in_networks(address: str, networks: Iterable[IPNetwork]) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
+    return any(candidate in network for candidate in (ip, _unwrap(ip)) for network in networks)
 
 
-def check_url(url: str, *, allow_http: bool, allow_private: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class OutboundPolicy:
+    """Where outbound requests may go."""
+
+    allow_http: bool = True
+    allow_private: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    def address_allowed(self, address: str) -> bool:
+        """May Torale connect to this IP address (any notation ``ipaddress`` reads)?"""
+        if self.allow_private or _in_networks(address, self.allowed_networks):
+            return True
+        return not is_forbidden_address(address)
+
+
+def check_url(
+    url: str,
+    *,
+    allow_http: bool,
+    allow_private: bool,
+    allowed_networks: Iterable[IPNetwork] = (),
+) -> None:
     """Refuse URLs Torale must not call, as far as the URL itself tells. Raises UnsafeURLError."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -45,8 +119,137 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> None:
     if host in _LOCAL_HOST_NAMES or host in _METADATA_HOST_NAMES or host.endswith(_LOCAL_SUFFIXES):
         raise UnsafeURLError("URL points to a local or internal host")
     try:
-        forbidden = is_forbidden_address(host)
+        forbidden = is_forbidden_address(host) and not _in_networks(host, allowed_networks)
     except ValueError:
         return  # a DNS name: its addresses are checked when a request is made
     if forbidden:
         raise UnsafeURLError("URL points to a private, loopback or link-local address")
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """All addresses of a host, in the resolver's order. Tests replace this to fake DNS."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Opens TCP connections only to addresses the policy allows, and to exactly those."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self._policy = policy
+        self._backend = httpcore.AnyIOBackend()
+
+    async def _checked_addresses(self, host: str, port: int, within: float | None) -> list[str]:
+        try:
+            async with asyncio.timeout(within):
+                addresses = await _resolve(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
+        for address in addresses:
+            if not self._policy.address_allowed(address):
+                raise UnsafeURLError(
+                    f"{host} resolves to {address}, which is private, loopback, link-local "
+                    "or otherwise not allowed on this server"
+                )
+        return addresses
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        addresses = await self._checked_addresses(host, port, timeout)
+        error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in addresses:  # the checked addresses, never the name: no second lookup
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                return await self._backend.connect_tcp(
+                    address, port, remaining, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UnsafeURLError("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport, with the policy checked on every request and every connection."""
+
+    def __init__(self, policy: OutboundPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
+        super().__init__(verify=verify, trust_env=False)
+        self._policy = policy
+        # httpx builds its pool with the default network backend; swap in one that checks.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            max_connections=100,  # httpx's default limits
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=_GuardedBackend(policy),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        scheme = request.url.scheme
+        if scheme not in ("http", "https"):
+            raise UnsafeURLError(f"{scheme}:// URLs are not allowed")
+        if scheme == "http" and not self._policy.allow_http:
+            raise UnsafeURLError("plain http is not allowed on this server; use https")
+        return await super().handle_async_request(request)
+
+
+def guarded_client(
+    policy: OutboundPolicy,
+    *,
+    timeout: float | httpx.Timeout,
+    max_redirects: int = 5,
+    headers: Mapping[str, str] | None = None,
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.AsyncClient:
+    """An httpx client that follows redirects and only reaches what ``policy`` allows.
+
+    Environment proxies and .netrc are ignored (``trust_env=False``): a proxy would make the
+    address checks meaningless. Close the client (``async with``) when done.
+    """
+    return httpx.AsyncClient(
+        transport=GuardedTransport(policy, verify=verify),
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=max_redirects,
+        headers=headers,
+        trust_env=False,
+    )
+
+
+async def read_limited(response: httpx.Response, max_bytes: int) -> bytes:
+    """Read a streamed response's (decoded) body, refusing more than ``max_bytes``.
+
+    A Content-Length over the limit is refused before reading anything. Use with
+    ``client.stream(...)`` so the connection is released whether this returns or raises.
+    """
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise ResponseTooLargeError(max_bytes)
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ResponseTooLargeError(max_bytes)
+    return bytes(body)

@@ -17,6 +17,8 @@ from torale.ratelimit import RateLimiter
 from torale.tasks.list_cache import TaskListCache
 
 if TYPE_CHECKING:
+    from torale.engine.run import Engine
+    from torale.engine.runner import RunQueue
     from torale.metrics import Metrics
 
 
@@ -34,6 +36,8 @@ class AppState:
     # SQLite only: one writing unit of work at a time in this process (see session_scope).
     write_lock: asyncio.Lock | None
     metrics: Metrics
+    run_engine: Engine  # the monitoring engine (`engine` is the database's)
+    runs: RunQueue
     # What /health reports for scheduling; the scheduler backend sets it when it runs.
     scheduler_status: str = "not running"
 

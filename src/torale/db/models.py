@@ -12,10 +12,13 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -111,3 +114,94 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+ACTIVE_EXECUTION_STATUSES = ("pending", "running")
+
+
+class Execution(Base):
+    """One run of a task. Triggers on this table move the owner's tasks_version (0003)."""
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'running', 'success', 'failed', 'retrying', 'cancelled')",
+            name="status",
+        ),
+        CheckConstraint("trigger IN ('schedule', 'manual')", name="trigger"),
+        Index("ix_executions_task_created", "task_id", "created_at"),
+        Index("ix_executions_user_created", "user_id", "created_at"),
+        Index("ix_executions_status_created", "status", "created_at"),
+        # At most one pending or running execution per task: run-now cannot start a
+        # duplicate and scheduled runs of one task cannot overlap, whatever the race.
+        Index(
+            "uq_executions_one_active_per_task",
+            "task_id",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    # A pending or running execution whose lease has passed was orphaned (its process died);
+    # the next run of the task marks it failed and takes the slot.
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    condition_met: Mapped[bool | None] = mapped_column(Boolean)
+    change_summary: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    grounding_sources: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    notification: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    usage: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Hash of what the verdict was based on (query, condition, model, each source's text):
+    # equal fingerprints let a run reuse the previous verdict without asking the model.
+    evidence_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class Delivery(Base):
+    """A notification to send: one per (execution, channel), queued in the run's transaction."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "channel_index", name="uq_deliveries_execution_channel"),
+        Index("ix_deliveries_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_deliveries_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    channel_index: Mapped[int] = mapped_column(Integer)
+    channel_type: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Page(Base):
+    """The last fetch of a URL, for conditional requests (ETag / Last-Modified) and reuse."""
+
+    __tablename__ = "pages"
+
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(String(512))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    title: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)

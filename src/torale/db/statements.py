@@ -21,3 +21,14 @@ async def insert_unless_conflict(
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     result = await session.execute(insert(model).values(**values).on_conflict_do_nothing())
     return bool(getattr(result, "rowcount", 0))
+
+
+async def upsert(
+    session: AsyncSession, model: type[Base], values: dict[str, Any], *, key: str
+) -> None:
+    """INSERT … ON CONFLICT (key) DO UPDATE: the row ends up holding `values`."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(model).values(**values)
+    changes = {name: statement.excluded[name] for name in values if name != key}
+    await session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changes))

@@ -6,10 +6,14 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.auth.deps import CurrentUser
 from torale.db.engine import session_scope
+from torale.db.models import Task
 from torale.db.session import SessionDep
+from torale.executions import service as executions_service
+from torale.executions.schemas import ExecutionRead
 from torale.pagination import Page, PageDep
 from torale.state import app_state
 from torale.tasks import service
@@ -23,6 +27,21 @@ def _policy(request: Request) -> service.TaskPolicy:
     return service.TaskPolicy.from_settings(app_state(request).settings)
 
 
+async def _read(session: AsyncSession, tasks: list[Task]) -> list[TaskRead]:
+    """Tasks as responses, their last executions embedded (one query for all of them)."""
+    last = await executions_service.by_ids(
+        session, [t.last_execution_id for t in tasks if t.last_execution_id]
+    )
+    reads = []
+    for task in tasks:
+        read = TaskRead.model_validate(task)
+        execution = last.get(task.last_execution_id) if task.last_execution_id else None
+        if execution is not None:
+            read.last_execution = ExecutionRead.model_validate(execution)
+        reads.append(read)
+    return reads
+
+
 @router.post(
     "",
     summary="Create a task",
@@ -33,7 +52,7 @@ async def create_task(
     request: Request, body: TaskCreate, user: CurrentUser, session: SessionDep
 ) -> TaskRead:
     task = await service.create_task(session, user_id=user.id, data=body, policy=_policy(request))
-    return TaskRead.model_validate(task)
+    return TaskRead.model_validate(task)  # a new task has not run
 
 
 @router.get(
@@ -57,8 +76,9 @@ async def list_tasks(
             tasks, total = await service.list_tasks(
                 session, user_id=user.id, page=page, state=state, is_active=is_active
             )
+            items = await _read(session, tasks)
         listing = Page[TaskRead](
-            items=[TaskRead.model_validate(t) for t in tasks],
+            items=items,
             total=total,
             page=page.page,
             limit=page.limit,
@@ -70,9 +90,8 @@ async def list_tasks(
 
 @router.get("/{task_id}", summary="Get a task")
 async def get_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TaskRead:
-    return TaskRead.model_validate(
-        await service.get_task(session, user_id=user.id, task_id=task_id)
-    )
+    task = await service.get_task(session, user_id=user.id, task_id=task_id)
+    return (await _read(session, [task]))[0]
 
 
 async def _update(
@@ -81,7 +100,7 @@ async def _update(
     task = await service.update_task(
         session, user_id=user.id, task_id=task_id, data=body, policy=_policy(request)
     )
-    return TaskRead.model_validate(task)
+    return (await _read(session, [task]))[0]
 
 
 _UPDATE_DOC = (

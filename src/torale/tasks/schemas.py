@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from torale.executions.schemas import ExecutionRead
 from torale.notify.channels import NotificationChannel
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
 
@@ -156,7 +157,7 @@ class TaskRead(BaseModel):
     last_notified_at: datetime | None
     next_run: datetime | None = Field(description="When the next scheduled run is due (UTC).")
     last_execution_id: uuid.UUID | None
-    last_execution: dict[str, Any] | None = Field(
+    last_execution: ExecutionRead | None = Field(
         default=None, description="The most recent execution; null until the task has run."
     )
     context: JsonValue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -53,6 +54,7 @@ class TaskPolicy:
     min_schedule_seconds: int
     allow_http_webhooks: bool
     allow_private_networks: bool
+    allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskPolicy:
@@ -60,6 +62,7 @@ class TaskPolicy:
             min_schedule_seconds=settings.min_schedule_seconds,
             allow_http_webhooks=settings.allow_http_webhooks,
             allow_private_networks=settings.allow_private_networks,
+            allowed_networks=settings.allowed_network_list,
         )
 
 
@@ -77,11 +80,16 @@ def _schedule_errors(schedule: str, policy: TaskPolicy) -> list[dict[str, Any]]:
     ]
 
 
-def _url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
+def url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
     errors = []
     for index, url in enumerate(urls):
         try:
-            check_url(url, allow_http=True, allow_private=policy.allow_private_networks)
+            check_url(
+                url,
+                allow_http=True,
+                allow_private=policy.allow_private_networks,
+                allowed_networks=policy.allowed_networks,
+            )
         except UnsafeURLError as exc:
             errors.append(field_error(["body", "urls", index], str(exc), "url_refused"))
     return errors
@@ -97,6 +105,7 @@ def _channel_errors(channels: list[dict[str, Any]], policy: TaskPolicy) -> list[
                 channel["url"],
                 allow_http=policy.allow_http_webhooks,
                 allow_private=policy.allow_private_networks,
+                allowed_networks=policy.allowed_networks,
             )
         except UnsafeURLError as exc:
             errors.append(
@@ -138,7 +147,7 @@ async def create_task(
     notifications = stored_channels(data.notifications)
     errors = (
         _schedule_errors(data.schedule, policy)
-        + _url_errors(data.urls, policy)
+        + url_errors(data.urls, policy)
         + _channel_errors(notifications, policy)
     )
     if errors:
@@ -226,7 +235,7 @@ async def update_task(
     if "schedule" in sent:
         errors += _schedule_errors(data.schedule or task.schedule, policy)
     if "urls" in sent:
-        errors += _url_errors(data.urls or [], policy)
+        errors += url_errors(data.urls or [], policy)
     notifications = None
     if "notifications" in sent:
         channels: list[WebhookChannel | EmailChannel] = data.notifications or []

@@ -1,0 +1,147 @@
+"""Fetch pages and extract their readable text, within the outbound policy of `torale.net`.
+
+Every request goes through the guarded client (addresses checked after DNS and on every
+redirect), with a time limit and a size limit. Pages fetched before are asked for
+conditionally (If-None-Match / If-Modified-Since); a 304 reuses the text kept in `pages`.
+Readable text comes from trafilatura, so navigation, footers and scripts — where session ids
+and timestamps live — do not make an unchanged article look changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import httpx
+import trafilatura
+
+from torale import __version__
+from torale.net import (
+    OutboundPolicy,
+    ResponseTooLargeError,
+    UnsafeURLError,
+    guarded_client,
+    read_limited,
+)
+
+logger = logging.getLogger("torale.engine.fetch")
+USER_AGENT = f"Torale/{__version__} (self-hosted web monitor)"
+_TEXT_TYPES = ("text/plain", "application/json", "text/markdown", "text/csv")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedPage:
+    url: str  # as asked for: the cache key
+    title: str
+    text: str
+    text_hash: str
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool  # answered 304: the text is the cached one
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPage:
+    title: str
+    text: str
+    text_hash: str
+    etag: str | None
+    last_modified: str | None
+
+
+class FetchFailedError(Exception):
+    """This page could not be read (the run goes on with the others)."""
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def extract_text(body: bytes, content_type: str, url: str) -> tuple[str, str]:
+    """(title, readable text) of a response body. CPU work: call it in a thread."""
+    media = content_type.split(";")[0].strip().lower()
+    if media in _TEXT_TYPES or media.startswith("text/plain"):
+        return "", body.decode("utf-8", errors="replace")
+    if media not in ("text/html", "application/xhtml+xml", ""):
+        raise FetchFailedError(f"unsupported content type {media}")
+    document = trafilatura.bare_extraction(
+        body, url=url, with_metadata=True, include_comments=False, include_tables=True
+    )
+    title = str(getattr(document, "title", "") or "")
+    text = str(getattr(document, "text", "") or "")
+    if not text.strip():
+        text = trafilatura.html2txt(body) or ""
+    return title, text
+
+
+class Fetcher:
+    def __init__(
+        self,
+        policy: OutboundPolicy,
+        *,
+        timeout: float,
+        max_bytes: int,
+        max_chars: int,
+    ) -> None:
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.max_chars = max_chars
+        self.client = guarded_client(policy, timeout=timeout, headers={"User-Agent": USER_AGENT})
+
+    async def fetch(self, url: str, cached: CachedPage | None = None) -> FetchedPage:
+        """The page at `url`; FetchFailedError (with a short reason) when it cannot be read."""
+        headers = {}
+        if cached is not None:
+            if cached.etag:
+                headers["If-None-Match"] = cached.etag
+            if cached.last_modified:
+                headers["If-Modified-Since"] = cached.last_modified
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.client.stream("GET", url, headers=headers) as response:
+                    if response.status_code == 304 and cached is not None:
+                        return FetchedPage(
+                            url=url,
+                            title=cached.title,
+                            text=cached.text,
+                            text_hash=cached.text_hash,
+                            etag=response.headers.get("etag", cached.etag),
+                            last_modified=response.headers.get(
+                                "last-modified", cached.last_modified
+                            ),
+                            not_modified=True,
+                        )
+                    if response.status_code >= 400:
+                        raise FetchFailedError(f"HTTP {response.status_code}")
+                    body = await read_limited(response, self.max_bytes)
+                    content_type = response.headers.get("content-type", "")
+                    etag = response.headers.get("etag")
+                    last_modified = response.headers.get("last-modified")
+        except UnsafeURLError as exc:
+            raise FetchFailedError(f"refused by the outbound policy: {exc}") from None
+        except ResponseTooLargeError:
+            raise FetchFailedError(f"larger than {self.max_bytes} bytes") from None
+        except TimeoutError:
+            raise FetchFailedError(f"no answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise FetchFailedError(type(exc).__name__) from None
+        title, text = await asyncio.to_thread(extract_text, body, content_type, url)
+        text = " ".join(text.split(" ")).strip()[: self.max_chars]
+        return FetchedPage(
+            url=url,
+            title=title,
+            text=text,
+            text_hash=text_hash(text),
+            etag=etag,
+            last_modified=last_modified,
+            not_modified=False,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()

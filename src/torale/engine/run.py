@@ -1,0 +1,454 @@
+"""One run of a task (SPEC §6): search, fetch, evaluate, decide, record.
+
+`run_execution` is the one way a task runs, whoever asks (a scheduler backend, run-now); preview
+runs the same pipeline (`perform_run`) for an unsaved task and records nothing. A run holds no
+database transaction while it waits on the network: it claims its execution in one short
+transaction and records everything it decided — the execution, the task's new state and the
+notifications to send — in another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from torale.config import Settings
+from torale.db.engine import session_scope
+from torale.db.models import Execution, Page, Task
+from torale.db.statements import upsert
+from torale.engine.decide import decide
+from torale.engine.evaluate import (
+    EarlierCheck,
+    EvaluationError,
+    Evaluator,
+    Evidence,
+    Verdict,
+    build_prompt,
+)
+from torale.engine.fetch import (
+    CachedPage,
+    FetchedPage,
+    Fetcher,
+    FetchFailedError,
+    text_hash,
+    url_hash,
+)
+from torale.engine.search.base import SearchError, SearchResult
+from torale.engine.search.registry import search_provider
+from torale.executions.service import start_execution
+from torale.net import OutboundPolicy
+from torale.notify.outbox import notification_message, queue_notifications
+
+logger = logging.getLogger("torale.engine")
+_FETCH_CONCURRENCY = 5
+
+
+class RunFailedError(Exception):
+    """The run cannot produce a verdict; the message is shown to the user."""
+
+
+class AlreadyRunningError(Exception):
+    """The task has a pending or running execution already; runs of a task never overlap."""
+
+
+@dataclass
+class Engine:
+    """What runs need, built once per process."""
+
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    write_lock: asyncio.Lock | None
+    evaluator: Evaluator
+    fetcher: Fetcher
+    http: httpx.AsyncClient  # for search APIs, which the operator configured
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        write_lock: asyncio.Lock | None,
+    ) -> Engine:
+        policy = OutboundPolicy(
+            allow_http=True,
+            allow_private=settings.allow_private_networks,
+            allowed_networks=settings.allowed_network_list,
+        )
+        fetcher = Fetcher(
+            policy,
+            timeout=settings.fetch_timeout_seconds,
+            max_bytes=settings.fetch_max_bytes,
+            max_chars=settings.max_source_chars,
+        )
+        http = httpx.AsyncClient(timeout=settings.fetch_timeout_seconds)
+        return cls(settings, sessions, write_lock, Evaluator(settings), fetcher, http)
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a running execution may stay unfinished before it counts as orphaned."""
+        return timedelta(seconds=self.settings.run_timeout_seconds + 60)
+
+    async def close(self) -> None:
+        await self.fetcher.close()
+        await self.http.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What a run needs to know of a task (saved or, for preview, not)."""
+
+    name: str
+    search_query: str
+    condition: str | None
+    urls: list[str]
+    config: dict[str, Any]
+
+    @classmethod
+    def of(cls, task: Task) -> TaskSpec:
+        return cls(
+            name=task.name,
+            search_query=task.search_query,
+            condition=task.condition_description,
+            urls=list(task.urls),
+            config=dict(task.config),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousVerdict:
+    fingerprint: str
+    result: dict[str, Any]
+    sources: list[dict[str, Any]]
+
+
+@dataclass
+class RunOutcome:
+    verdict: Verdict
+    sources: list[dict[str, str]]
+    fingerprint: str
+    pages: list[FetchedPage]
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+def _normal_url(url: str) -> str:
+    return url.split("#", 1)[0].rstrip("/")
+
+
+def fingerprint(*, spec: TaskSpec, model: str, evidence: list[Evidence]) -> str:
+    """What a verdict depends on: the question, the model, and the text of every source."""
+    material = {
+        "query": spec.search_query,
+        "condition": spec.condition,
+        "model": model,
+        "sources": sorted((_normal_url(e.url), e.text_hash) for e in evidence),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _grounding(cited: list[str], evidence: list[Evidence]) -> list[dict[str, str]]:
+    """The sources the model cited that it was actually given; all of them if it cited none."""
+    by_url = {_normal_url(e.url): e for e in evidence}
+    chosen = [by_url[u] for u in dict.fromkeys(_normal_url(c) for c in cited) if u in by_url]
+    return [{"url": e.url, "title": e.title} for e in (chosen or evidence)]
+
+
+async def _read_sources(
+    engine: Engine,
+    targets: list[str],
+    found: dict[str, SearchResult],
+    cache: dict[str, CachedPage],
+    usage: dict[str, Any],
+) -> tuple[list[Evidence], list[FetchedPage]]:
+    slots = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+    async def read(url: str) -> FetchedPage | FetchFailedError:
+        async with slots:
+            try:
+                return await engine.fetcher.fetch(url, cache.get(url))
+            except FetchFailedError as exc:
+                logger.info("could not read %s: %s", url, exc)
+                return exc
+
+    pages = await asyncio.gather(*(read(url) for url in targets))
+    evidence, fetched = [], []
+    for url, page in zip(targets, pages, strict=True):
+        hit = found.get(url)
+        if isinstance(page, FetchedPage) and page.text.strip():
+            usage["pages_fetched"] += 1
+            usage["pages_not_modified"] += page.not_modified
+            fetched.append(page)
+            title = page.title or (hit.title if hit else "")
+            evidence.append(
+                Evidence(url=url, title=title, text=page.text, text_hash=page.text_hash)
+            )
+            continue
+        usage["pages_failed"] += 1
+        if hit and hit.snippet.strip():
+            # The search engine's snippet is still evidence when the page itself can't be read.
+            text = hit.snippet.strip()
+            evidence.append(
+                Evidence(url=url, title=hit.title, text=text, text_hash=text_hash(text))
+            )
+    return evidence, fetched
+
+
+async def _cached_pages(engine: Engine, urls: list[str]) -> dict[str, CachedPage]:
+    async with session_scope(engine.sessions) as session:
+        rows = await session.scalars(
+            select(Page).where(Page.url_hash.in_([url_hash(u) for u in urls]))
+        )
+        return {
+            row.url: CachedPage(
+                row.title or "", row.text, row.text_hash, row.etag, row.last_modified
+            )
+            for row in rows
+        }
+
+
+async def perform_run(
+    engine: Engine,
+    spec: TaskSpec,
+    *,
+    earlier: EarlierCheck | None,
+    previous: PreviousVerdict | None,
+    use_page_cache: bool,
+) -> RunOutcome:
+    """Search, read, and judge (or reuse the previous verdict). Writes nothing."""
+    settings = engine.settings
+    usage: dict[str, Any] = {
+        "llm_calls": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "search_calls": 0,
+        "pages_fetched": 0,
+        "pages_not_modified": 0,
+        "pages_failed": 0,
+        "verdict_reused": False,
+    }
+    model = engine.evaluator.model_name(spec.config.get("model"))  # fails fast without one
+    provider = search_provider(spec.config.get("search_provider"), settings, engine.http)
+
+    results: list[SearchResult] = []
+    if provider.name != "none":
+        usage["search_calls"] = 1
+        results = await provider.search(spec.search_query, max_results=settings.max_search_results)
+    found: dict[str, SearchResult] = {}
+    for result in results:
+        found.setdefault(result.url, result)
+    targets = list(dict.fromkeys([*spec.urls, *found]))  # the task's own pages first
+
+    cache = await _cached_pages(engine, targets) if use_page_cache else {}
+    evidence, pages = await _read_sources(engine, targets, found, cache, usage)
+    if not evidence:
+        raise RunFailedError(
+            "Nothing to read: "
+            + ("the search found no results" if not results else "no result could be read")
+            + (" and none of the task's urls could be read" if spec.urls else "")
+        )
+
+    print_ = fingerprint(spec=spec, model=model, evidence=evidence)
+    if settings.reuse_unchanged_verdicts and previous and previous.fingerprint == print_:
+        usage["verdict_reused"] = True
+        verdict = Verdict.model_validate({**previous.result, "sources": []})
+        return RunOutcome(verdict, previous.sources, print_, pages, usage)
+
+    prompt = build_prompt(
+        query=spec.search_query,
+        condition=spec.condition,
+        evidence=evidence,
+        earlier=earlier,
+        now=datetime.now(UTC),
+    )
+    evaluation = await engine.evaluator.evaluate(model=model, prompt=prompt)
+    usage["llm_calls"] = evaluation.requests
+    usage["input_tokens"] = evaluation.input_tokens
+    usage["output_tokens"] = evaluation.output_tokens
+    verdict = evaluation.verdict
+    return RunOutcome(verdict, _grounding(verdict.sources, evidence), print_, pages, usage)
+
+
+# --- run_execution -----------------------------------------------------------------------
+
+
+async def _claim(
+    engine: Engine, task_id: uuid.UUID, trigger: str, execution_id: uuid.UUID | None
+) -> tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None] | None:
+    now = datetime.now(UTC)
+    async with session_scope(engine.sessions, engine.write_lock) as session:
+        task = await session.get(Task, task_id)
+        if task is None:
+            return None
+        if execution_id is None:
+            execution, created = await start_execution(
+                session, task=task, trigger=trigger, status="running", lease=engine.lease
+            )
+            if not created:
+                raise AlreadyRunningError(f"task {task_id} is already running")
+            execution_id = execution.id
+        else:
+            claimed = await session.execute(
+                update(Execution)
+                .where(Execution.id == execution_id, Execution.status == "pending")
+                .values(status="running", started_at=now, lease_expires_at=now + engine.lease)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                return None  # already run, or swept as orphaned
+        last = await session.scalar(
+            select(Execution)
+            .where(Execution.task_id == task_id, Execution.status == "success")
+            .order_by(Execution.created_at.desc())
+            .limit(1)
+        )
+        earlier = previous = None
+        if last is not None and last.result:
+            earlier = EarlierCheck(
+                answer=str(last.result.get("answer", "")),
+                current_state=task.last_known_state,
+                condition_met=task.condition_met,
+                checked_at=last.completed_at or last.created_at,
+            )
+            if last.evidence_fingerprint:
+                previous = PreviousVerdict(
+                    last.evidence_fingerprint, last.result, last.grounding_sources
+                )
+        spec = TaskSpec.of(task)
+    return execution_id, spec, earlier, previous
+
+
+async def _record_success(
+    engine: Engine, task_id: uuid.UUID, execution_id: uuid.UUID, outcome: RunOutcome
+) -> None:
+    now = datetime.now(UTC)
+    verdict = outcome.verdict
+    async with session_scope(engine.sessions, engine.write_lock) as session:
+        execution = await session.get(Execution, execution_id)
+        task = await session.get(Task, task_id)
+        if execution is None or task is None or execution.status != "running":
+            return  # the task was deleted, or the run was declared orphaned meanwhile
+        # Decide against the task as it is now, not as it was when the run began.
+        decision = decide(
+            notify_behavior=task.notify_behavior,
+            verdict=verdict,
+            was_met=task.condition_met,
+            previous_state=task.last_known_state,
+        )
+        notify = decision.notify and not (
+            task.notify_behavior == "once" and task.state == "completed"
+        )
+        execution.status = "success"
+        execution.completed_at = now
+        execution.lease_expires_at = None
+        execution.condition_met = verdict.condition_met
+        execution.change_summary = decision.change_summary
+        execution.result = {
+            "answer": verdict.answer,
+            "condition_met": verdict.condition_met,
+            "current_state": verdict.current_state,
+            "reasoning": verdict.reasoning,
+            "confidence": verdict.confidence,
+        }
+        execution.grounding_sources = outcome.sources
+        execution.usage = outcome.usage
+        execution.evidence_fingerprint = outcome.fingerprint
+        task.condition_met = verdict.condition_met
+        task.last_known_state = verdict.current_state
+        if notify:
+            execution.notification = notification_message(
+                task_name=task.name,
+                answer=verdict.answer,
+                change_summary=decision.change_summary,
+                sources=outcome.sources,
+            )
+            task.last_notified_at = now
+            queue_notifications(session, task=task, execution=execution, now=now)
+            if decision.complete_task and task.state != "completed":
+                task.state = "completed"
+                task.state_changed_at = now
+                task.next_run = None
+        for page in outcome.pages:
+            if not page.not_modified or page.etag or page.last_modified:
+                await upsert(
+                    session,
+                    Page,
+                    {
+                        "url_hash": url_hash(page.url),
+                        "url": page.url,
+                        "etag": page.etag,
+                        "last_modified": page.last_modified,
+                        "title": page.title,
+                        "text": page.text,
+                        "text_hash": page.text_hash,
+                        "fetched_at": now,
+                    },
+                    key="url_hash",
+                )
+
+
+async def _record_failure(engine: Engine, execution_id: uuid.UUID, message: str) -> None:
+    now = datetime.now(UTC)
+    async with session_scope(engine.sessions, engine.write_lock) as session:
+        await session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.status == "running")
+            .values(status="failed", error_message=message, completed_at=now, lease_expires_at=None)
+        )
+
+
+async def run_execution(
+    engine: Engine,
+    task_id: uuid.UUID,
+    trigger: str,
+    *,
+    execution_id: uuid.UUID | None = None,
+) -> uuid.UUID | None:
+    """Run the task once and record the outcome; the execution's id (None: nothing to run).
+
+    With `execution_id`, runs that pending execution (queued by run-now); without, starts a
+    new one. Raises AlreadyRunningError when the task has another run in progress. Failures
+    of the run itself are recorded on the execution (status failed, user-facing message) and
+    logged in full; they are not raised.
+    """
+    claimed = await _claim(engine, task_id, trigger, execution_id)
+    if claimed is None:
+        return None
+    execution_id, spec, earlier, previous = claimed
+    try:
+        async with asyncio.timeout(engine.settings.run_timeout_seconds):
+            outcome = await perform_run(
+                engine, spec, earlier=earlier, previous=previous, use_page_cache=True
+            )
+        await _record_success(engine, task_id, execution_id, outcome)
+    except (RunFailedError, SearchError, EvaluationError) as exc:
+        logger.warning("run %s of task %s failed: %s", execution_id, task_id, exc, exc_info=exc)
+        await _record_failure(engine, execution_id, str(exc))
+    except TimeoutError:
+        seconds = engine.settings.run_timeout_seconds
+        logger.warning("run %s of task %s timed out after %s s", execution_id, task_id, seconds)
+        await _record_failure(engine, execution_id, f"The run did not finish within {seconds:g} s")
+    except asyncio.CancelledError:
+        await asyncio.shield(
+            _record_failure(engine, execution_id, "Interrupted: the server stopped during the run")
+        )
+        raise
+    except Exception:
+        logger.exception("run %s of task %s failed unexpectedly", execution_id, task_id)
+        await _record_failure(
+            engine, execution_id, "The run failed because of an internal error (see the server log)"
+        )
+    return execution_id
+
+
+async def preview_run(engine: Engine, spec: TaskSpec) -> RunOutcome:
+    """The same pipeline for an unsaved task, within the run time limit; records nothing."""
+    async with asyncio.timeout(engine.settings.run_timeout_seconds):
+        return await perform_run(engine, spec, earlier=None, previous=None, use_page_cache=False)

@@ -1,0 +1,1 @@
+"""Web search providers behind one protocol, chosen by settings (and per task by `config`)."""

@@ -1,0 +1,23 @@
+"""The search protocol and what a search returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    url: str
+    title: str
+    snippet: str
+
+
+class SearchError(Exception):
+    """A search that failed for good; the message is shown to the user."""
+
+
+class SearchProvider(Protocol):
+    name: str
+
+    async def search(self, query: str, *, max_results: int) -> list[SearchResult]: ...

@@ -1,0 +1,151 @@
+"""The search providers: SearXNG, DuckDuckGo, Tavily, Brave, and none."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from torale.engine.search.base import SearchError, SearchResult
+from torale.engine.search.http import request_json
+
+
+def _results(items: Any, url_key: str, title_key: str, snippet_key: str) -> list[SearchResult]:
+    results = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get(url_key), str):
+            results.append(
+                SearchResult(
+                    url=item[url_key],
+                    title=str(item.get(title_key) or ""),
+                    snippet=str(item.get(snippet_key) or ""),
+                )
+            )
+    return results
+
+
+@dataclass
+class SearxngSearch:
+    """A SearXNG instance's JSON API (`search.formats: [json]` must be enabled)."""
+
+    client: httpx.AsyncClient
+    base_url: str
+    retries: int
+    backoff: float
+    name: str = "searxng"
+
+    async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
+        data = await request_json(
+            self.client,
+            "GET",
+            self.base_url.rstrip("/") + "/search",
+            params={"q": query, "format": "json"},
+            provider=self.name,
+            retries=self.retries,
+            backoff=self.backoff,
+        )
+        return _results(
+            data.get("results") if isinstance(data, dict) else None, "url", "title", "content"
+        )[:max_results]
+
+
+@dataclass
+class TavilySearch:
+    client: httpx.AsyncClient
+    base_url: str
+    api_key: str
+    retries: int
+    backoff: float
+    name: str = "tavily"
+
+    async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
+        data = await request_json(
+            self.client,
+            "POST",
+            self.base_url.rstrip("/") + "/search",
+            json={"query": query, "max_results": max_results, "search_depth": "basic"},
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            provider=self.name,
+            retries=self.retries,
+            backoff=self.backoff,
+            key_setting="TORALE_TAVILY_API_KEY",
+        )
+        items = data.get("results") if isinstance(data, dict) else None
+        return _results(items, "url", "title", "content")[:max_results]
+
+
+@dataclass
+class BraveSearch:
+    client: httpx.AsyncClient
+    base_url: str
+    api_key: str
+    retries: int
+    backoff: float
+    name: str = "brave"
+
+    async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
+        data = await request_json(
+            self.client,
+            "GET",
+            self.base_url.rstrip("/") + "/res/v1/web/search",
+            params={"q": query, "count": max_results},
+            headers={"X-Subscription-Token": self.api_key, "Accept": "application/json"},
+            provider=self.name,
+            retries=self.retries,
+            backoff=self.backoff,
+            key_setting="TORALE_BRAVE_API_KEY",
+        )
+        web = data.get("web") if isinstance(data, dict) else None
+        items = web.get("results") if isinstance(web, dict) else None
+        return _results(items, "url", "title", "description")[:max_results]
+
+
+@dataclass
+class DuckDuckGoSearch:
+    """DuckDuckGo through the `ddgs` package (no key). Its client is synchronous: a thread."""
+
+    timeout: float
+    retries: int
+    backoff: float
+    name: str = "duckduckgo"
+
+    async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
+        from ddgs import DDGS
+        from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
+
+        from torale.engine.retry import TransientError, with_retries
+
+        def search_now() -> list[dict[str, Any]]:
+            return DDGS(timeout=int(self.timeout)).text(query, max_results=max_results)
+
+        async def attempt() -> list[dict[str, Any]]:
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(search_now), self.timeout + 5)
+            except (RatelimitException, TimeoutException, TimeoutError) as exc:
+                raise TransientError(type(exc).__name__) from exc
+
+        try:
+            items = await with_retries(attempt, retries=self.retries, backoff=self.backoff)
+        except TransientError as exc:
+            attempts = self.retries + 1
+            raise SearchError(
+                f"Search provider duckduckgo is unavailable ({exc}) after {attempts} attempts"
+            ) from exc
+        except DDGSException as exc:
+            # ddgs raises this for "no results" too; an empty search is not a failure.
+            if "no results" in str(exc).lower():
+                return []
+            raise SearchError(f"Search provider duckduckgo failed: {exc}") from exc
+        return _results(items, "href", "title", "body")[:max_results]
+
+
+@dataclass
+class NoSearch:
+    """Read only the task's `urls`."""
+
+    name: str = "none"
+
+    async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
+        return []

@@ -1,0 +1,1 @@
+"""Executions: the record of each run of a task."""

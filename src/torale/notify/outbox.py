@@ -1,0 +1,94 @@
+"""The outbox: notifications are rows written in the run's transaction, sent later.
+
+A run that notifies queues one `Delivery` per channel of its task, with the event of SPEC §7
+as it stood at that moment; the unique (execution, channel) key means a run can never queue a
+channel twice. Sending them (webhook, email, Apprise), with retries, is the dispatcher's job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from torale.db.models import Delivery, Execution, Task
+
+EVENT_TYPE = "task.condition_met"
+API_VERSION = "v1"
+
+
+def notification_message(
+    *, task_name: str, answer: str, change_summary: str | None, sources: list[dict[str, Any]]
+) -> str:
+    """The human-readable message of a notification (also kept on the execution)."""
+    lines = [f"{task_name}: {answer}"]
+    if change_summary:
+        lines += ["", f"What changed: {change_summary}"]
+    if sources:
+        lines += ["", "Sources:"]
+        lines += [f"- {s['title'] or s['url']} ({s['url']})" for s in sources]
+    return "\n".join(lines)
+
+
+def event(
+    *, delivery_id: uuid.UUID, task: Task, execution: Execution, now: datetime
+) -> dict[str, Any]:
+    """The event a channel receives (SPEC §7); `id` is the delivery id, stable across retries."""
+    result = dict(execution.result or {})
+    result["grounding_sources"] = execution.grounding_sources
+    result["change_summary"] = execution.change_summary
+    return {
+        "id": str(delivery_id),
+        "event_type": EVENT_TYPE,
+        "created_at": now.isoformat(),
+        "api_version": API_VERSION,
+        "data": {
+            "task": {
+                "id": str(task.id),
+                "name": task.name,
+                "search_query": task.search_query,
+                "condition_description": task.condition_description,
+                "notify_behavior": task.notify_behavior,
+            },
+            "execution": {
+                "id": str(execution.id),
+                "trigger": execution.trigger,
+                "started_at": execution.started_at.isoformat(),
+                "completed_at": execution.completed_at.isoformat()
+                if execution.completed_at
+                else None,
+                "notification": execution.notification,
+            },
+            "result": result,
+            "context": task.context,
+        },
+    }
+
+
+def queue_notifications(
+    session: AsyncSession, *, task: Task, execution: Execution, now: datetime
+) -> list[Delivery]:
+    """A pending delivery per channel of the task, added to the session (the run's transaction)."""
+    deliveries = []
+    for index, channel in enumerate(task.notifications):
+        delivery_id = uuid.uuid4()
+        delivery = Delivery(
+            id=delivery_id,
+            execution_id=execution.id,
+            task_id=task.id,
+            user_id=task.user_id,
+            channel_index=index,
+            channel_type=channel["type"],
+            channel=channel,
+            payload=event(delivery_id=delivery_id, task=task, execution=execution, now=now),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(delivery)
+        deliveries.append(delivery)
+    return deliveries
