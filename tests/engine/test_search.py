@@ -1,0 +1,120 @@
+"""Each search provider against a local server speaking its API, and the choice of provider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.fakes import FakeBrave, FakeSearxng, FakeTavily
+from torale.config import Settings
+from torale.engine.search.base import SearchError
+from torale.engine.search.providers import BraveSearch, SearxngSearch, TavilySearch
+from torale.engine.search.registry import search_provider
+
+HITS = [
+    ("https://a.example/1", "First", "one"),
+    ("https://b.example/2", "Second", "two"),
+    ("https://c.example/3", "Third", "three"),
+]
+
+
+@pytest.fixture(scope="module")
+def tavily() -> Iterator[FakeTavily]:
+    with FakeTavily(api_key="tvly-right") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def brave() -> Iterator[FakeBrave]:
+    with FakeBrave(api_key="brave-right") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def searxng() -> Iterator[FakeSearxng]:
+    with FakeSearxng() as fake:
+        yield fake
+
+
+async def test_searxng(searxng: FakeSearxng) -> None:
+    searxng.reset()
+    searxng.set_results("iphone", HITS)
+    async with httpx.AsyncClient() as client:
+        provider = SearxngSearch(client, searxng.url, retries=0, backoff=0.01)
+        results = await provider.search("iphone", max_results=2)
+    assert [(r.url, r.title, r.snippet) for r in results] == HITS[:2]
+    assert searxng.requests[-1].query["format"] == "json"
+
+
+async def test_tavily(tavily: FakeTavily) -> None:
+    tavily.reset()
+    tavily.set_results("iphone", HITS)
+    async with httpx.AsyncClient() as client:
+        results = await TavilySearch(client, tavily.url, "tvly-right", 0, 0.01).search(
+            "iphone", max_results=3
+        )
+        assert [r.url for r in results] == [h[0] for h in HITS]
+        with pytest.raises(SearchError, match="TORALE_TAVILY_API_KEY"):
+            await TavilySearch(client, tavily.url, "tvly-wrong", 0, 0.01).search(
+                "iphone", max_results=3
+            )
+
+
+async def test_brave(brave: FakeBrave) -> None:
+    brave.reset()
+    brave.set_results("iphone", HITS)
+    async with httpx.AsyncClient() as client:
+        results = await BraveSearch(client, brave.url, "brave-right", 0, 0.01).search(
+            "iphone", max_results=2
+        )
+        assert [(r.url, r.snippet) for r in results] == [
+            ("https://a.example/1", "one"),
+            ("https://b.example/2", "two"),
+        ]
+        with pytest.raises(SearchError, match="TORALE_BRAVE_API_KEY"):
+            await BraveSearch(client, brave.url, "brave-wrong", 0, 0.01).search(
+                "iphone", max_results=2
+            )
+
+
+async def test_retries_honour_retry_after_then_give_up(brave: FakeBrave) -> None:
+    brave.reset()
+    brave.set_results(None, HITS)
+    brave.fail_next(1, status=429, retry_after=0.01)
+    async with httpx.AsyncClient() as client:
+        provider = BraveSearch(client, brave.url, "brave-right", 2, 0.01)
+        assert len(await provider.search("q", max_results=3)) == 3
+        assert brave.calls == 2
+        brave.fail_next(5, status=502)
+        with pytest.raises(SearchError, match=r"HTTP 502\) after 3 attempts"):
+            await provider.search("q", max_results=3)
+
+
+async def test_unreachable_provider(tmp_path: object) -> None:
+    async with httpx.AsyncClient() as client:
+        provider = SearxngSearch(client, "http://127.0.0.1:1", retries=1, backoff=0.01)
+        with pytest.raises(SearchError, match="Cannot reach search provider searxng"):
+            await provider.search("q", max_results=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("searxng", "TORALE_SEARXNG_URL"),
+        ("tavily", "TORALE_TAVILY_API_KEY"),
+        ("brave", "TORALE_BRAVE_API_KEY"),
+    ],
+)
+def test_a_provider_without_its_settings_says_what_to_set(name: str, message: str) -> None:
+    settings = Settings(_env_file=None, secret_key="k")
+    with pytest.raises(SearchError, match=message):
+        search_provider(name, settings, httpx.AsyncClient())
+
+
+def test_task_config_overrides_the_server_default() -> None:
+    settings = Settings(_env_file=None, secret_key="k", search_provider="none")
+    client = httpx.AsyncClient()
+    assert search_provider(None, settings, client).name == "none"
+    assert search_provider("duckduckgo", settings, client).name == "duckduckgo"
