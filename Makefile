@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format install dev bench clean
+.PHONY: serve test lint format install dev bench bench-engine clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ format: dev
 ## API throughput benchmark (needs wrk: apt-get install -y wrk); writes bench/RESULTS.md.
 bench: dev
 	$(BIN)/python bench/api.py
+
+## Change-aware cost saver: model calls with and without verdict reuse (local fakes, ~1 min).
+bench-engine: dev
+	$(BIN)/python bench/engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
