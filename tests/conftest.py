@@ -153,8 +153,14 @@ async def _empty_tables(state: AppState) -> None:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+def run_scheduler() -> bool:
+    """Whether the app dispatches scheduled runs; scheduling tests turn it on."""
+    return False
+
+
+@pytest.fixture
+async def app(settings: Settings, run_scheduler: bool) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, scheduler=run_scheduler)
     async with LifespanManager(application):
         await _empty_tables(application.state.torale)
         yield application

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from torale import __version__
+from torale.admin.router import router as admin_router
 from torale.auth.jwt import JWTVerifier
 from torale.auth.lookup import KeyLookup
 from torale.auth.router import router as auth_router
@@ -17,7 +18,6 @@ from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
 from torale.db.engine import create_engine, create_sessionmaker
 from torale.engine.run import Engine
-from torale.engine.runner import RunQueue
 from torale.errors import install_error_handlers
 from torale.executions.router import router as executions_router
 from torale.health import router as health_router
@@ -29,6 +29,7 @@ from torale.middleware import (
     TrailingSlashMiddleware,
 )
 from torale.ratelimit import RateLimiter
+from torale.scheduling.factory import build_scheduler
 from torale.state import AppState
 from torale.tasks.list_cache import TaskListCache
 from torale.tasks.list_fast_path import CachedTaskListMiddleware
@@ -46,7 +47,7 @@ running out; past a limit the answer is 429 with `Retry-After`.
 """
 
 
-def build_state(settings: Settings) -> AppState:
+def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
     engine = create_engine(settings.effective_database_url)
     sessions = create_sessionmaker(engine)
     write_lock = asyncio.Lock() if settings.is_sqlite else None
@@ -69,7 +70,7 @@ def build_state(settings: Settings) -> AppState:
         write_lock=write_lock,
         metrics=Metrics(),
         run_engine=runner,
-        runs=RunQueue(runner, settings.worker_concurrency),
+        scheduler=build_scheduler(settings, runner, dispatch=dispatch),
         sessions=sessions,
         rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         key_usage=KeyUsageRecorder(),
@@ -78,20 +79,23 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> FastAPI:
+    """The API. `scheduler=False` (`torale serve --no-scheduler`) leaves scheduled runs to
+    `torale worker` processes."""
     settings = settings or Settings()
-    state = build_state(settings)
+    state = build_state(settings, dispatch=scheduler)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         flusher = asyncio.create_task(state.key_usage.run(state.sessions))
+        await state.scheduler.start()
         try:
             yield
         finally:
+            await state.scheduler.stop()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            await state.runs.close()
             await state.run_engine.close()
             await state.rate_limiter.close()
             state.key_lookup.close()
@@ -114,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(auth_router)
+    app.include_router(admin_router)
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(CachedTaskListMiddleware, state=state)

@@ -150,6 +150,30 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=4, ge=1, le=256, description="Runs executed at the same time by one process."
     )
+    # --- scheduling ----------------------------------------------------------------------------
+    scheduler: Literal["local", "temporal"] = Field(
+        default="local",
+        description="`local`: due runs are found in the database and run by `torale serve` and "
+        "any `torale worker`; `temporal`: every active task is a Temporal Schedule and "
+        "`torale worker` runs the Temporal worker.",
+    )
+    scheduler_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Local scheduler: how often it looks for due runs created by other processes "
+        "(changes made through this process wake it at once).",
+    )
+    temporal_address: str = Field(
+        default="127.0.0.1:7233", description="Temporal frontend address (host:port)."
+    )
+    temporal_namespace: str = Field(default="default", description="Temporal namespace.")
+    temporal_task_queue: str = Field(default="torale", description="Temporal task queue.")
+    schedule_catchup_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="How late a missed scheduled run may still start (once) after an outage.",
+    )
     allowed_networks: str = Field(
         default="",
         description="Private networks outbound requests may reach, as comma-separated CIDRs "

@@ -42,6 +42,6 @@ async def health(request: Request) -> JSONResponse:
     body = Health(
         status="ok" if database == "ok" else "degraded",
         database=database,
-        scheduler=state.scheduler_status,
+        scheduler=state.scheduler.status,
     )
     return JSONResponse(body.model_dump(), status_code=200 if database == "ok" else 503)

@@ -18,8 +18,8 @@ from torale.tasks.list_cache import TaskListCache
 
 if TYPE_CHECKING:
     from torale.engine.run import Engine
-    from torale.engine.runner import RunQueue
     from torale.metrics import Metrics
+    from torale.scheduling.base import Scheduler
 
 
 @dataclass
@@ -37,9 +37,7 @@ class AppState:
     write_lock: asyncio.Lock | None
     metrics: Metrics
     run_engine: Engine  # the monitoring engine (`engine` is the database's)
-    runs: RunQueue
-    # What /health reports for scheduling; the scheduler backend sets it when it runs.
-    scheduler_status: str = "not running"
+    scheduler: Scheduler
 
 
 def app_state(request: Request) -> AppState:

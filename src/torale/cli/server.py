@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from typing import Annotated
 
 import typer
@@ -39,6 +41,14 @@ def _print_bootstrap_key(email: str, key: str, base_url: str) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (TORALE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (TORALE_PORT).")] = None,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Run scheduled tasks in this process (--no-scheduler: API only, for replicas "
+            "next to `torale worker` processes).",
+        ),
+    ] = True,
 ) -> None:
     """Run the API server (migrating the database first)."""
     settings = Settings()
@@ -63,7 +73,7 @@ def serve(
     from torale.app import create_app
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, scheduler=scheduler),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -83,6 +93,29 @@ def migrate_command() -> None:
     typer.echo(f"Database schema is at revision {current}.")
 
 
+def worker() -> None:
+    """Run scheduled work without the API: database worker, or Temporal worker."""
+    settings = Settings()
+    _configure_logging(settings.log_level)
+
+    async def no_op() -> None:
+        return None
+
+    run_db(settings, no_op)  # the schema must be current (migrated when allowed)
+
+    from torale.scheduling.worker import run_worker
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(main())
+
+
 def register_server_commands(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("worker")(worker)
     app.command("migrate")(migrate_command)

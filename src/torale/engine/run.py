@@ -95,8 +95,10 @@ class Engine:
 
     @property
     def lease(self) -> timedelta:
-        """How long a running execution may stay unfinished before it counts as orphaned."""
-        return timedelta(seconds=self.settings.run_timeout_seconds + 60)
+        """How long a claimed or running execution may stay unfinished before it counts as
+        orphaned: the run time limit, plus room to record the outcome."""
+        limit = self.settings.run_timeout_seconds
+        return timedelta(seconds=limit + max(10.0, limit / 2))
 
     async def close(self) -> None:
         await self.fetcher.close()
@@ -290,7 +292,12 @@ async def _claim(
             return None
         if execution_id is None:
             execution, created = await start_execution(
-                session, task=task, trigger=trigger, status="running", lease=engine.lease
+                session,
+                task_id=task.id,
+                user_id=task.user_id,
+                trigger=trigger,
+                status="running",
+                lease=engine.lease,
             )
             if not created:
                 raise AlreadyRunningError(f"task {task_id} is already running")

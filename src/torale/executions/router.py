@@ -113,12 +113,17 @@ async def execute(
     async with session_scope(state.sessions, state.write_lock) as session:
         task = await tasks_service.get_task(session, user_id=user.id, task_id=task_id)
         execution, created = await service.start_execution(
-            session, task=task, trigger="manual", status="pending", lease=state.run_engine.lease * 2
+            session,
+            task_id=task.id,
+            user_id=task.user_id,
+            trigger="manual",
+            status="pending",
+            lease=state.run_engine.lease * 2,
         )
     if created:
-        state.runs.submit(task_id, execution.id)
+        await state.scheduler.run_now(task_id, execution.id)
     if wait:
-        await state.runs.wait(execution.id, within=state.settings.run_timeout_seconds + 30)
+        await state.scheduler.wait(execution.id, within=state.settings.run_timeout_seconds + 30)
     async with session_scope(state.sessions) as session:
         current = await service.get_execution(session, execution_id=execution.id)
     if current is None:

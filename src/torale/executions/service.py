@@ -37,23 +37,29 @@ async def active_execution(session: AsyncSession, *, task_id: uuid.UUID) -> Exec
 
 
 async def start_execution(
-    session: AsyncSession, *, task: Task, trigger: str, status: str, lease: timedelta
+    session: AsyncSession,
+    *,
+    task_id: uuid.UUID,
+    user_id: uuid.UUID,
+    trigger: str,
+    status: str,
+    lease: timedelta,
 ) -> tuple[Execution, bool]:
-    """A new pending/running execution of `task`, or the one already active (and False).
+    """A new pending/running execution of the task, or the one already active (and False).
 
-    The partial unique index allows one active execution per task, so two requests racing to
-    start a run get the same one.
+    The partial unique index allows one active execution per task, so two requests or workers
+    racing to start a run get the same one.
     """
     now = datetime.now(UTC)
-    await sweep_orphans(session, task_id=task.id, now=now)
+    await sweep_orphans(session, task_id=task_id, now=now)
     execution_id = uuid.uuid4()
     created = await insert_unless_conflict(
         session,
         Execution,
         {
             "id": execution_id,
-            "task_id": task.id,
-            "user_id": task.user_id,
+            "task_id": task_id,
+            "user_id": user_id,
             "status": status,
             "trigger": trigger,
             "created_at": now,
@@ -63,11 +69,12 @@ async def start_execution(
             "usage": {},
         },
     )
-    execution = await active_execution(session, task_id=task.id)
+    execution = await active_execution(session, task_id=task_id)
     assert execution is not None, "an active execution exists after inserting one"
     if created:
-        task.last_execution_id = execution.id
-        await session.flush()
+        await session.execute(
+            update(Task).where(Task.id == task_id).values(last_execution_id=execution.id)
+        )
     return execution, created
 
 

@@ -52,6 +52,7 @@ async def create_task(
     request: Request, body: TaskCreate, user: CurrentUser, session: SessionDep
 ) -> TaskRead:
     task = await service.create_task(session, user_id=user.id, data=body, policy=_policy(request))
+    await app_state(request).scheduler.task_saved(task)  # before the commit: 503 rolls back
     return TaskRead.model_validate(task)  # a new task has not run
 
 
@@ -100,6 +101,7 @@ async def _update(
     task = await service.update_task(
         session, user_id=user.id, task_id=task_id, data=body, policy=_policy(request)
     )
+    await app_state(request).scheduler.task_saved(task)  # before the commit: 503 rolls back
     return (await _read(session, [task]))[0]
 
 
@@ -124,6 +126,9 @@ router.add_api_route(
 @router.delete(
     "/{task_id}", status_code=204, summary="Delete a task", description="Its schedule goes with it."
 )
-async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+async def delete_task(
+    request: Request, task_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> Response:
     await service.delete_task(session, user_id=user.id, task_id=task_id)
+    await app_state(request).scheduler.task_deleted(task_id)  # before the commit
     return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Scheduling: when tasks run. Backends decide *when*; the engine's run_execution decides *how*."""

@@ -1,0 +1,1 @@
+"""The Temporal backend: a Schedule per active task, a workflow per run."""

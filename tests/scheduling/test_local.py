@@ -1,0 +1,257 @@
+"""The embedded scheduler on SQLite and PostgreSQL: claims, leases, coalescing, the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import time_machine
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+
+from tests.conftest import ApiUser
+from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
+    NOT_MET,
+    _fresh_fakes,
+    extra_settings,
+    fake_model,
+    fake_search,
+    fake_web,
+    new_task,
+    page,
+    settings_overrides,
+)
+from tests.fakes import FakeOpenAI, FakeWeb, sequence
+from torale.db.engine import session_scope
+from torale.db.models import Execution, Task
+from torale.executions.service import ORPHANED, start_execution
+from torale.scheduling.local import claim_due_runs, recover_expired
+from torale.tasks.schedule import next_run_after
+
+
+@pytest.fixture
+def watched(fake_web: FakeWeb, fake_model: FakeOpenAI) -> dict[str, Any]:
+    fake_web.set_page("/p", page("No date yet."))
+    fake_model.script = sequence(NOT_MET)
+    return {"urls": [fake_web.url + "/p"], "config": {"search_provider": "none"}}
+
+
+async def set_next_run(app: FastAPI, task_id: str, when: datetime | None) -> None:
+    async with app.state.torale.sessions() as session:
+        await session.execute(
+            update(Task).where(Task.id == uuid.UUID(task_id)).values(next_run=when)
+        )
+        await session.commit()
+
+
+async def task_row(app: FastAPI, task_id: str) -> Task:
+    async with app.state.torale.sessions() as session:
+        task: Task | None = await session.get(Task, uuid.UUID(task_id))
+        assert task is not None
+        return task
+
+
+async def executions_of(app: FastAPI, task_id: str) -> list[Execution]:
+    async with app.state.torale.sessions() as session:
+        rows = await session.scalars(
+            select(Execution)
+            .where(Execution.task_id == uuid.UUID(task_id))
+            .order_by(Execution.created_at)
+        )
+        return list(rows)
+
+
+async def test_a_due_slot_is_claimed_once_and_missed_slots_coalesce(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    task = await new_task(client, alice, schedule="0 9 * * *", timezone="Europe/Berlin")
+    now = datetime.now(UTC)
+    await set_next_run(app, task["id"], now - timedelta(days=3))  # three slots missed
+    engine = app.state.torale.run_engine
+    claimed = await claim_due_runs(engine, limit=10, now=now)
+    assert [t for t, _ in claimed] == [uuid.UUID(task["id"])]
+    row = await task_row(app, task["id"])
+    assert row.next_run == next_run_after("0 9 * * *", "Europe/Berlin", now)  # coalesced
+    assert row.last_execution_id == claimed[0][1]
+    [execution] = await executions_of(app, task["id"])
+    assert (execution.status, execution.trigger) == ("pending", "schedule")
+    assert execution.lease_expires_at is not None
+    assert execution.lease_expires_at > now
+    assert await claim_due_runs(engine, limit=10, now=now) == []
+
+
+async def test_a_slot_that_would_overlap_is_skipped(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    task = await new_task(client, alice)
+    engine = app.state.torale.run_engine
+    async with session_scope(engine.sessions) as session:
+        running, _ = await start_execution(
+            session,
+            task_id=uuid.UUID(task["id"]),
+            user_id=alice.id,
+            trigger="manual",
+            status="running",
+            lease=timedelta(minutes=5),
+        )
+    now = datetime.now(UTC)
+    await set_next_run(app, task["id"], now - timedelta(minutes=1))
+    assert await claim_due_runs(engine, limit=10, now=now) == []
+    moved = (await task_row(app, task["id"])).next_run
+    assert moved is not None
+    assert moved > now  # the slot is gone, not retried
+    assert [e.id for e in await executions_of(app, task["id"])] == [running.id]
+
+
+async def test_only_active_tasks_are_due(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    paused = await new_task(client, alice, state="paused")
+    done = await new_task(client, alice)
+    await client.patch(
+        f"/api/v1/tasks/{done['id']}", json={"state": "completed"}, headers=alice.headers
+    )
+    future = await new_task(client, alice)
+    now = datetime.now(UTC)
+    for task in (paused, done):
+        await set_next_run(app, task["id"], now - timedelta(minutes=1))
+    assert (await task_row(app, future["id"])).next_run not in (None, now)
+    assert await claim_due_runs(app.state.torale.run_engine, limit=10, now=now) == []
+
+
+async def test_concurrent_claimants_never_take_a_slot_twice(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, bob: ApiUser
+) -> None:
+    ids = []
+    for i in range(30):
+        ids.append((await new_task(client, alice if i % 2 else bob, name=f"t{i}"))["id"])
+    now = datetime.now(UTC)
+    async with app.state.torale.sessions() as session:
+        await session.execute(update(Task).values(next_run=now - timedelta(seconds=30)))
+        await session.commit()
+    engine = app.state.torale.run_engine
+    batches = await asyncio.gather(*(claim_due_runs(engine, limit=8, now=now) for _ in range(6)))
+    claimed = [task_id for batch in batches for task_id, _ in batch]
+    assert len(claimed) == len(set(claimed)) == 30
+    async with app.state.torale.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Execution)) == 30
+
+
+async def test_expired_leases(app: FastAPI, client: httpx.AsyncClient, alice: ApiUser) -> None:
+    engine = app.state.torale.run_engine
+    now = datetime.now(UTC)
+    tasks = [await new_task(client, alice, name=f"t{i}") for i in range(3)]
+    ids = {}
+    async with session_scope(engine.sessions) as session:
+        for task, status, lease in (
+            (tasks[0], "pending", now - timedelta(seconds=1)),  # claimed, its process died
+            (tasks[1], "running", now - timedelta(seconds=1)),  # died half way
+            (tasks[2], "running", now + timedelta(minutes=5)),  # alive
+        ):
+            execution, _ = await start_execution(
+                session,
+                task_id=uuid.UUID(task["id"]),
+                user_id=alice.id,
+                trigger="schedule",
+                status=status,
+                lease=timedelta(0),
+            )
+            execution.lease_expires_at = lease
+            ids[task["id"]] = execution.id
+    taken = await recover_expired(engine, limit=10, now=now)
+    assert taken == [(uuid.UUID(tasks[0]["id"]), ids[tasks[0]["id"]])]
+    statuses = {t["id"]: (await executions_of(app, t["id"]))[0] for t in tasks}
+    assert statuses[tasks[0]["id"]].status == "pending"
+    renewed = statuses[tasks[0]["id"]].lease_expires_at
+    assert renewed is not None
+    assert renewed > now  # renewed for the new owner
+    assert statuses[tasks[1]["id"]].status == "failed"
+    assert statuses[tasks[1]["id"]].error_message == ORPHANED
+    assert statuses[tasks[2]["id"]].status == "running"
+    assert await recover_expired(engine, limit=10, now=now) == []
+
+
+async def wait_until(check: Any, seconds: float = 15.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("run_scheduler", [True])
+async def test_the_loop_runs_a_new_task_at_once_with_run_immediately(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, watched: dict[str, Any]
+) -> None:
+    task = await new_task(client, alice, run_immediately=True, **watched)
+
+    async def finished() -> list[Execution]:
+        return [e for e in await executions_of(app, task["id"]) if e.status == "success"]
+
+    [execution] = await wait_until(finished)
+    assert execution.trigger == "schedule"
+    row = await task_row(app, task["id"])
+    assert row.next_run == next_run_after(row.schedule, row.timezone, execution.created_at)
+    health = (await client.get("/health")).json()
+    assert health["scheduler"] == "running"
+
+
+@pytest.mark.parametrize("run_scheduler", [True])
+async def test_a_run_missed_while_down_runs_once_on_start(
+    settings: Any, client: httpx.AsyncClient, alice: ApiUser, app: FastAPI, watched: dict[str, Any]
+) -> None:
+    # The app (and its scheduler) is up; the task's slot three days ago was never run.
+    task = await new_task(client, alice, **watched)
+    await set_next_run(app, task["id"], datetime.now(UTC) - timedelta(days=3))
+    await app.state.torale.scheduler.task_saved(await task_row(app, task["id"]))  # wake it
+
+    async def finished() -> list[Execution]:
+        return [e for e in await executions_of(app, task["id"]) if e.status == "success"]
+
+    await wait_until(finished)
+    await asyncio.sleep(1.5)  # more than a poll: nothing else becomes due
+    assert len(await executions_of(app, task["id"])) == 1
+    following = (await task_row(app, task["id"])).next_run
+    assert following is not None
+    assert following > datetime.now(UTC)
+
+
+@pytest.mark.parametrize("run_scheduler", [True])
+@pytest.mark.parametrize("extra_settings", [{"scheduler_poll_seconds": 0.2}])
+async def test_a_task_runs_at_its_cron_time(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, watched: dict[str, Any]
+) -> None:
+    task = await new_task(client, alice, schedule="30 8 * * *", timezone="Asia/Tokyo", **watched)
+    first = datetime.fromisoformat(task["next_run"])
+    assert first.astimezone(UTC).hour == 23  # 08:30 in Tokyo
+    await asyncio.sleep(0.5)
+    assert await executions_of(app, task["id"]) == []  # not before its time
+    with time_machine.travel(first + timedelta(seconds=1), tick=True):
+
+        async def finished() -> list[Execution]:
+            return [e for e in await executions_of(app, task["id"]) if e.status == "success"]
+
+        [execution] = await wait_until(finished)
+        assert execution.trigger == "schedule"
+        row = await task_row(app, task["id"])
+        assert row.next_run == first + timedelta(days=1)
+
+
+@pytest.mark.parametrize("run_scheduler", [True])
+async def test_a_paused_task_does_not_run(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, watched: dict[str, Any]
+) -> None:
+    task = await new_task(client, alice, **watched)
+    await client.patch(
+        f"/api/v1/tasks/{task['id']}", json={"state": "paused"}, headers=alice.headers
+    )
+    assert (await task_row(app, task["id"])).next_run is None
+    await asyncio.sleep(1.5)
+    assert await executions_of(app, task["id"]) == []
