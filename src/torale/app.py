@@ -28,6 +28,8 @@ from torale.middleware import (
     RateLimitHeadersMiddleware,
     TrailingSlashMiddleware,
 )
+from torale.notify.dispatcher import Dispatcher
+from torale.notify.router import router as webhooks_router
 from torale.ratelimit import RateLimiter
 from torale.scheduling.factory import build_scheduler
 from torale.state import AppState
@@ -71,6 +73,8 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
         metrics=Metrics(),
         run_engine=runner,
         scheduler=build_scheduler(settings, runner, dispatch=dispatch),
+        dispatcher=Dispatcher(settings, sessions, write_lock),
+        dispatch=dispatch,
         sessions=sessions,
         rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         key_usage=KeyUsageRecorder(),
@@ -89,9 +93,12 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         flusher = asyncio.create_task(state.key_usage.run(state.sessions))
         await state.scheduler.start()
+        if state.dispatch:
+            await state.dispatcher.start()
         try:
             yield
         finally:
+            await state.dispatcher.stop()
             await state.scheduler.stop()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,6 +122,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     install_error_handlers(app)
     app.include_router(tasks_router)  # the busiest router first: routes match in order
     app.include_router(executions_router)
+    app.include_router(webhooks_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(auth_router)

@@ -150,6 +150,29 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=4, ge=1, le=256, description="Runs executed at the same time by one process."
     )
+    # --- notifications -------------------------------------------------------------------
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="SMTP server for email notifications: `smtp://user:pass@host:587` (STARTTLS "
+        "when offered; `?starttls=required` to insist), `smtps://user:pass@host:465` (TLS).",
+    )
+    email_from: str = Field(
+        default="Torale <torale@localhost>", description="Sender of notification emails."
+    )
+    email_max_per_hour: int = Field(
+        default=20,
+        ge=1,
+        description="Emails one user can be sent per hour; more wait for the next hour.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit for one webhook or Apprise delivery."
+    )
+    delivery_retry_delays: str = Field(
+        default="30,120,600,3600,21600,43200",
+        description="Seconds to wait before each retry of a failed delivery, comma-separated; "
+        "after the last one the delivery is marked failed (default: about a day in all).",
+    )
+
     # --- scheduling ----------------------------------------------------------------------------
     scheduler: Literal["local", "temporal"] = Field(
         default="local",
@@ -219,6 +242,21 @@ class Settings(BaseSettings):
 
         parse_rate_limits(value)  # raises with the reason
         return value
+
+    @field_validator("delivery_retry_delays")
+    @classmethod
+    def _check_delays(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("use seconds separated by commas, e.g. 30,120,600") from None
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("give at least one delay, none negative")
+        return value
+
+    @property
+    def retry_delays(self) -> list[float]:
+        return [float(part) for part in self.delivery_retry_delays.split(",") if part.strip()]
 
     @field_validator("allowed_networks")
     @classmethod

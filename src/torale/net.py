@@ -132,6 +132,23 @@ async def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+async def ensure_host_allowed(host: str, policy: OutboundPolicy, port: int = 443) -> None:
+    """Refuse (UnsafeURLError) a host any of whose addresses the policy does not allow.
+
+    For clients Torale cannot route through the guarded client (Apprise's own HTTP): a check
+    before the request, not a pinned connection, so it narrows rather than closes DNS
+    rebinding. Unresolvable hosts pass: the request will fail on its own.
+    """
+    name = host.strip("[]").rstrip(".")
+    try:
+        addresses = await _resolve(name, port)
+    except OSError:
+        return
+    refused = [a for a in addresses if not policy.address_allowed(a)]
+    if refused:
+        raise UnsafeURLError(f"{host} resolves to {refused[0]}, which is not allowed")
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to addresses the policy allows, and to exactly those."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
@@ -41,10 +41,10 @@ async def _page_params(
 PageDep = Annotated[PageParams, Depends(_page_params)]
 
 
-async def paginate(
-    session: AsyncSession, statement: Select[M], params: PageParams
-) -> tuple[list[M], int]:
-    """One page of `statement` (already ordered) and the total, in one query.
+async def paginate_rows(
+    session: AsyncSession, statement: Select[*tuple[Any, ...]], params: PageParams
+) -> tuple[list[tuple[Any, ...]], int]:
+    """One page of `statement`'s rows (already ordered) and the total, in one query.
 
     `count(*) OVER ()` is computed before LIMIT/OFFSET, so each row carries the total; only a
     page past the end needs a second (count) query.
@@ -56,8 +56,16 @@ async def paginate(
     )
     rows = (await session.execute(windowed)).all()
     if rows:
-        return [row[0] for row in rows], int(rows[0][-1])
+        return [tuple(row[:-1]) for row in rows], int(rows[0][-1])
     if params.offset == 0:
         return [], 0
     count = select(func.count()).select_from(statement.order_by(None).subquery())
     return [], int(await session.scalar(count) or 0)
+
+
+async def paginate(
+    session: AsyncSession, statement: Select[M], params: PageParams
+) -> tuple[list[M], int]:
+    """One page of a single-entity `statement` and the total (see paginate_rows)."""
+    rows, total = await paginate_rows(session, statement, params)
+    return [row[0] for row in rows], total

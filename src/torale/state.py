@@ -19,6 +19,7 @@ from torale.tasks.list_cache import TaskListCache
 if TYPE_CHECKING:
     from torale.engine.run import Engine
     from torale.metrics import Metrics
+    from torale.notify.dispatcher import Dispatcher
     from torale.scheduling.base import Scheduler
 
 
@@ -38,6 +39,9 @@ class AppState:
     metrics: Metrics
     run_engine: Engine  # the monitoring engine (`engine` is the database's)
     scheduler: Scheduler
+    dispatcher: Dispatcher
+    # Whether this process runs the background work (scheduled runs, deliveries).
+    dispatch: bool = True
 
 
 def app_state(request: Request) -> AppState:

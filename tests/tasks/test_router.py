@@ -84,6 +84,7 @@ async def test_create_full_and_get(client: httpx.AsyncClient, alice: ApiUser) ->
         "type": "webhook",
         "url": "https://hooks.example.com/t",
         "headers": {"X-Token": "********"},
+        "enabled": True,
     }
     assert task["notifications"][1] == {"type": "email", "address": "alice@example.com"}
     # 08:30 Berlin in winter is 07:30 UTC, on a weekday.
@@ -107,7 +108,12 @@ async def stored_notifications(app: FastAPI, task_id: str) -> list[dict[str, Any
 async def test_masked_header_is_kept_on_round_trip(
     app: FastAPI, client: httpx.AsyncClient, alice: ApiUser
 ) -> None:
-    hook = {"type": "webhook", "url": "https://hooks.example.com/t", "headers": {"X-Token": "s3"}}
+    hook = {
+        "type": "webhook",
+        "url": "https://hooks.example.com/t",
+        "headers": {"X-Token": "s3"},
+        "enabled": True,
+    }
     task = await create(client, alice, notifications=[hook])
     assert await stored_notifications(app, task["id"]) == [hook]
     # Sending back what GET returned (mask included) keeps the stored secret...

@@ -377,7 +377,7 @@ async def _record_success(
                 sources=outcome.sources,
             )
             task.last_notified_at = now
-            queue_notifications(session, task=task, execution=execution, now=now)
+            await queue_notifications(session, task=task, execution=execution, now=now)
             if decision.complete_task and task.state != "completed":
                 task.state = "completed"
                 task.state_changed_at = now

@@ -45,6 +45,11 @@ class WebhookChannel(BaseModel):
         max_length=20,
         description="Extra request headers. Values are shown masked in responses.",
     )
+    enabled: bool = Field(
+        default=True,
+        description="Turned off by Torale when the receiver answers 410 Gone; set it back to "
+        "true to resume.",
+    )
 
     @field_validator("headers")
     @classmethod
@@ -72,21 +77,61 @@ class EmailChannel(BaseModel):
     address: EmailStr = Field(description="Where the email is sent.")
 
 
-NotificationChannel = Annotated[WebhookChannel | EmailChannel, Field(discriminator="type")]
+def mask_apprise_url(url: str) -> str:
+    """An Apprise URL carries its service's credentials: show only the service."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    return f"{scheme}://{MASK}"
 
 
-def stored_channels(channels: list[WebhookChannel | EmailChannel]) -> list[dict[str, Any]]:
+def apprise_url_problem(url: str) -> str | None:
+    """Why Apprise cannot use `url`, or None."""
+    import apprise  # imported here: loading its plugins takes a moment
+
+    if not apprise.Apprise().add(url):
+        return "Not a notification URL Apprise supports (see its documentation for formats)"
+    return None
+
+
+class AppriseChannel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["apprise"]
+    url: str = Field(
+        min_length=3,
+        max_length=2048,
+        description="An Apprise notification URL (`slack://…`, `tgram://…`, `mailto://…`, "
+        "`json://…`). Shown masked in responses.",
+    )
+
+    @field_serializer("url")
+    def _mask_url(self, value: str, info: FieldSerializationInfo) -> str:
+        if info.context and info.context.get("reveal_secrets"):
+            return value
+        return mask_apprise_url(value)
+
+
+NotificationChannel = Annotated[
+    WebhookChannel | EmailChannel | AppriseChannel, Field(discriminator="type")
+]
+AnyChannel = WebhookChannel | EmailChannel | AppriseChannel
+
+
+def stored_channels(channels: list[AnyChannel]) -> list[dict[str, Any]]:
     """The form channels are kept in: secrets included."""
     return [c.model_dump(mode="json", context={"reveal_secrets": True}) for c in channels]
 
 
-def restore_masked_headers(
+def restore_masked_secrets(
     new: list[dict[str, Any]], old: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Where a client echoed the mask for a header of the same webhook URL, keep the real value."""
+    """Where a client sent back what a response showed, keep the real secret.
+
+    A masked header of a webhook with the same URL keeps its stored value; a masked Apprise URL
+    keeps the stored URL of the Apprise channel at the same position.
+    """
     previous = {c["url"]: c.get("headers", {}) for c in old if c.get("type") == "webhook"}
     restored = []
-    for channel in new:
+    for index, channel in enumerate(new):
         if channel.get("type") == "webhook" and channel.get("url") in previous:
             known = previous[channel["url"]]
             headers = {
@@ -94,5 +139,11 @@ def restore_masked_headers(
                 for name, value in channel.get("headers", {}).items()
             }
             channel = {**channel, "headers": headers}
+        elif channel.get("type") == "apprise" and index < len(old):
+            before = old[index]
+            if before.get("type") == "apprise" and channel["url"] == mask_apprise_url(
+                before["url"]
+            ):
+                channel = {**channel, "url": before["url"]}
         restored.append(channel)
     return restored

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from torale.db.models import Delivery, Execution, Task
+from torale.db.models import Delivery, Execution, Task, WebhookConfig
 
 EVENT_TYPE = "task.condition_met"
 API_VERSION = "v1"
@@ -67,12 +67,31 @@ def event(
     }
 
 
-def queue_notifications(
+ACCOUNT_WEBHOOK_INDEX = -1  # the channel index of the user's own webhook (webhook settings)
+
+
+async def channels_of(session: AsyncSession, task: Task) -> list[tuple[int, dict[str, Any]]]:
+    """(index, channel) of every channel a notification of `task` goes to now: the task's
+    enabled channels, and the user's webhook from their settings if it is on and not a
+    channel of the task already."""
+    chosen = [
+        (index, channel)
+        for index, channel in enumerate(task.notifications)
+        if channel.get("enabled", True)
+    ]
+    config = await session.get(WebhookConfig, task.user_id)
+    task_webhooks = {c.get("url") for _, c in chosen if c["type"] == "webhook"}
+    if config is not None and config.enabled and config.url and config.url not in task_webhooks:
+        chosen.append((ACCOUNT_WEBHOOK_INDEX, {"type": "webhook", "url": config.url}))
+    return chosen
+
+
+async def queue_notifications(
     session: AsyncSession, *, task: Task, execution: Execution, now: datetime
 ) -> list[Delivery]:
-    """A pending delivery per channel of the task, added to the session (the run's transaction)."""
+    """A pending delivery per channel, added to the session (the run's transaction)."""
     deliveries = []
-    for index, channel in enumerate(task.notifications):
+    for index, channel in await channels_of(session, task):
         delivery_id = uuid.uuid4()
         delivery = Delivery(
             id=delivery_id,

@@ -23,6 +23,7 @@ logger = logging.getLogger("torale.worker")
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     state = build_state(settings)
+    await state.dispatcher.start()  # deliveries are sent by workers too
     try:
         scheduler = state.scheduler
         if isinstance(scheduler, TemporalScheduler):
@@ -49,6 +50,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             finally:
                 await scheduler.stop()
     finally:
+        await state.dispatcher.stop()
         await state.run_engine.close()
         await state.rate_limiter.close()
         state.key_lookup.close()

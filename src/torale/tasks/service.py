@@ -17,9 +17,9 @@ from torale.errors import ConflictError, FieldValidationError, NotFoundError, fi
 from torale.net import UnsafeURLError, check_url
 from torale.notify.channels import (
     MASK,
-    EmailChannel,
-    WebhookChannel,
-    restore_masked_headers,
+    AnyChannel,
+    apprise_url_problem,
+    restore_masked_secrets,
     stored_channels,
 )
 from torale.pagination import PageParams, paginate
@@ -98,6 +98,19 @@ def url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
 def _channel_errors(channels: list[dict[str, Any]], policy: TaskPolicy) -> list[dict[str, Any]]:
     errors = []
     for index, channel in enumerate(channels):
+        if channel["type"] == "apprise":
+            if MASK in channel["url"]:
+                problem: str | None = (
+                    "Send the real Apprise URL: the mask only keeps the URL already saved at "
+                    "this position"
+                )
+            else:
+                problem = apprise_url_problem(channel["url"])
+            if problem:
+                errors.append(
+                    field_error(["body", "notifications", index, "url"], problem, "url_refused")
+                )
+            continue
         if channel["type"] != "webhook":
             continue
         try:
@@ -238,8 +251,8 @@ async def update_task(
         errors += url_errors(data.urls or [], policy)
     notifications = None
     if "notifications" in sent:
-        channels: list[WebhookChannel | EmailChannel] = data.notifications or []
-        notifications = restore_masked_headers(stored_channels(channels), task.notifications)
+        channels: list[AnyChannel] = data.notifications or []
+        notifications = restore_masked_secrets(stored_channels(channels), task.notifications)
         errors += _channel_errors(notifications, policy)
     if errors:
         raise FieldValidationError(errors)

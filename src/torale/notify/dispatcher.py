@@ -1,0 +1,289 @@
+"""The dispatcher: sends what runs queued in the outbox, retries, and records every attempt.
+
+Deliveries are claimed from the database like scheduled runs are: due rows (`pending`, their
+`next_attempt_at` come) are moved to `sending` with a lease by a conditional update (and FOR
+UPDATE SKIP LOCKED on PostgreSQL), so any number of processes share the work and none sends a
+row another has. A process that dies mid-send leaves a `sending` row whose lease runs out; it
+goes back to `pending` and is sent again with the same id (`webhook-id`), which is the one case
+where a receiver can see a message twice, and can tell. Failures retry after
+TORALE_DELIVERY_RETRY_DELAYS (with jitter); after the last delay the delivery is `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from torale.config import Settings
+from torale.db.engine import session_scope
+from torale.db.models import Delivery, DeliveryAttempt, Task, WebhookConfig
+from torale.net import OutboundPolicy
+from torale.notify.apprise_sender import AppriseSender
+from torale.notify.email import EmailSender
+from torale.notify.sending import Outgoing, SendResult
+from torale.notify.service import webhook_config
+from torale.notify.webhook import WebhookSender
+
+logger = logging.getLogger("torale.notify")
+INTERRUPTED = "interrupted: the sending process stopped before it finished"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        write_lock: asyncio.Lock | None,
+        *,
+        concurrency: int = 8,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.write_lock = write_lock
+        self.concurrency = concurrency
+        self.poll_seconds = settings.scheduler_poll_seconds
+        policy = OutboundPolicy(
+            allow_http=settings.allow_http_webhooks,
+            allow_private=settings.allow_private_networks,
+            allowed_networks=settings.allowed_network_list,
+        )
+        timeout = settings.webhook_timeout_seconds
+        self.webhooks = WebhookSender(policy, timeout=timeout)
+        self.email = EmailSender(
+            settings.smtp_url.get_secret_value() if settings.smtp_url else None,
+            sender=settings.email_from,
+            timeout=timeout * 3,
+        )
+        self.apprise = AppriseSender(policy, timeout=timeout)
+        self.lease = timedelta(seconds=timeout * 3 + 30)
+        self._sending: set[asyncio.Task[SendResult]] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._loop(), name="torale dispatcher")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for sending in list(self._sending):
+            sending.cancel()
+        for sending in list(self._sending):
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
+        await self.webhooks.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- claiming --------------------------------------------------------------------------
+
+    async def claim(self, *, limit: int, now: datetime) -> list[Outgoing]:
+        if limit <= 0:
+            return []
+        claimed = []
+        async with session_scope(self.sessions, self.write_lock) as session:
+            # Sends cut off by a dying process go back in line, with their attempt recorded.
+            stale = await session.execute(
+                select(Delivery.id, Delivery.user_id, Delivery.task_id).where(
+                    Delivery.status == "sending", Delivery.lease_expires_at < now
+                )
+            )
+            for delivery_id, user_id, task_id in stale.all():
+                moved = await session.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id == delivery_id,
+                        Delivery.status == "sending",
+                        Delivery.lease_expires_at < now,
+                    )
+                    .values(status="pending", next_attempt_at=now, last_error=INTERRUPTED)
+                )
+                if getattr(moved, "rowcount", 0) == 1:
+                    session.add(
+                        DeliveryAttempt(
+                            delivery_id=delivery_id,
+                            user_id=user_id,
+                            task_id=task_id,
+                            attempted_at=now,
+                            success=False,
+                            error=INTERRUPTED,
+                            duration_ms=0,
+                        )
+                    )
+            due = (
+                select(Delivery)
+                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                .order_by(Delivery.next_attempt_at)
+                .limit(limit)
+            )
+            if not self.settings.is_sqlite:
+                due = due.with_for_update(skip_locked=True)
+            for delivery in (await session.scalars(due)).all():
+                taken = await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery.id, Delivery.status == "pending")
+                    .values(
+                        status="sending",
+                        lease_expires_at=now + self.lease,
+                        attempts=Delivery.attempts + 1,
+                    )
+                )
+                if getattr(taken, "rowcount", 0) != 1:
+                    continue
+                claimed.append(
+                    Outgoing(
+                        id=delivery.id,
+                        user_id=delivery.user_id,
+                        task_id=delivery.task_id,
+                        execution_id=delivery.execution_id,
+                        channel_index=delivery.channel_index,
+                        channel_type=delivery.channel_type,
+                        channel=dict(delivery.channel),
+                        payload=dict(delivery.payload),
+                        attempt=delivery.attempts + 1,
+                    )
+                )
+        return claimed
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def _emails_sent_last_hour(self, user_id: uuid.UUID, now: datetime) -> int:
+        async with session_scope(self.sessions) as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(DeliveryAttempt)
+                .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+                .where(
+                    DeliveryAttempt.user_id == user_id,
+                    DeliveryAttempt.success.is_(True),
+                    Delivery.channel_type == "email",
+                    DeliveryAttempt.attempted_at > now - timedelta(hours=1),
+                )
+            )
+        return int(count or 0)
+
+    async def send(self, outgoing: Outgoing) -> SendResult:
+        now = datetime.now(UTC)
+        if outgoing.channel_type == "webhook":
+            async with session_scope(self.sessions, self.write_lock) as session:
+                secret = (await webhook_config(session, user_id=outgoing.user_id)).secret
+            return await self.webhooks.send(outgoing, secret=secret)
+        if outgoing.channel_type == "email":
+            sent = await self._emails_sent_last_hour(outgoing.user_id, now)
+            if sent >= self.settings.email_max_per_hour:
+                return SendResult(False, postpone_until=now + timedelta(minutes=10))
+            return await self.email.send(outgoing)
+        if outgoing.channel_type == "apprise":
+            return await self.apprise.send(outgoing)
+        return SendResult(
+            False, error=f"unknown channel type {outgoing.channel_type}", permanent=True
+        )
+
+    async def deliver(self, outgoing: Outgoing) -> SendResult:
+        """Send a claimed delivery and record how it went."""
+        started = time.perf_counter()
+        try:
+            result = await self.send(outgoing)
+        except Exception as exc:
+            logger.exception("delivery %s failed unexpectedly", outgoing.id)
+            result = SendResult(False, error=f"internal error ({type(exc).__name__})")
+        await self._record(outgoing, result, int((time.perf_counter() - started) * 1000))
+        return result
+
+    async def _record(self, outgoing: Outgoing, result: SendResult, duration_ms: int) -> None:
+        now = datetime.now(UTC)
+        delays = self.settings.retry_delays
+        values: dict[str, object] = {"lease_expires_at": None}
+        if result.postpone_until is not None:
+            # Not sent and not an attempt (the per-user email limit): back in line for later.
+            values |= {
+                "status": "pending",
+                "next_attempt_at": result.postpone_until,
+                "attempts": Delivery.attempts - 1,
+            }
+        elif result.ok:
+            values |= {"status": "delivered", "completed_at": now, "last_error": None}
+        elif result.permanent or outgoing.attempt > len(delays):
+            error = result.error or "failed"
+            if not result.permanent:
+                error = f"gave up after {outgoing.attempt} attempts: {error}"
+            values |= {"status": "failed", "completed_at": now, "last_error": error}
+        else:
+            delay = delays[outgoing.attempt - 1] * random.uniform(0.9, 1.1)  # noqa: S311
+            values |= {
+                "status": "pending",
+                "next_attempt_at": now + timedelta(seconds=delay),
+                "last_error": result.error,
+            }
+        async with session_scope(self.sessions, self.write_lock) as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == outgoing.id, Delivery.status == "sending")
+                .values(**values)
+            )
+            if result.postpone_until is None:
+                session.add(
+                    DeliveryAttempt(
+                        delivery_id=outgoing.id,
+                        user_id=outgoing.user_id,
+                        task_id=outgoing.task_id,
+                        attempted_at=now,
+                        success=result.ok,
+                        status_code=result.status_code,
+                        error=result.error,
+                        duration_ms=duration_ms,
+                    )
+                )
+            if result.disable_channel:
+                await self._disable(session, outgoing)
+
+    async def _disable(self, session: AsyncSession, outgoing: Outgoing) -> None:
+        """410 Gone: turn the webhook off, in the task and in the account settings."""
+        url = outgoing.channel.get("url")
+        task = await session.get(Task, outgoing.task_id)
+        if task is not None:
+            task.notifications = [
+                {**c, "enabled": False} if c.get("type") == "webhook" and c.get("url") == url else c
+                for c in task.notifications
+            ]
+        await session.execute(
+            update(WebhookConfig)
+            .where(WebhookConfig.user_id == outgoing.user_id, WebhookConfig.url == url)
+            .values(enabled=False)
+        )
+        logger.warning("webhook %s answered 410 Gone and was turned off", url)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                free = self.concurrency - len(self._sending)
+                for outgoing in await self.claim(limit=free, now=datetime.now(UTC)):
+                    sending = asyncio.create_task(self.deliver(outgoing))
+                    self._sending.add(sending)
+                    sending.add_done_callback(self._finished)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("dispatcher tick failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
+
+    def _finished(self, sending: asyncio.Task[SendResult]) -> None:
+        self._sending.discard(sending)
+        self._wake.set()

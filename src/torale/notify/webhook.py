@@ -1,0 +1,113 @@
+"""Webhook deliveries: a POST of the event, signed per Standard Webhooks.
+
+`webhook-id` is the delivery id (the same on every retry, so receivers can deduplicate),
+`webhook-timestamp` the time of the attempt, `webhook-signature` an HMAC of id, timestamp and
+the exact body bytes with the user's secret (`standardwebhooks`). A channel's own headers are
+sent too but can never replace these. Requests go through the outbound guard; redirects are
+not followed. 2xx is success, 410 Gone turns the channel off, anything else is retried.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from torale import __version__
+from torale.net import OutboundPolicy, UnsafeURLError, guarded_client
+from torale.notify.sending import Outgoing, SendResult
+
+USER_AGENT = f"Torale-Webhooks/{__version__}"
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def body_of(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signed_headers(
+    secret: str, message_id: str, body: bytes, *, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    now = datetime.now(UTC)
+    signature = Webhook(secret).sign(message_id, now, body.decode())
+    headers = dict(extra or {})
+    # Torale's own headers last: a channel cannot replace them (whatever their case).
+    reserved = {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+        "user-agent",
+    }
+    headers = {k: v for k, v in headers.items() if k.lower() not in reserved}
+    headers.update(
+        {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+        }
+    )
+    return headers
+
+
+class WebhookSender:
+    def __init__(self, policy: OutboundPolicy, *, timeout: float) -> None:
+        self.client = guarded_client(policy, timeout=timeout, max_redirects=0)
+
+    async def post(
+        self,
+        url: str,
+        message_id: str,
+        payload: dict[str, Any],
+        *,
+        secret: str,
+        headers: dict[str, str],
+    ) -> SendResult:
+        body = body_of(payload)
+        try:
+            response = await self.client.post(
+                url,
+                content=body,
+                headers=signed_headers(secret, message_id, body, extra=headers),
+                follow_redirects=False,
+            )
+        except UnsafeURLError as exc:
+            return SendResult(False, error=f"refused by the outbound policy: {exc}", permanent=True)
+        except httpx.TimeoutException:
+            return SendResult(False, error="the receiver did not answer in time")
+        except httpx.HTTPError as exc:
+            return SendResult(False, error=f"could not reach the receiver ({type(exc).__name__})")
+        status = response.status_code
+        if 200 <= status < 300:
+            return SendResult(True, status_code=status)
+        if status == 410:
+            return SendResult(
+                False,
+                status_code=status,
+                error="the receiver answered 410 Gone: the channel was turned off",
+                permanent=True,
+                disable_channel=True,
+            )
+        return SendResult(False, status_code=status, error=f"the receiver answered HTTP {status}")
+
+    async def send(self, outgoing: Outgoing, *, secret: str) -> SendResult:
+        channel = outgoing.channel
+        return await self.post(
+            channel["url"],
+            str(outgoing.id),
+            outgoing.payload,
+            secret=secret,
+            headers=dict(channel.get("headers") or {}),
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
