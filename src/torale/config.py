@@ -217,6 +217,12 @@ class Settings(BaseSettings):
     jwt_audience: str | None = Field(
         default=None, description="Expected `aud` claim; when unset the audience is not checked."
     )
+    jwt_role_claim: str | None = Field(
+        default=None,
+        description="Claim that makes a signed-in user an admin when it says `admin`, as a "
+        "dotted path (Clerk: `public_metadata.role` in the session token template). When set, "
+        "it decides the role of token users on every sign-in.",
+    )
     jwks_cache_seconds: int = Field(
         default=3600, ge=0, description="How long fetched signing keys are trusted."
     )

@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from torale.admin.schemas import ScheduleRead, WorkflowRead
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from torale.admin import service
+from torale.admin.schemas import (
+    AccountChange,
+    AdminErrorRead,
+    AdminExecutionRead,
+    AdminTaskRead,
+    AdminUserRead,
+    ScheduleRead,
+    StatsRead,
+    WorkflowRead,
+)
 from torale.auth.deps import AdminUser
-from torale.pagination import Page, PageDep
+from torale.db.session import SessionDep
+from torale.executions.schemas import ExecutionStatus
+from torale.pagination import Page, PageDep, PageParams
 from torale.state import app_state
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class TaskFields(BaseModel):
+    """The task columns the admin list shows."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    search_query: str
+    condition_description: str
+    schedule: str
+    timezone: str
+    state: str
+    paused_reason: str | None
+    condition_met: bool
+    next_run: datetime | None
+    created_at: datetime
 
 
 @router.get(
@@ -45,3 +81,162 @@ async def workflows(request: Request, _admin: AdminUser, page: PageDep) -> Page[
         page=page.page,
         limit=page.limit,
     )
+
+
+@router.get("/stats", summary="Instance statistics")
+async def stats(_admin: AdminUser, session: SessionDep) -> StatsRead:
+    return StatsRead.model_validate(await service.stats(session, now=datetime.now(UTC)))
+
+
+@router.get(
+    "/queries",
+    summary="Every user's tasks",
+    description="With owner email, run count and last run; newest first.",
+)
+async def queries(
+    _admin: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    active_only: Annotated[bool, Query(description="Only active tasks.")] = False,
+    user_id: Annotated[uuid.UUID | None, Query(description="Only this user's.")] = None,
+) -> Page[AdminTaskRead]:
+    rows, total = await service.list_queries(
+        session, page=page, active_only=active_only, user_id=user_id
+    )
+    items = [
+        AdminTaskRead(
+            **TaskFields.model_validate(task).model_dump(),
+            owner_email=email,
+            run_count=runs,
+            last_run_at=last_run_at,
+        )
+        for task, email, runs, last_run_at in rows
+    ]
+    return Page(items=items, total=total, page=page.page, limit=page.limit)
+
+
+@router.get("/executions", summary="Every execution", description="Newest first.")
+async def executions(
+    _admin: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[ExecutionStatus | None, Query()] = None,
+    task_id: Annotated[uuid.UUID | None, Query()] = None,
+    user_id: Annotated[uuid.UUID | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+    until: Annotated[datetime | None, Query(description="Created before.")] = None,
+) -> Page[AdminExecutionRead]:
+    rows, total = await service.list_executions(
+        session,
+        page=page,
+        status=status,
+        task_id=task_id,
+        user_id=user_id,
+        since=since,
+        until=until,
+    )
+    items = [
+        AdminExecutionRead(
+            id=e.id,
+            task_id=e.task_id,
+            task_name=name,
+            user_id=e.user_id,
+            user_email=email,
+            status=e.status,
+            trigger=e.trigger,
+            created_at=e.created_at,
+            started_at=e.started_at,
+            completed_at=e.completed_at,
+            condition_met=e.condition_met,
+            error_message=e.error_message,
+            notified=e.notification is not None,
+            usage=e.usage,
+        )
+        for e, name, email in rows
+    ]
+    return Page(items=items, total=total, page=page.page, limit=page.limit)
+
+
+@router.get(
+    "/errors",
+    summary="What failed",
+    description="Failed executions and failed deliveries, newest first.",
+)
+async def errors(_admin: AdminUser, session: SessionDep, page: PageDep) -> Page[AdminErrorRead]:
+    rows, total = await service.list_errors(session, page=page)
+    items = [
+        AdminErrorRead(
+            kind=kind,
+            id=row_id,
+            task_id=task_id,
+            task_name=name,
+            user_id=user_id,
+            user_email=email,
+            occurred_at=occurred_at,
+            error=error,
+            channel_type=channel_type,
+        )
+        for kind, row_id, task_id, user_id, occurred_at, error, channel_type, name, email in rows
+    ]
+    return Page(items=items, total=total, page=page.page, limit=page.limit)
+
+
+def _user_read(row: tuple[Any, ...]) -> AdminUserRead:
+    user, tasks, active_tasks, key_used, last_run = row
+    activity = [t for t in (key_used, last_run) if t is not None]
+    return AdminUserRead(
+        id=user.id,
+        email=user.email,
+        first_name=user.first_name,
+        role=user.role,
+        is_active=user.is_active,
+        created_at=user.created_at,
+        task_count=tasks,
+        active_task_count=active_tasks,
+        last_activity=max(activity) if activity else None,
+    )
+
+
+@router.get("/users", summary="Every user", description="With task counts; newest first.")
+async def users(_admin: AdminUser, session: SessionDep, page: PageDep) -> Page[AdminUserRead]:
+    rows, total = await service.list_users(session, page=page)
+    return Page(
+        items=[_user_read(row) for row in rows], total=total, page=page.page, limit=page.limit
+    )
+
+
+async def _account(session: SessionDep, user_id: uuid.UUID, changed: int) -> AccountChange:
+    rows, _ = await service.list_users(session, page=PageParams(page=1, limit=1), only=user_id)
+    return AccountChange(user=_user_read(rows[0]), tasks_changed=changed)
+
+
+@router.patch(
+    "/users/{user_id}/deactivate",
+    summary="Deactivate a user",
+    description="Their keys and sign-in tokens get 403 at once and their active tasks are "
+    "paused (activate resumes exactly those). You cannot deactivate yourself (409).",
+)
+async def deactivate(
+    request: Request, user_id: uuid.UUID, admin: AdminUser, session: SessionDep
+) -> AccountChange:
+    _, paused = await service.deactivate(session, user_id=user_id, actor_id=admin.id)
+    scheduler = app_state(request).scheduler
+    for task in paused:
+        await scheduler.task_saved(task)  # before the commit: a refusal rolls everything back
+    return await _account(session, user_id, len(paused))
+
+
+@router.patch(
+    "/users/{user_id}/activate",
+    summary="Activate a user",
+    description="Undoes deactivate: they can sign in again, and the tasks deactivation paused "
+    "run again from their next cron time.",
+)
+async def activate(
+    request: Request, user_id: uuid.UUID, _admin: AdminUser, session: SessionDep
+) -> AccountChange:
+    _, resumed = await service.activate(session, user_id=user_id)
+    scheduler = app_state(request).scheduler
+    for task in resumed:
+        await scheduler.task_saved(task)
+    return await _account(session, user_id, len(resumed))

@@ -47,12 +47,19 @@ async def _claims(request: Request, token: str) -> dict[str, object]:
 async def _from_token(request: Request, token: str) -> Principal:
     claims = await _claims(request, token)
     state = app_state(request)
+    role_claim = state.settings.jwt_role_claim
     async with session_scope(state.sessions) as session:
         user = await service.get_user_by_subject(session, subject=str(claims["sub"]))
-    if user is None:
-        # First sight of this subject: make its local user (a write, so under the write lock).
+    needs_role = (
+        user is not None
+        and role_claim is not None
+        and user.role != service.claimed_role(claims, role_claim)
+    )
+    if user is None or needs_role:
+        # First sight of this subject, or its role changed: a write, under the write lock.
         async with session_scope(state.sessions, state.write_lock) as session:
             user, _ = await service.sync_user_from_claims(session, claims=claims, update=False)
+            await service.apply_role_claim(session, user=user, claims=claims, path=role_claim)
     return Principal(user=AuthenticatedUser.from_user(user), api_key_id=None)
 
 

@@ -31,6 +31,12 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 )
 async def sync_user(request: Request, session: SessionDep, claims: ClaimsDep) -> SyncUserResponse:
     user, created = await service.sync_user_from_claims(session, claims=dict(claims))
+    await service.apply_role_claim(
+        session,
+        user=user,
+        claims=dict(claims),
+        path=app_state(request).settings.jwt_role_claim,
+    )
     await enforce_for(request, AuthenticatedUser.from_user(user))
     return SyncUserResponse(user=UserRead.model_validate(user), created=created)
 

@@ -115,6 +115,28 @@ async def sync_user_from_claims(
     return user, created
 
 
+def claimed_role(claims: dict[str, Any], path: str) -> Role:
+    """The role a token claims at `path` (dotted): admin only when it says exactly "admin"."""
+    value: Any = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "admin" if value == "admin" else "user"
+
+
+async def apply_role_claim(
+    session: AsyncSession, *, user: User, claims: dict[str, Any], path: str | None
+) -> bool:
+    """Make the user's role what the token claims; True if it changed (a write)."""
+    if path is None:
+        return False
+    role = claimed_role(claims, path)
+    if user.role == role:
+        return False
+    user.role = role
+    await session.flush()
+    return True
+
+
 async def create_api_key(
     session: AsyncSession, *, user_id: uuid.UUID, name: str, hashing_key: bytes
 ) -> tuple[ApiKey, str]:

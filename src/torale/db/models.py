@@ -114,6 +114,9 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Why a paused task is paused when the user did not pause it ("account_deactivated"), so
+    # that reactivating the account resumes exactly those tasks.
+    paused_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 ACTIVE_EXECUTION_STATUSES = ("pending", "running")

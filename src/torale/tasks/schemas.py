@@ -152,6 +152,10 @@ class TaskRead(BaseModel):
     config: TaskConfig
     executor_type: Literal["llm_grounded_search"]
     state: TaskState
+    paused_reason: str | None = Field(
+        default=None,
+        description="Why the task is paused when you did not pause it: `account_deactivated`.",
+    )
     condition_met: bool
     last_known_state: dict[str, Any] | None
     last_notified_at: datetime | None

@@ -284,6 +284,7 @@ async def update_task(
     if target is not None and target != current:
         task.state = target
         task.state_changed_at = now
+        task.paused_reason = None
     if task.state != "active":
         task.next_run = None
     elif (target == "active" and current != "active") or {"schedule", "timezone"} & sent:
