@@ -192,6 +192,12 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = Field(default="default", description="Temporal namespace.")
     temporal_task_queue: str = Field(default="torale", description="Temporal task queue.")
+    temporal_heartbeat_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Temporal: a run whose worker stops heartbeating this long is retried on "
+        "another worker.",
+    )
     schedule_catchup_seconds: int = Field(
         default=3600,
         ge=60,

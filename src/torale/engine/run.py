@@ -290,6 +290,8 @@ async def _claim(
         task = await session.get(Task, task_id)
         if task is None:
             return None
+        if execution_id is None and trigger == "schedule" and task.state != "active":
+            return None  # paused or completed since the slot was planned: no scheduled run
         if execution_id is None:
             execution, created = await start_execution(
                 session,

@@ -24,6 +24,7 @@ from torale.errors import (
 from torale.executions import service
 from torale.executions.schemas import ExecutionRead, Source, Usage
 from torale.pagination import Page, PageDep
+from torale.scheduling.base import SchedulerUnavailableError
 from torale.state import app_state
 from torale.tasks import service as tasks_service
 from torale.tasks.schemas import Condition, PageURL, TaskConfig
@@ -121,7 +122,13 @@ async def execute(
             lease=state.run_engine.lease * 2,
         )
     if created:
-        await state.scheduler.run_now(task_id, execution.id)
+        try:
+            await state.scheduler.run_now(task_id, execution.id)
+        except SchedulerUnavailableError as exc:
+            # Not started: it must not stay pending and block the task's next runs.
+            async with session_scope(state.sessions, state.write_lock) as session:
+                await service.fail_unstarted(session, execution_id=execution.id, reason=str(exc))
+            raise
     if wait:
         await state.scheduler.wait(execution.id, within=state.settings.run_timeout_seconds + 30)
     async with session_scope(state.sessions) as session:

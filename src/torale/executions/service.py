@@ -104,3 +104,27 @@ async def by_ids(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID,
         return {}
     rows = await session.scalars(select(Execution).where(Execution.id.in_(ids)))
     return {row.id: row for row in rows}
+
+
+async def requeue(session: AsyncSession, *, execution_id: uuid.UUID, lease: timedelta) -> bool:
+    """Put an execution whose worker died back to pending, to run it again (the same id)."""
+    moved = await session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.status.in_(ACTIVE_EXECUTION_STATUSES))
+        .values(status="pending", lease_expires_at=datetime.now(UTC) + lease)
+    )
+    return bool(getattr(moved, "rowcount", 0))
+
+
+async def fail_unstarted(session: AsyncSession, *, execution_id: uuid.UUID, reason: str) -> None:
+    """A pending execution that could not be handed to the scheduler: failed, with why."""
+    await session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.status == "pending")
+        .values(
+            status="failed",
+            error_message=f"Could not be started: {reason}",
+            completed_at=datetime.now(UTC),
+            lease_expires_at=None,
+        )
+    )

@@ -32,7 +32,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 client,
                 task_queue=settings.temporal_task_queue,
                 workflows=[RunTaskWorkflow],
-                activities=[RunActivities(state.run_engine).run_task],
+                activities=[RunActivities(state.run_engine, scheduler).run_task],
                 max_concurrent_activities=settings.worker_concurrency,
             )
             logger.info(

@@ -26,11 +26,22 @@ class InvalidCronError(ValueError):
 
 
 def normalize_cron(expression: str) -> str:
-    """The 5-field form of `expression` (macros expanded); InvalidCronError if it is not one."""
+    """The 5-field form of `expression` (macros expanded); InvalidCronError if it is not one.
+
+    Only standard syntax is accepted (numbers, names, `*`, ranges, lists, steps): extensions
+    such as `L`, `W`, `#` and `?` mean different things to different schedulers (or nothing),
+    and a task must run at the same times whichever backend runs it.
+    """
     text = " ".join(expression.split())
     text = MACROS.get(text.lower(), text)
-    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+    fields = text.split(" ")
+    if len(fields) != 5 or not croniter.is_valid(text):
         raise InvalidCronError("Invalid cron expression")
+    day_of_month, day_of_week = fields[2].upper(), fields[4].upper()
+    if any(mark in day_of_month for mark in "LW?") or any(mark in day_of_week for mark in "L#?"):
+        raise InvalidCronError(
+            "Invalid cron expression: L, W, # and ? are not supported; use standard cron"
+        )
     try:
         croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except (CroniterBadCronError, CroniterBadDateError):

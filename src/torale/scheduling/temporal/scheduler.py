@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -49,6 +49,18 @@ _CONNECT_TIMEOUT = 5.0
 
 def schedule_id(task_id: uuid.UUID) -> str:
     return f"{SCHEDULE_PREFIX}{task_id}"
+
+
+def temporal_crons(expression: str) -> list[str]:
+    """Temporal cron expressions that fire exactly when `expression` does for croniter.
+
+    With both day-of-month and day-of-week restricted, cron (and croniter) fires on either;
+    Temporal's calendar needs both. Two expressions, one per day field, give the union.
+    """
+    minute, hour, day, month, weekday = expression.split(" ")
+    if day != "*" and weekday != "*":
+        return [f"{minute} {hour} {day} {month} *", f"{minute} {hour} * {month} {weekday}"]
+    return [expression]
 
 
 def task_of(identifier: str) -> uuid.UUID | None:
@@ -117,6 +129,7 @@ class TemporalScheduler:
             task_id=str(task.id),
             trigger="schedule",
             run_timeout_seconds=self.settings.run_timeout_seconds,
+            heartbeat_seconds=self.settings.temporal_heartbeat_seconds,
         )
         return Schedule(
             action=ScheduleActionStartWorkflow(
@@ -125,7 +138,9 @@ class TemporalScheduler:
                 id=f"{RUN_PREFIX}{task.id}",
                 task_queue=self.settings.temporal_task_queue,
             ),
-            spec=ScheduleSpec(cron_expressions=[task.schedule], time_zone_name=task.timezone),
+            spec=ScheduleSpec(
+                cron_expressions=temporal_crons(task.schedule), time_zone_name=task.timezone
+            ),
             policy=SchedulePolicy(
                 overlap=ScheduleOverlapPolicy.SKIP,
                 catchup_window=timedelta(seconds=self.settings.schedule_catchup_seconds),
@@ -136,9 +151,17 @@ class TemporalScheduler:
     async def task_saved(self, task: Task) -> None:
         client = await self.client()
         wanted = self._schedule(task)
+        # A task due now (`run_immediately`) runs now, not at its first cron time.
+        due_now = (
+            task.state == "active"
+            and task.next_run is not None
+            and task.next_run <= datetime.now(UTC) + timedelta(seconds=1)
+        )
         try:
             try:
-                await client.create_schedule(schedule_id(task.id), wanted)
+                await client.create_schedule(
+                    schedule_id(task.id), wanted, trigger_immediately=due_now
+                )
                 return
             except ScheduleAlreadyRunningError:
                 pass
@@ -146,7 +169,10 @@ class TemporalScheduler:
             async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
                 return ScheduleUpdate(schedule=wanted)
 
-            await client.get_schedule_handle(schedule_id(task.id)).update(replace)
+            handle = client.get_schedule_handle(schedule_id(task.id))
+            await handle.update(replace)
+            if due_now:
+                await handle.trigger(overlap=ScheduleOverlapPolicy.SKIP)
         except RPCError as exc:
             raise SchedulerUnavailableError(
                 f"Temporal refused the schedule of this task ({exc.message}); nothing was changed"
@@ -171,6 +197,7 @@ class TemporalScheduler:
             trigger="manual",
             execution_id=str(execution_id),
             run_timeout_seconds=self.settings.run_timeout_seconds,
+            heartbeat_seconds=self.settings.temporal_heartbeat_seconds,
         )
         try:
             self._started[execution_id] = await client.start_workflow(
@@ -216,7 +243,12 @@ class TemporalScheduler:
                 )
             done = {"created": 0, "updated": 0, "deleted": 0}
             for orphan in orphans:
-                await client.get_schedule_handle(orphan).delete()
+                try:
+                    await client.get_schedule_handle(orphan).delete()
+                except RPCError as exc:
+                    if exc.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    continue  # another server reconciling at the same time got there first
                 done["deleted"] += 1
             for task_id, task in tasks.items():
                 found = existing.get(task_id)

@@ -19,6 +19,7 @@ class RunRequest:
     trigger: str  # "schedule" | "manual"
     execution_id: str | None = None  # the pending execution run-now queued
     run_timeout_seconds: float = 180.0
+    heartbeat_seconds: float = 30.0
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -31,7 +32,7 @@ class RunTaskWorkflow:
             ACTIVITY_NAME,
             request,
             start_to_close_timeout=timedelta(seconds=request.run_timeout_seconds * 1.5 + 30),
-            heartbeat_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=2),
                 backoff_coefficient=2.0,
