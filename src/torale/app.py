@@ -54,6 +54,8 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
     sessions = create_sessionmaker(engine)
     write_lock = asyncio.Lock() if settings.is_sqlite else None
     runner = Engine.build(settings, sessions, write_lock)
+    dispatcher = Dispatcher(settings, sessions, write_lock)
+    runner.on_queued = dispatcher.wake
     jwt = None
     if settings.jwt_enabled:
         assert settings.jwt_issuer
@@ -73,7 +75,7 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
         metrics=Metrics(),
         run_engine=runner,
         scheduler=build_scheduler(settings, runner, dispatch=dispatch),
-        dispatcher=Dispatcher(settings, sessions, write_lock),
+        dispatcher=dispatcher,
         dispatch=dispatch,
         sessions=sessions,
         rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),

@@ -18,11 +18,13 @@ from .openai import (
     tokens_for,
     verdict_rules,
 )
+from .receiver import Answer, ReceivedWebhook, WebhookReceiver
 from .search import FakeBrave, FakeSearxng, FakeTavily, Hit, SearchFake
 from .server import Failure, FakeService, LocalServer, RecordedRequest
 from .web import FakeWeb, article_html
 
 __all__ = [
+    "Answer",
     "ChatRequest",
     "Delay",
     "Error",
@@ -35,12 +37,14 @@ __all__ = [
     "FakeWeb",
     "Hit",
     "LocalServer",
+    "ReceivedWebhook",
     "RecordedRequest",
     "Reply",
     "Script",
     "SearchFake",
     "Text",
     "ToolCall",
+    "WebhookReceiver",
     "article_html",
     "example_for_schema",
     "sequence",

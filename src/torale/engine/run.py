@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +72,8 @@ class Engine:
     evaluator: Evaluator
     fetcher: Fetcher
     http: httpx.AsyncClient  # for search APIs, which the operator configured
+    # Called after a run has committed notifications to send (the dispatcher's wake-up).
+    on_queued: Callable[[], None] | None = None
 
     @classmethod
     def build(
@@ -337,13 +340,21 @@ async def _claim(
 async def _record_success(
     engine: Engine, task_id: uuid.UUID, execution_id: uuid.UUID, outcome: RunOutcome
 ) -> None:
+    if await _record_outcome(engine, task_id, execution_id, outcome) and engine.on_queued:
+        engine.on_queued()
+
+
+async def _record_outcome(
+    engine: Engine, task_id: uuid.UUID, execution_id: uuid.UUID, outcome: RunOutcome
+) -> bool:
+    """Write the run's outcome in one transaction; True if it queued notifications."""
     now = datetime.now(UTC)
     verdict = outcome.verdict
     async with session_scope(engine.sessions, engine.write_lock) as session:
         execution = await session.get(Execution, execution_id)
         task = await session.get(Task, task_id)
         if execution is None or task is None or execution.status != "running":
-            return  # the task was deleted, or the run was declared orphaned meanwhile
+            return False  # the task was deleted, or the run was declared orphaned meanwhile
         # Decide against the task as it is now, not as it was when the run began.
         decision = decide(
             notify_behavior=task.notify_behavior,
@@ -401,6 +412,7 @@ async def _record_success(
                     },
                     key="url_hash",
                 )
+    return notify
 
 
 async def _record_failure(engine: Engine, execution_id: uuid.UUID, message: str) -> None:

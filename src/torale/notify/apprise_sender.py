@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 from torale.net import OutboundPolicy, UnsafeURLError, ensure_host_allowed
 from torale.notify.sending import Outgoing, SendResult, message_text
 
+# Apprise schemes that speak plain http (their s-suffixed forms use https).
+PLAIN_HTTP_SCHEMES = frozenset({"json", "xml", "form"})
+
 
 class AppriseSender:
     def __init__(self, policy: OutboundPolicy, *, timeout: float) -> None:
@@ -22,6 +25,12 @@ class AppriseSender:
         import apprise
 
         url = outgoing.channel["url"]
+        if url.split("://", 1)[0].lower() in PLAIN_HTTP_SCHEMES and not self.policy.allow_http:
+            return SendResult(
+                False,
+                error="plain http is not allowed on this server (use jsons://)",
+                permanent=True,
+            )
         host = urlsplit(url).hostname
         if host:
             try:
@@ -30,7 +39,8 @@ class AppriseSender:
                 return SendResult(
                     False, error=f"refused by the outbound policy: {exc}", permanent=True
                 )
-        notifier = apprise.Apprise()
+        # Redirects off: a redirect would be followed to a host nobody checked.
+        notifier = apprise.Apprise(asset=apprise.AppriseAsset(http_redirects=False))
         if not notifier.add(url):
             return SendResult(False, error="Apprise cannot use this URL", permanent=True)
         title, body = message_text(outgoing.payload)

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
 from torale.db.engine import session_scope
-from torale.db.models import Delivery, DeliveryAttempt, Task, WebhookConfig
+from torale.db.models import Delivery, DeliveryAttempt, Task, User, WebhookConfig
 from torale.net import OutboundPolicy
 from torale.notify.apprise_sender import AppriseSender
 from torale.notify.email import EmailSender
@@ -130,13 +131,27 @@ class Dispatcher:
             )
             if not self.settings.is_sqlite:
                 due = due.with_for_update(skip_locked=True)
-            for delivery in (await session.scalars(due)).all():
+            rows = (await session.scalars(due)).all()
+            quota = await self._email_quota(session, rows, now)
+            lease_until = now + self.lease
+            for delivery in rows:
+                if delivery.channel_type == "email":
+                    if quota.get(delivery.user_id, 0) <= 0:
+                        # The user's hourly email limit: not now, and not an attempt.
+                        await session.execute(
+                            update(Delivery)
+                            .where(Delivery.id == delivery.id, Delivery.status == "pending")
+                            .values(next_attempt_at=now + timedelta(minutes=10))
+                        )
+                        continue
+                    quota[delivery.user_id] -= 1
+                attempts = delivery.attempts  # read before the update refreshes the object
                 taken = await session.execute(
                     update(Delivery)
                     .where(Delivery.id == delivery.id, Delivery.status == "pending")
                     .values(
                         status="sending",
-                        lease_expires_at=now + self.lease,
+                        lease_expires_at=lease_until,
                         attempts=Delivery.attempts + 1,
                     )
                 )
@@ -152,39 +167,62 @@ class Dispatcher:
                         channel_type=delivery.channel_type,
                         channel=dict(delivery.channel),
                         payload=dict(delivery.payload),
-                        attempt=delivery.attempts + 1,
+                        attempt=attempts + 1,
+                        lease_until=lease_until,
                     )
                 )
         return claimed
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def _emails_sent_last_hour(self, user_id: uuid.UUID, now: datetime) -> int:
-        async with session_scope(self.sessions) as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(DeliveryAttempt)
-                .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
-                .where(
-                    DeliveryAttempt.user_id == user_id,
-                    DeliveryAttempt.success.is_(True),
-                    Delivery.channel_type == "email",
-                    DeliveryAttempt.attempted_at > now - timedelta(hours=1),
-                )
+    async def _email_quota(
+        self, session: AsyncSession, rows: Sequence[Delivery], now: datetime
+    ) -> dict[uuid.UUID, int]:
+        """How many more emails each user with due emails may be sent this hour.
+
+        Decided in the claim transaction, counting emails sent in the last hour and those being
+        sent now, so concurrent sends (in this or another process) cannot exceed the limit; on
+        PostgreSQL the users' rows are locked so two claimants decide one after the other.
+        """
+        users = sorted({d.user_id for d in rows if d.channel_type == "email"})
+        if not users:
+            return {}
+        if not self.settings.is_sqlite:
+            await session.execute(
+                select(User.id).where(User.id.in_(users)).order_by(User.id).with_for_update()
             )
-        return int(count or 0)
+        sent = await session.execute(
+            select(DeliveryAttempt.user_id, func.count())
+            .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+            .where(
+                DeliveryAttempt.user_id.in_(users),
+                DeliveryAttempt.success.is_(True),
+                Delivery.channel_type == "email",
+                DeliveryAttempt.attempted_at > now - timedelta(hours=1),
+            )
+            .group_by(DeliveryAttempt.user_id)
+        )
+        in_flight = await session.execute(
+            select(Delivery.user_id, func.count())
+            .where(
+                Delivery.user_id.in_(users),
+                Delivery.channel_type == "email",
+                Delivery.status == "sending",
+            )
+            .group_by(Delivery.user_id)
+        )
+        used = dict.fromkeys(users, 0)
+        for user_id, count in [*sent, *in_flight]:
+            used[user_id] += count
+        return {u: self.settings.email_max_per_hour - n for u, n in used.items()}
 
     async def send(self, outgoing: Outgoing) -> SendResult:
-        now = datetime.now(UTC)
         if outgoing.channel_type == "webhook":
             async with session_scope(self.sessions, self.write_lock) as session:
                 secret = (await webhook_config(session, user_id=outgoing.user_id)).secret
             return await self.webhooks.send(outgoing, secret=secret)
         if outgoing.channel_type == "email":
-            sent = await self._emails_sent_last_hour(outgoing.user_id, now)
-            if sent >= self.settings.email_max_per_hour:
-                return SendResult(False, postpone_until=now + timedelta(minutes=10))
-            return await self.email.send(outgoing)
+            return await self.email.send(outgoing)  # the hourly limit was applied at claim
         if outgoing.channel_type == "apprise":
             return await self.apprise.send(outgoing)
         return SendResult(
@@ -206,14 +244,7 @@ class Dispatcher:
         now = datetime.now(UTC)
         delays = self.settings.retry_delays
         values: dict[str, object] = {"lease_expires_at": None}
-        if result.postpone_until is not None:
-            # Not sent and not an attempt (the per-user email limit): back in line for later.
-            values |= {
-                "status": "pending",
-                "next_attempt_at": result.postpone_until,
-                "attempts": Delivery.attempts - 1,
-            }
-        elif result.ok:
+        if result.ok:
             values |= {"status": "delivered", "completed_at": now, "last_error": None}
         elif result.permanent or outgoing.attempt > len(delays):
             error = result.error or "failed"
@@ -228,24 +259,31 @@ class Dispatcher:
                 "last_error": result.error,
             }
         async with session_scope(self.sessions, self.write_lock) as session:
-            await session.execute(
+            # Only the claim that still holds the lease records: a sender that stalled past it
+            # (and was taken over) must not overwrite the new owner's outcome.
+            recorded = await session.execute(
                 update(Delivery)
-                .where(Delivery.id == outgoing.id, Delivery.status == "sending")
+                .where(
+                    Delivery.id == outgoing.id,
+                    Delivery.status == "sending",
+                    Delivery.lease_expires_at == outgoing.lease_until,
+                )
                 .values(**values)
             )
-            if result.postpone_until is None:
-                session.add(
-                    DeliveryAttempt(
-                        delivery_id=outgoing.id,
-                        user_id=outgoing.user_id,
-                        task_id=outgoing.task_id,
-                        attempted_at=now,
-                        success=result.ok,
-                        status_code=result.status_code,
-                        error=result.error,
-                        duration_ms=duration_ms,
-                    )
+            if getattr(recorded, "rowcount", 0) != 1:
+                return  # taken over, or deleted with its task meanwhile
+            session.add(
+                DeliveryAttempt(
+                    delivery_id=outgoing.id,
+                    user_id=outgoing.user_id,
+                    task_id=outgoing.task_id,
+                    attempted_at=now,
+                    success=result.ok,
+                    status_code=result.status_code,
+                    error=result.error,
+                    duration_ms=duration_ms,
                 )
+            )
             if result.disable_channel:
                 await self._disable(session, outgoing)
 

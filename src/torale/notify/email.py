@@ -68,7 +68,11 @@ class EmailSender:
                 False, error="email is not configured on this server (set TORALE_SMTP_URL)"
             )
         try:
-            await aiosmtplib.send(self.message(outgoing), timeout=self.timeout, **self.options)
+            message = self.message(outgoing)
+        except (ValueError, TypeError) as exc:
+            return SendResult(False, error=f"the email could not be built: {exc}", permanent=True)
+        try:
+            await aiosmtplib.send(message, timeout=self.timeout, **self.options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             return SendResult(
                 False, error=f"the mail server refused the address: {exc}", permanent=True

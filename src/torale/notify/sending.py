@@ -21,6 +21,7 @@ class Outgoing:
     channel: dict[str, Any]
     payload: dict[str, Any]
     attempt: int  # 1 for the first try
+    lease_until: datetime  # identifies this claim: a takeover sets another
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,6 @@ class SendResult:
     error: str | None = None
     permanent: bool = False  # retrying cannot help
     disable_channel: bool = False  # the receiver answered 410 Gone
-    postpone_until: datetime | None = None  # not sent, and not an attempt: try again then
 
 
 def message_text(payload: dict[str, Any]) -> tuple[str, str]:
@@ -39,4 +39,5 @@ def message_text(payload: dict[str, Any]) -> tuple[str, str]:
     message = payload["data"]["execution"].get("notification") or payload["data"]["result"].get(
         "answer", ""
     )
-    return f"Torale: {task['name']}", str(message)
+    title = " ".join(f"Torale: {task['name']}".split())  # headers are one line
+    return title, str(message)

@@ -9,6 +9,7 @@ not followed. 2xx is success, 410 Gone turns the channel off, anything else is r
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from datetime import UTC, datetime
@@ -25,7 +26,9 @@ USER_AGENT = f"Torale-Webhooks/{__version__}"
 
 
 def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    """A Standard Webhooks secret: `whsec_` and standard base64 of 32 random bytes (what every
+    Standard Webhooks library, in any language, decodes)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def body_of(payload: dict[str, Any]) -> bytes:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from torale.config import Settings
 from torale.db.models import Task
 from torale.errors import ConflictError, FieldValidationError, NotFoundError, field_error
 from torale.net import UnsafeURLError, check_url
+from torale.notify.apprise_sender import PLAIN_HTTP_SCHEMES
 from torale.notify.channels import (
     MASK,
     AnyChannel,
@@ -95,6 +97,26 @@ def url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
     return errors
 
 
+def _apprise_target_problem(url: str, policy: TaskPolicy) -> str | None:
+    """What the outbound policy says of an Apprise URL's own host, as far as the URL tells."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in PLAIN_HTTP_SCHEMES and not policy.allow_http_webhooks:
+        return f"{scheme}:// is plain http, which this server does not allow (use {scheme}s://)"
+    host = urlsplit(url).hostname
+    if not host:
+        return None
+    try:
+        check_url(
+            f"https://{host}/",
+            allow_http=True,
+            allow_private=policy.allow_private_networks,
+            allowed_networks=policy.allowed_networks,
+        )
+    except UnsafeURLError as exc:
+        return str(exc)
+    return None
+
+
 def _channel_errors(channels: list[dict[str, Any]], policy: TaskPolicy) -> list[dict[str, Any]]:
     errors = []
     for index, channel in enumerate(channels):
@@ -105,7 +127,9 @@ def _channel_errors(channels: list[dict[str, Any]], policy: TaskPolicy) -> list[
                     "this position"
                 )
             else:
-                problem = apprise_url_problem(channel["url"])
+                problem = apprise_url_problem(channel["url"]) or _apprise_target_problem(
+                    channel["url"], policy
+                )
             if problem:
                 errors.append(
                     field_error(["body", "notifications", index, "url"], problem, "url_refused")
