@@ -6,6 +6,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from torale.cli.client import auth_app, task_app
 from torale.cli.operator import keys_app, users_app
 from torale.cli.server import register_server_commands
 
@@ -18,6 +19,8 @@ app = typer.Typer(
 register_server_commands(app)
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(auth_app, name="auth")
+app.add_typer(task_app, name="task")
 
 
 def main() -> None:

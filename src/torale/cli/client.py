@@ -1,0 +1,410 @@
+"""`torale auth …` and `torale task …`: the API from a terminal, through the SDK.
+
+Tables by default, `--json` for scripts. Exit codes: 0 success, 1 the API refused or could not
+be reached (the message says what to do), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from torale.sdk import APIConnectionError, APIError, AuthenticationError, Torale
+from torale.sdk.builder import schedule_for
+from torale.sdk.config import resolve, write_config
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+auth_app = typer.Typer(help="Connect the CLI to a Torale server.", no_args_is_help=True)
+task_app = typer.Typer(help="Create, inspect and run your tasks.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+
+
+def fail(exc: APIError) -> NoReturn:
+    err.print(f"[red]Error:[/red] {exc.message}")
+    if isinstance(exc, AuthenticationError):
+        err.print("Set a valid key with: torale auth set-api-key")
+    elif isinstance(exc, APIConnectionError):
+        err.print(
+            "Check the server runs, or set its address: torale auth set-api-key --api-url URL"
+        )
+    raise typer.Exit(1)
+
+
+@contextmanager
+def api() -> Iterator[Torale]:
+    """A client, with API errors turned into a message and exit code 1."""
+    client = Torale()
+    try:
+        yield client
+    except APIError as exc:
+        fail(exc)
+    finally:
+        client.close()
+
+
+def emit(value: Any) -> None:
+    """JSON of a model, a list of models, or plain data."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    typer.echo(json.dumps(value, indent=2))
+
+
+def when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+# --- auth --------------------------------------------------------------------------------
+
+
+@auth_app.command("set-api-key")
+def set_api_key(
+    api_key: Annotated[str, typer.Option(prompt="API key", hide_input=True, help="A key (sk_…).")],
+    api_url: Annotated[str | None, typer.Option(help="The server's URL.")] = None,
+    verify: Annotated[bool, typer.Option(help="Check the key with the server first.")] = True,
+) -> None:
+    """Save an API key (and server URL) in ~/.torale/config.json, readable only by you."""
+    url = (api_url or resolve().api_url).rstrip("/")
+    if verify:
+        try:
+            with Torale(api_key=api_key, api_url=url) as checked:
+                user = checked.auth.me()
+        except APIError as exc:
+            fail(exc)  # nothing is saved
+        out.print(f"Signed in as {user.email or user.id} ({user.role}) at {url}")
+    path = write_config({"api_key": api_key, "api_url": url})
+    out.print(f"Saved to {path}")
+
+
+@auth_app.command("status")
+def status(as_json: JsonOption = False) -> None:
+    """Who you are signed in as, and where."""
+    connection = resolve()
+    if not connection.api_key:
+        err.print("Not signed in. Run: torale auth set-api-key")
+        raise typer.Exit(1)
+    with api() as client:
+        user = client.auth.me()
+    if as_json:
+        emit({"api_url": connection.api_url, "user": user.model_dump(mode="json")})
+        return
+    out.print(f"Signed in as {user.email or user.id} ({user.role}) at {connection.api_url}")
+
+
+@auth_app.command("logout")
+def logout() -> None:
+    """Forget the saved API key (it stays valid: revoke it on the server if it leaked)."""
+    path = write_config({"api_key": None})
+    out.print(f"Removed the API key from {path}")
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+def task_options(
+    *,
+    query: str | None,
+    condition: str | None,
+    name: str | None,
+    every: str | None,
+    timezone: str | None,
+    urls: list[str] | None,
+    behavior: str | None,
+    webhooks: list[str] | None,
+    emails: list[str] | None,
+    apprise: list[str] | None,
+    model: str | None,
+    search: str | None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "search_query": query,
+        "condition_description": condition,
+        "name": name,
+        "schedule": schedule_for(every) if every else None,
+        "timezone": timezone,
+        "urls": urls or None,
+        "notify_behavior": behavior,
+    }
+    channels = [{"type": "webhook", "url": u} for u in webhooks or []]
+    channels += [{"type": "email", "address": a} for a in emails or []]
+    channels += [{"type": "apprise", "url": a} for a in apprise or []]
+    if channels:
+        fields["notifications"] = channels
+    config = {k: v for k, v in {"model": model, "search_provider": search}.items() if v}
+    if config:
+        fields["config"] = config
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+Query = Annotated[str | None, typer.Option("--query", "-q", help="What to search for.")]
+Condition = Annotated[str | None, typer.Option("--condition", "-c", help="When to notify.")]
+Name = Annotated[str | None, typer.Option(help="A name for the task.")]
+Every = Annotated[
+    str | None,
+    typer.Option("--every", help='How often: "6 hours", "30 minutes", "daily", or a cron.'),
+]
+Timezone = Annotated[str | None, typer.Option(help="IANA time zone of the schedule.")]
+Urls = Annotated[list[str] | None, typer.Option("--url", help="A page to read on every run.")]
+Behavior = Annotated[str | None, typer.Option("--notify", help="once, always or track_state.")]
+Webhooks = Annotated[list[str] | None, typer.Option("--webhook", help="Notify this URL.")]
+Emails = Annotated[list[str] | None, typer.Option("--email", help="Notify this address.")]
+Apprises = Annotated[list[str] | None, typer.Option("--apprise", help="An Apprise URL.")]
+Model = Annotated[str | None, typer.Option(help="Model for this task.")]
+Search = Annotated[str | None, typer.Option(help="Search provider for this task.")]
+
+
+def show_task(task: Any) -> None:
+    out.print(f"[bold]{task.name}[/bold]  {task.id}")
+    rows = [
+        ("query", task.search_query),
+        ("condition", task.condition_description),
+        ("schedule", f"{task.schedule} ({task.timezone})"),
+        ("state", task.state + (f" ({task.paused_reason})" if task.paused_reason else "")),
+        ("notify", task.notify_behavior),
+        ("next run", when(task.next_run)),
+        ("condition met", "yes" if task.condition_met else "no"),
+    ]
+    if task.last_execution:
+        rows.append(
+            ("last run", f"{task.last_execution.status} at {when(task.last_execution.started_at)}")
+        )
+    for label, value in rows:
+        out.print(f"  {label:<14} {value}")
+
+
+@task_app.command("create")
+def create(
+    query: Annotated[str, typer.Option("--query", "-q", help="What to search for.")],
+    condition: Condition = None,
+    name: Name = None,
+    every: Every = None,
+    timezone: Timezone = None,
+    urls: Urls = None,
+    behavior: Behavior = None,
+    webhooks: Webhooks = None,
+    emails: Emails = None,
+    apprise: Apprises = None,
+    model: Model = None,
+    search: Search = None,
+    run_now: Annotated[bool, typer.Option("--run-now", help="Run it once right away.")] = False,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a task."""
+    fields = task_options(
+        query=query, condition=condition, name=name, every=every, timezone=timezone, urls=urls,
+        behavior=behavior, webhooks=webhooks, emails=emails, apprise=apprise, model=model,
+        search=search,
+    )  # fmt: skip
+    if run_now:
+        fields["run_immediately"] = True
+    if paused:
+        fields["state"] = "paused"
+    with api() as client:
+        task = client.tasks.create(**fields)
+    if as_json:
+        emit(task)
+    else:
+        show_task(task)
+
+
+@task_app.command("list")
+def list_tasks(
+    state: Annotated[str | None, typer.Option(help="active, paused or completed.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Your tasks, newest first."""
+    with api() as client:
+        tasks = list(client.tasks.list(state=state))
+    if as_json:
+        emit(tasks)
+        return
+    table = Table("id", "name", "state", "schedule", "next run", "met", "last run")
+    table.columns[0].no_wrap = True
+    for t in tasks:
+        last = t.last_execution.status if t.last_execution else "-"
+        met = "yes" if t.condition_met else "no"
+        table.add_row(str(t.id), t.name, t.state, t.schedule, when(t.next_run), met, last)
+    out.print(table)
+
+
+@task_app.command("get")
+def get(task_id: str, as_json: JsonOption = False) -> None:
+    """One task."""
+    with api() as client:
+        task = client.tasks.get(task_id)
+    if as_json:
+        emit(task)
+    else:
+        show_task(task)
+
+
+@task_app.command("update")
+def update(
+    task_id: str,
+    query: Query = None,
+    condition: Condition = None,
+    name: Name = None,
+    every: Every = None,
+    timezone: Timezone = None,
+    urls: Urls = None,
+    behavior: Behavior = None,
+    webhooks: Webhooks = None,
+    emails: Emails = None,
+    apprise: Apprises = None,
+    model: Model = None,
+    search: Search = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a task (only what you give changes; channels given replace the task's)."""
+    fields = task_options(
+        query=query, condition=condition, name=name, every=every, timezone=timezone, urls=urls,
+        behavior=behavior, webhooks=webhooks, emails=emails, apprise=apprise, model=model,
+        search=search,
+    )  # fmt: skip
+    if not fields:
+        err.print("Nothing to change: give at least one option (see --help).")
+        raise typer.Exit(2)
+    with api() as client:
+        task = client.tasks.update(task_id, **fields)
+    if as_json:
+        emit(task)
+    else:
+        show_task(task)
+
+
+@task_app.command("delete")
+def delete(
+    task_id: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete a task (and its history)."""
+    if not yes:
+        typer.confirm(f"Delete task {task_id} and its history?", abort=True)
+    with api() as client:
+        client.tasks.delete(task_id)
+    out.print(f"Deleted {task_id}")
+
+
+@task_app.command("pause")
+def pause(task_id: str, as_json: JsonOption = False) -> None:
+    """Stop a task's scheduled runs."""
+    with api() as client:
+        task = client.tasks.pause(task_id)
+    if as_json:
+        emit(task)
+    else:
+        out.print(f"Paused {task.name} ({task.id})")
+
+
+@task_app.command("resume")
+def resume(task_id: str, as_json: JsonOption = False) -> None:
+    """Resume a paused (or completed) task from its next cron time."""
+    with api() as client:
+        task = client.tasks.resume(task_id)
+    if as_json:
+        emit(task)
+        return
+    out.print(f"Resumed {task.name} ({task.id}); next run {when(task.next_run)}")
+
+
+def show_verdict(result: Any, sources: list[Any]) -> None:
+    met = "[green]met[/green]" if result.condition_met else "not met"
+    out.print(f"Condition {met}: {result.answer}")
+    if getattr(result, "reasoning", None):
+        out.print(f"  why: {result.reasoning}")
+    for source in sources:
+        out.print(f"  - {source.title or source.url} <{source.url}>")
+
+
+@task_app.command("execute")
+def execute(
+    task_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a task now."""
+    with api() as client:
+        if wait and not as_json:
+            with err.status("Running… (searching, reading, asking the model)"):
+                execution = client.tasks.execute(task_id, wait=True)
+        else:
+            execution = client.tasks.execute(task_id, wait=wait)
+    if as_json:
+        emit(execution)
+        return
+    out.print(f"Execution {execution.id}: {execution.status}")
+    if execution.status == "failed":
+        err.print(f"[red]{execution.error_message}[/red]")
+        raise typer.Exit(1)
+    if execution.result:
+        show_verdict(execution.result, execution.grounding_sources)
+    if execution.notification:
+        out.print("Notified.")
+
+
+@task_app.command("preview")
+def preview(
+    query: Annotated[str, typer.Option("--query", "-q", help="What to search for.")],
+    condition: Condition = None,
+    urls: Urls = None,
+    model: Model = None,
+    search: Search = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Try a query and condition without saving a task."""
+    config = {k: v for k, v in {"model": model, "search_provider": search}.items() if v}
+    with api() as client, err.status("Searching, reading, asking the model…"):
+        result = client.tasks.preview(
+            query, condition_description=condition, urls=urls, config=config or None
+        )
+    if as_json:
+        emit(result)
+        return
+    show_verdict(result, result.grounding_sources)
+    if result.inferred_condition:
+        out.print(f"  (judged as: {result.inferred_condition})")
+
+
+def _executions_table(rows: list[Any]) -> Table:
+    table = Table("id", "started", "trigger", "status", "met", "answer / error")
+    table.columns[0].no_wrap = True
+    for e in rows:
+        met = "-" if e.condition_met is None else ("yes" if e.condition_met else "no")
+        text = e.error_message if e.status == "failed" else (e.result.answer if e.result else "")
+        table.add_row(str(e.id), when(e.started_at), e.trigger, e.status, met, text or "")
+    return table
+
+
+@task_app.command("logs")
+def logs(
+    task_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many runs.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """A task's latest runs."""
+    with api() as client:
+        page = client.tasks.executions_page(task_id, limit=limit)
+    emit(page.items) if as_json else out.print(_executions_table(page.items))
+
+
+@task_app.command("notifications")
+def notifications(
+    task_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """A task's runs that met the condition or notified."""
+    with api() as client:
+        page = client.tasks.notifications_page(task_id, limit=limit)
+    emit(page.items) if as_json else out.print(_executions_table(page.items))

@@ -1,0 +1,410 @@
+"""`Torale` and `ToraleAsync`: the API as Python objects.
+
+    from torale import Torale
+    client = Torale()                      # TORALE_API_KEY / TORALE_API_URL / ~/.torale
+    task = client.tasks.create("When is the next iPhone release?",
+                               condition_description="Apple has announced a date")
+    for task in client.tasks.list():       # every task, page after page
+        print(task.name, task.state)
+
+List methods iterate over everything; their `*_page` twins return one `Page`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+
+from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, UserRead
+from torale.executions.router import PreviewResponse
+from torale.executions.schemas import ExecutionRead
+from torale.notify.schemas import DeliveryAttemptRead, WebhookConfigRead, WebhookTestResult
+from torale.pagination import Page
+from torale.sdk import calls
+from torale.sdk.config import resolve
+from torale.sdk.transport import Call, Policy, asend, send
+from torale.tasks.schemas import TaskRead
+
+T = TypeVar("T")
+Id = uuid.UUID | str
+Urls = list[str]  # for annotations inside classes whose `list` method shadows the builtin
+PAGE_SIZE = 100
+
+
+def _fields(**values: Any) -> dict[str, Any]:
+    """Request fields, leaving out the ones not given (None)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def task_fields(
+    search_query: str | None = None,
+    *,
+    condition_description: str | None = None,
+    name: str | None = None,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    urls: list[str] | None = None,
+    notify_behavior: str | None = None,
+    notifications: list[dict[str, Any]] | None = None,
+    config: dict[str, Any] | None = None,
+    context: Any = None,
+    state: str | None = None,
+    run_immediately: bool | None = None,
+) -> dict[str, Any]:
+    return _fields(
+        search_query=search_query,
+        condition_description=condition_description,
+        name=name,
+        schedule=schedule,
+        timezone=timezone,
+        urls=urls,
+        notify_behavior=notify_behavior,
+        notifications=notifications,
+        config=config,
+        context=context,
+        state=state,
+        run_immediately=run_immediately,
+    )
+
+
+def _pages(fetch: Callable[[int], Page[T]]) -> Iterator[T]:
+    page = 1
+    while True:
+        current = fetch(page)
+        yield from current.items
+        if not current.items or page * current.limit >= current.total:
+            return
+        page += 1
+
+
+async def _apages(fetch: Callable[[int], Any]) -> AsyncIterator[Any]:
+    page = 1
+    while True:
+        current: Page[Any] = await fetch(page)
+        for item in current.items:
+            yield item
+        if not current.items or page * current.limit >= current.total:
+            return
+        page += 1
+
+
+# --- sync --------------------------------------------------------------------------------
+
+
+class _Sync:
+    def __init__(self, client: Torale) -> None:
+        self._client = client
+
+    def _run(self, call: Call[T]) -> T:
+        return send(self._client.http, self._client.policy, call)
+
+
+class Tasks(_Sync):
+    def create(self, search_query: str, **fields: Any) -> TaskRead:
+        return self._run(calls.create_task(task_fields(search_query, **fields)))
+
+    def list(
+        self, *, state: str | None = None, is_active: bool | None = None
+    ) -> Iterator[TaskRead]:
+        return _pages(
+            lambda n: self.list_page(page=n, limit=PAGE_SIZE, state=state, is_active=is_active)
+        )
+
+    def list_page(
+        self,
+        *,
+        page: int = 1,
+        limit: int = 20,
+        state: str | None = None,
+        is_active: bool | None = None,
+    ) -> Page[TaskRead]:
+        result: Page[TaskRead] = self._run(calls.list_tasks(page, limit, state, is_active))
+        return result
+
+    def get(self, task_id: Id) -> TaskRead:
+        return self._run(calls.get_task(task_id))
+
+    def update(self, task_id: Id, **fields: Any) -> TaskRead:
+        """Change only the fields given; one given as None is sent as null (it clears
+        `condition_description` back to the query, or `context`)."""
+        return self._run(calls.update_task(task_id, fields))
+
+    def pause(self, task_id: Id) -> TaskRead:
+        return self.update(task_id, state="paused")
+
+    def resume(self, task_id: Id) -> TaskRead:
+        return self.update(task_id, state="active")
+
+    def delete(self, task_id: Id) -> None:
+        self._run(calls.delete_task(task_id))
+
+    def execute(self, task_id: Id, *, wait: bool = False) -> ExecutionRead:
+        return self._run(calls.execute_task(task_id, wait))
+
+    def executions(self, task_id: Id) -> Iterator[ExecutionRead]:
+        return _pages(lambda n: self.executions_page(task_id, page=n, limit=PAGE_SIZE))
+
+    def executions_page(
+        self, task_id: Id, *, page: int = 1, limit: int = 20
+    ) -> Page[ExecutionRead]:
+        result: Page[ExecutionRead] = self._run(
+            calls.task_executions(task_id, page, limit, notified=False)
+        )
+        return result
+
+    def notifications(self, task_id: Id) -> Iterator[ExecutionRead]:
+        return _pages(lambda n: self.notifications_page(task_id, page=n, limit=PAGE_SIZE))
+
+    def notifications_page(
+        self, task_id: Id, *, page: int = 1, limit: int = 20
+    ) -> Page[ExecutionRead]:
+        result: Page[ExecutionRead] = self._run(
+            calls.task_executions(task_id, page, limit, notified=True)
+        )
+        return result
+
+    def preview(
+        self,
+        search_query: str,
+        *,
+        condition_description: str | None = None,
+        urls: Urls | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> PreviewResponse:
+        fields = _fields(
+            search_query=search_query,
+            condition_description=condition_description,
+            urls=urls,
+            config=config,
+        )
+        return self._run(calls.preview(fields))
+
+
+class Webhooks(_Sync):
+    def get_config(self) -> WebhookConfigRead:
+        return self._run(calls.webhook_config())
+
+    def update_config(self, **fields: Any) -> WebhookConfigRead:
+        """`url=` (None removes it) and/or `enabled=`; only the fields given change."""
+        return self._run(calls.update_webhook_config(fields))
+
+    def rotate_secret(self) -> WebhookConfigRead:
+        return self._run(calls.rotate_webhook_secret())
+
+    def test(self, url: str | None = None) -> WebhookTestResult:
+        return self._run(calls.send_test_webhook(url))
+
+    def deliveries(self, *, task_id: Id | None = None) -> Iterator[DeliveryAttemptRead]:
+        return _pages(lambda n: self.deliveries_page(page=n, limit=PAGE_SIZE, task_id=task_id))
+
+    def deliveries_page(
+        self, *, page: int = 1, limit: int = 20, task_id: Id | None = None
+    ) -> Page[DeliveryAttemptRead]:
+        result: Page[DeliveryAttemptRead] = self._run(calls.deliveries(page, limit, task_id))
+        return result
+
+
+class Auth(_Sync):
+    def me(self) -> UserRead:
+        return self._run(calls.me())
+
+    def api_keys(self) -> Iterator[ApiKeyRead]:
+        return _pages(lambda n: self._run(calls.list_api_keys(n, PAGE_SIZE)))
+
+    def create_api_key(self, name: str) -> ApiKeyCreated:
+        return self._run(calls.create_api_key(name))
+
+    def revoke_api_key(self, key_id: Id) -> None:
+        self._run(calls.revoke_api_key(key_id))
+
+
+class Torale:
+    """The API, synchronously. Use it as a context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        timeout: float = 60,
+        *,
+        max_retries: int = 3,
+    ) -> None:
+        connection = resolve(api_key, api_url)
+        self.api_url = connection.api_url
+        self.policy = Policy(api_key=connection.api_key, max_retries=max_retries)
+        self.http = httpx.Client(
+            base_url=self.api_url, timeout=timeout, headers=self.policy.headers()
+        )
+        self.tasks = Tasks(self)
+        self.webhooks = Webhooks(self)
+        self.auth = Auth(self)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Torale:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- async -------------------------------------------------------------------------------
+
+
+class _Async:
+    def __init__(self, client: ToraleAsync) -> None:
+        self._client = client
+
+    async def _run(self, call: Call[T]) -> T:
+        return await asend(self._client.http, self._client.policy, call)
+
+
+class AsyncTasks(_Async):
+    async def create(self, search_query: str, **fields: Any) -> TaskRead:
+        return await self._run(calls.create_task(task_fields(search_query, **fields)))
+
+    def list(
+        self, *, state: str | None = None, is_active: bool | None = None
+    ) -> AsyncIterator[TaskRead]:
+        return _apages(
+            lambda n: self.list_page(page=n, limit=PAGE_SIZE, state=state, is_active=is_active)
+        )
+
+    async def list_page(
+        self,
+        *,
+        page: int = 1,
+        limit: int = 20,
+        state: str | None = None,
+        is_active: bool | None = None,
+    ) -> Page[TaskRead]:
+        result: Page[TaskRead] = await self._run(calls.list_tasks(page, limit, state, is_active))
+        return result
+
+    async def get(self, task_id: Id) -> TaskRead:
+        return await self._run(calls.get_task(task_id))
+
+    async def update(self, task_id: Id, **fields: Any) -> TaskRead:
+        return await self._run(calls.update_task(task_id, fields))
+
+    async def pause(self, task_id: Id) -> TaskRead:
+        return await self.update(task_id, state="paused")
+
+    async def resume(self, task_id: Id) -> TaskRead:
+        return await self.update(task_id, state="active")
+
+    async def delete(self, task_id: Id) -> None:
+        await self._run(calls.delete_task(task_id))
+
+    async def execute(self, task_id: Id, *, wait: bool = False) -> ExecutionRead:
+        return await self._run(calls.execute_task(task_id, wait))
+
+    def executions(self, task_id: Id) -> AsyncIterator[ExecutionRead]:
+        return _apages(lambda n: self.executions_page(task_id, page=n, limit=PAGE_SIZE))
+
+    async def executions_page(
+        self, task_id: Id, *, page: int = 1, limit: int = 20
+    ) -> Page[ExecutionRead]:
+        result: Page[ExecutionRead] = await self._run(
+            calls.task_executions(task_id, page, limit, notified=False)
+        )
+        return result
+
+    def notifications(self, task_id: Id) -> AsyncIterator[ExecutionRead]:
+        return _apages(lambda n: self.notifications_page(task_id, page=n, limit=PAGE_SIZE))
+
+    async def notifications_page(
+        self, task_id: Id, *, page: int = 1, limit: int = 20
+    ) -> Page[ExecutionRead]:
+        result: Page[ExecutionRead] = await self._run(
+            calls.task_executions(task_id, page, limit, notified=True)
+        )
+        return result
+
+    async def preview(
+        self,
+        search_query: str,
+        *,
+        condition_description: str | None = None,
+        urls: Urls | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> PreviewResponse:
+        fields = _fields(
+            search_query=search_query,
+            condition_description=condition_description,
+            urls=urls,
+            config=config,
+        )
+        return await self._run(calls.preview(fields))
+
+
+class AsyncWebhooks(_Async):
+    async def get_config(self) -> WebhookConfigRead:
+        return await self._run(calls.webhook_config())
+
+    async def update_config(self, **fields: Any) -> WebhookConfigRead:
+        return await self._run(calls.update_webhook_config(fields))
+
+    async def rotate_secret(self) -> WebhookConfigRead:
+        return await self._run(calls.rotate_webhook_secret())
+
+    async def test(self, url: str | None = None) -> WebhookTestResult:
+        return await self._run(calls.send_test_webhook(url))
+
+    def deliveries(self, *, task_id: Id | None = None) -> AsyncIterator[DeliveryAttemptRead]:
+        return _apages(lambda n: self.deliveries_page(page=n, limit=PAGE_SIZE, task_id=task_id))
+
+    async def deliveries_page(
+        self, *, page: int = 1, limit: int = 20, task_id: Id | None = None
+    ) -> Page[DeliveryAttemptRead]:
+        result: Page[DeliveryAttemptRead] = await self._run(calls.deliveries(page, limit, task_id))
+        return result
+
+
+class AsyncAuth(_Async):
+    async def me(self) -> UserRead:
+        return await self._run(calls.me())
+
+    def api_keys(self) -> AsyncIterator[ApiKeyRead]:
+        return _apages(lambda n: self._run(calls.list_api_keys(n, PAGE_SIZE)))
+
+    async def create_api_key(self, name: str) -> ApiKeyCreated:
+        return await self._run(calls.create_api_key(name))
+
+    async def revoke_api_key(self, key_id: Id) -> None:
+        await self._run(calls.revoke_api_key(key_id))
+
+
+class ToraleAsync:
+    """The API, with asyncio. Use it as an async context manager, or await `aclose()`."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        timeout: float = 60,
+        *,
+        max_retries: int = 3,
+    ) -> None:
+        connection = resolve(api_key, api_url)
+        self.api_url = connection.api_url
+        self.policy = Policy(api_key=connection.api_key, max_retries=max_retries)
+        self.http = httpx.AsyncClient(
+            base_url=self.api_url, timeout=timeout, headers=self.policy.headers()
+        )
+        self.tasks = AsyncTasks(self)
+        self.webhooks = AsyncWebhooks(self)
+        self.auth = AsyncAuth(self)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> ToraleAsync:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

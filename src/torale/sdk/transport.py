@@ -1,0 +1,128 @@
+"""One request to the API, with the SDK's retry policy, for the sync and async clients.
+
+Transient failures are retried with capped exponential backoff (honouring Retry-After): a
+connection that could not be made, 429, 503, and for idempotent methods 502 and 504 as well
+(a POST that may have been carried out is not sent twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import TypeAdapter
+
+from torale import __version__
+from torale.sdk.errors import APIConnectionError, error_for
+
+T = TypeVar("T")
+MAX_BACKOFF = 30.0
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """An API request and how to read its answer."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+
+
+def call(method: str, path: str, model: Any, **kwargs: Any) -> Call[Any]:
+    adapter: TypeAdapter[Any] = TypeAdapter(model)
+    params = {k: v for k, v in kwargs.pop("params", {}).items() if v is not None}
+    return Call(method, path, adapter.validate_python, params=params, **kwargs)
+
+
+def no_content(_: Any) -> None:
+    return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
+@dataclass
+class Policy:
+    api_key: str | None
+    max_retries: int = 3
+    backoff: float = 0.5
+
+    def headers(self) -> dict[str, str]:
+        headers = {"User-Agent": f"torale-sdk/{__version__}", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def retry_delay(
+        self, method: str, attempt: int, response: httpx.Response | None
+    ) -> float | None:
+        """Seconds to wait before trying again, or None to stop."""
+        if attempt >= self.max_retries:
+            return None
+        if response is not None:
+            status = response.status_code
+            retryable = status in (429, 503) or (status in (502, 504) and method in _IDEMPOTENT)
+            if not retryable:
+                return None
+            hint = _retry_after(response)
+            if hint is not None:
+                return min(hint, MAX_BACKOFF)
+        return float(min(self.backoff * 2.0**attempt, MAX_BACKOFF))
+
+    def result(self, call: Call[T], response: httpx.Response) -> T:
+        if response.status_code >= 400:
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text
+            raise error_for(response.status_code, body, _retry_after(response))
+        if response.status_code == 204 or not response.content:
+            return call.parse(None)
+        return call.parse(response.json())
+
+
+def send(client: httpx.Client, policy: Policy, call: Call[T]) -> T:
+    attempt = 0
+    while True:
+        try:
+            response = client.request(call.method, call.path, params=call.params, json=call.json)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            delay = policy.retry_delay(call.method, attempt, None)
+            if delay is None:
+                raise APIConnectionError(f"Cannot reach the Torale API: {exc}") from exc
+        else:
+            delay = policy.retry_delay(call.method, attempt, response)
+            if delay is None:
+                return policy.result(call, response)
+        time.sleep(delay)
+        attempt += 1
+
+
+async def asend(client: httpx.AsyncClient, policy: Policy, call: Call[T]) -> T:
+    attempt = 0
+    while True:
+        try:
+            response = await client.request(
+                call.method, call.path, params=call.params, json=call.json
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            delay = policy.retry_delay(call.method, attempt, None)
+            if delay is None:
+                raise APIConnectionError(f"Cannot reach the Torale API: {exc}") from exc
+        else:
+            delay = policy.retry_delay(call.method, attempt, response)
+            if delay is None:
+                return policy.result(call, response)
+        await asyncio.sleep(delay)
+        attempt += 1
