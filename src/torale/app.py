@@ -18,7 +18,7 @@ from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
 from torale.db.engine import create_engine, create_sessionmaker
 from torale.engine.run import Engine
-from torale.errors import install_error_handlers
+from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
 from torale.health import router as health_router
 from torale.metrics import Metrics, MetricsMiddleware
@@ -122,13 +122,16 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     )
     app.state.torale = state
     install_error_handlers(app)
-    app.include_router(tasks_router)  # the busiest router first: routes match in order
-    app.include_router(executions_router)
-    app.include_router(webhooks_router)
+    # The busiest router first (routes match in order); each documents the errors it can answer.
+    app.include_router(tasks_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
+    app.include_router(
+        executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502, 504)
+    )
+    app.include_router(webhooks_router, responses=AUTHENTICATED | error_responses(413))
     app.include_router(health_router)
-    app.include_router(metrics_router)
-    app.include_router(auth_router)
-    app.include_router(admin_router)
+    app.include_router(metrics_router, responses=error_responses(401))
+    app.include_router(auth_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
+    app.include_router(admin_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(CachedTaskListMiddleware, state=state)

@@ -13,6 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("torale.errors")
@@ -86,6 +89,34 @@ def field_error(loc: Sequence[str | int], msg: str, type_: str = "value_error") 
     return {"loc": list(loc), "msg": msg, "type": type_}
 
 
+class ErrorBody(BaseModel):
+    """Every error but validation errors: `{"detail": "Human readable message"}`."""
+
+    detail: str
+
+
+_DESCRIPTIONS = {
+    401: "Missing, invalid or revoked credentials",
+    403: "Not allowed (not an admin, or a deactivated account)",
+    404: "Unknown id, or another user's",
+    409: "The resource's state does not allow this change",
+    413: "Request body too large",
+    429: "Rate limit exceeded (see Retry-After)",
+    502: "A provider Torale depends on (search, model) failed",
+    503: "The database or the scheduler is unavailable; try again shortly",
+    504: "The work did not finish within its time limit",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, in the documented shape."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+# What every authenticated route may answer besides its own errors.
+AUTHENTICATED = error_responses(401, 403, 429, 503)
+
+
 def validation_error_items(errors: Sequence[Any]) -> list[dict[str, Any]]:
     items = []
     for error in errors:
@@ -128,6 +159,30 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Is this a failure to reach the database (as opposed to a bug in a statement)?"""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | ConnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, IntegrityError):
+        # A race with a concurrent change (the constraint held): nothing was written.
+        logger.warning("conflict on %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse(
+            {"detail": "A concurrent change conflicted with this one; try again"}, status_code=409
+        )
+    if database_unavailable(exc):
+        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "The database is unavailable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    return await _unexpected_error(request, exc)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
@@ -137,4 +192,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ToraleError, _torale_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from fastapi import HTTPException as FastAPIHTTPException
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,8 +37,61 @@ class BodyTooLargeError(HTTPException):
         super().__init__(413, f"Request body too large (limit {max_bytes} bytes)")
 
 
+MAX_JSON_DEPTH = 32
+
+
+class JsonTooDeepError(FastAPIHTTPException):
+    """Raised from `receive`: parsing JSON this deep could exhaust Python's recursion limit."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            422,
+            [
+                {
+                    "loc": ["body"],
+                    "msg": f"JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)",
+                    "type": "json_too_deep",
+                }
+            ],
+        )
+
+
+class JsonDepth:
+    """Tracks the nesting depth of a JSON document as its bytes stream in (strings skipped)."""
+
+    __slots__ = ("depth", "escaped", "in_string")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, chunk: bytes) -> bool:
+        """False once the document is nested deeper than MAX_JSON_DEPTH."""
+        if not self.in_string and b"[" not in chunk and b"{" not in chunk and b'"' not in chunk:
+            return True  # nothing that opens a level or a string (the common case for tails)
+        for byte in chunk:
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif byte == 0x5C:  # backslash
+                    self.escaped = True
+                elif byte == 0x22:  # quote
+                    self.in_string = False
+            elif byte == 0x22:
+                self.in_string = True
+            elif byte in (0x5B, 0x7B):  # [ {
+                self.depth += 1
+                if self.depth > MAX_JSON_DEPTH:
+                    return False
+            elif byte in (0x5D, 0x7D):  # ] }
+                self.depth -= 1
+        return True
+
+
 class BodySizeLimitMiddleware:
-    """413 for request bodies over the limit, by Content-Length or as a chunked body streams."""
+    """413 for request bodies over the limit, by Content-Length or as a chunked body streams;
+    422 for JSON nested deeper than MAX_JSON_DEPTH, before anything parses it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -60,14 +115,18 @@ class BodySizeLimitMiddleware:
 
         received = 0
         response_started = False
+        depth = JsonDepth() if _is_json_request(scope) else None
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                body = message.get("body", b"")
+                received += len(body)
                 if received > self.max_bytes:
                     raise BodyTooLargeError(self.max_bytes)
+                if depth is not None and not depth.feed(body):
+                    raise JsonTooDeepError
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -78,9 +137,9 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLargeError as exc:
+        except (BodyTooLargeError, JsonTooDeepError) as exc:
             if not response_started:
-                await _send_error(send, 413, exc.detail)
+                await _send_error(send, exc.status_code, exc.detail)
 
 
 class RateLimitHeadersMiddleware:
@@ -104,7 +163,15 @@ class RateLimitHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _send_error(send: Send, status: int, detail: str) -> None:
+def _is_json_request(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";")[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+async def _send_error(send: Send, status: int, detail: Any) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {

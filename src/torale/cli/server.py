@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from typing import Annotated
 
@@ -15,14 +14,9 @@ from torale.auth import service as auth_service
 from torale.cli.database import open_session, run_db
 from torale.config import Settings
 from torale.db import migrate
+from torale.logs import configure_logging
 
 out = Console(soft_wrap=True, highlight=False)
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def _print_bootstrap_key(email: str, key: str, base_url: str) -> None:
@@ -56,7 +50,7 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
 
     async def bootstrap() -> tuple[str, str] | None:
         async with open_session(settings) as session:
@@ -96,7 +90,7 @@ def migrate_command() -> None:
 def worker() -> None:
     """Run scheduled work without the API: database worker, or Temporal worker."""
     settings = Settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
 
     async def no_op() -> None:
         return None

@@ -11,31 +11,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai import AsyncOpenAI
 from pydantic import BaseModel, Field, field_validator
-from pydantic_ai import Agent
-from pydantic_ai.exceptions import (
-    ModelAPIError,
-    ModelAuthenticationError,
-    ModelConnectionError,
-    ModelContextWindowExceededError,
-    ModelNotFoundError,
-    ModelQuotaExceededError,
-    ModelRateLimitError,
-    ModelRequestTimeout,
-    ModelServerError,
-    ModelUnavailableError,
-    UnexpectedModelBehavior,
-    UserError,
-)
-from pydantic_ai.models import Model, infer_model
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.openai import OpenAIProvider
 
 from torale.config import Settings
 from torale.engine.retry import with_retries
+
+if TYPE_CHECKING:
+    # pydantic-ai and the provider SDKs are large: loaded on the first evaluation, not at start.
+    from pydantic_ai import Agent
+    from pydantic_ai.exceptions import ModelAPIError
+    from pydantic_ai.models import Model
 
 MAX_STATE_KEYS = 20
 
@@ -205,6 +192,14 @@ _PROVIDER_PREFIXES = frozenset(
 
 
 def _is_transient(exc: BaseException) -> bool:
+    from pydantic_ai.exceptions import (
+        ModelConnectionError,
+        ModelRateLimitError,
+        ModelRequestTimeout,
+        ModelServerError,
+        ModelUnavailableError,
+    )
+
     return isinstance(
         exc,
         ModelRateLimitError
@@ -229,6 +224,12 @@ class Evaluator:
         return name
 
     def _model(self, name: str) -> Model:
+        from openai import AsyncOpenAI
+        from pydantic_ai.exceptions import UserError
+        from pydantic_ai.models import infer_model
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
         settings = self.settings
         prefix = name.split(":", 1)[0] if ":" in name else ""
         if settings.openai_base_url and prefix not in _PROVIDER_PREFIXES:
@@ -248,6 +249,8 @@ class Evaluator:
             raise EvaluationError(f"Model {name!r} cannot be used: {exc.message}") from None
 
     def _agent(self, name: str) -> Agent[None, Verdict]:
+        from pydantic_ai import Agent
+
         agent = self._agents.get(name)
         if agent is None:
             agent = Agent(
@@ -261,6 +264,8 @@ class Evaluator:
         return agent
 
     async def evaluate(self, *, model: str, prompt: str) -> Evaluation:
+        from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
+
         agent = self._agent(model)
         settings = self.settings
         try:
@@ -286,6 +291,13 @@ class Evaluator:
 
 
 def _describe(model: str, exc: ModelAPIError, retries: int) -> str:
+    from pydantic_ai.exceptions import (
+        ModelAuthenticationError,
+        ModelContextWindowExceededError,
+        ModelNotFoundError,
+        ModelQuotaExceededError,
+    )
+
     if isinstance(exc, ModelAuthenticationError):
         return f"The provider of model {model} refused the credentials: check its API key"
     if isinstance(exc, ModelNotFoundError):

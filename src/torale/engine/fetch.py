@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 
 import httpx
-import trafilatura
 
 from torale import __version__
 from torale.net import (
@@ -65,6 +64,8 @@ def text_hash(text: str) -> str:
 
 def extract_text(body: bytes, content_type: str, url: str) -> tuple[str, str]:
     """(title, readable text) of a response body. CPU work: call it in a thread."""
+    import trafilatura  # large (lxml and its models): loaded on the first page read
+
     media = content_type.split(";")[0].strip().lower()
     if media in _TEXT_TYPES or media.startswith("text/plain"):
         return "", body.decode("utf-8", errors="replace")
