@@ -23,7 +23,8 @@ from torale.admin.schemas import (
 from torale.auth.deps import AdminUser
 from torale.db.session import SessionDep
 from torale.executions.schemas import ExecutionStatus
-from torale.pagination import Page, PageDep, PageParams
+from torale.pages import Page
+from torale.pagination import PageDep, PageParams
 from torale.state import app_state
 
 router = APIRouter(prefix="/admin", tags=["admin"])

@@ -18,7 +18,8 @@ from torale.auth.schemas import (
     UserRead,
 )
 from torale.db.session import SessionDep
-from torale.pagination import Page, PageDep
+from torale.pages import Page
+from torale.pagination import PageDep
 from torale.state import app_state
 
 router = APIRouter(prefix="/auth", tags=["auth"])

@@ -7,6 +7,7 @@ be reached (the message says what to do), 2 a usage error.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -26,6 +27,7 @@ auth_app = typer.Typer(help="Connect the CLI to a Torale server.", no_args_is_he
 task_app = typer.Typer(help="Create, inspect and run your tasks.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+TaskId = Annotated[uuid.UUID, typer.Argument(help="The task's id.", metavar="TASK_ID")]
 
 
 def fail(exc: APIError) -> NoReturn:
@@ -111,6 +113,13 @@ def logout() -> None:
 # --- tasks -------------------------------------------------------------------------------
 
 
+def _schedule(every: str) -> str:
+    try:
+        return schedule_for(every)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
+
+
 def task_options(
     *,
     query: str | None,
@@ -130,7 +139,7 @@ def task_options(
         "search_query": query,
         "condition_description": condition,
         "name": name,
-        "schedule": schedule_for(every) if every else None,
+        "schedule": _schedule(every) if every else None,
         "timezone": timezone,
         "urls": urls or None,
         "notify_behavior": behavior,
@@ -239,7 +248,7 @@ def list_tasks(
 
 
 @task_app.command("get")
-def get(task_id: str, as_json: JsonOption = False) -> None:
+def get(task_id: TaskId, as_json: JsonOption = False) -> None:
     """One task."""
     with api() as client:
         task = client.tasks.get(task_id)
@@ -251,7 +260,7 @@ def get(task_id: str, as_json: JsonOption = False) -> None:
 
 @task_app.command("update")
 def update(
-    task_id: str,
+    task_id: TaskId,
     query: Query = None,
     condition: Condition = None,
     name: Name = None,
@@ -285,7 +294,7 @@ def update(
 
 @task_app.command("delete")
 def delete(
-    task_id: str,
+    task_id: TaskId,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete a task (and its history)."""
@@ -297,7 +306,7 @@ def delete(
 
 
 @task_app.command("pause")
-def pause(task_id: str, as_json: JsonOption = False) -> None:
+def pause(task_id: TaskId, as_json: JsonOption = False) -> None:
     """Stop a task's scheduled runs."""
     with api() as client:
         task = client.tasks.pause(task_id)
@@ -308,7 +317,7 @@ def pause(task_id: str, as_json: JsonOption = False) -> None:
 
 
 @task_app.command("resume")
-def resume(task_id: str, as_json: JsonOption = False) -> None:
+def resume(task_id: TaskId, as_json: JsonOption = False) -> None:
     """Resume a paused (or completed) task from its next cron time."""
     with api() as client:
         task = client.tasks.resume(task_id)
@@ -329,7 +338,7 @@ def show_verdict(result: Any, sources: list[Any]) -> None:
 
 @task_app.command("execute")
 def execute(
-    task_id: str,
+    task_id: TaskId,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -388,7 +397,7 @@ def _executions_table(rows: list[Any]) -> Table:
 
 @task_app.command("logs")
 def logs(
-    task_id: str,
+    task_id: TaskId,
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many runs.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
@@ -400,7 +409,7 @@ def logs(
 
 @task_app.command("notifications")
 def notifications(
-    task_id: str,
+    task_id: TaskId,
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many.")] = 20,
     as_json: JsonOption = False,
 ) -> None:

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
 
 from torale.auth.deps import CurrentUser
 from torale.db.engine import session_scope
@@ -22,38 +21,15 @@ from torale.errors import (
     UpstreamTimeoutError,
 )
 from torale.executions import service
+from torale.executions.preview import PreviewRequest, PreviewResponse
 from torale.executions.schemas import ExecutionRead, Source, Usage
-from torale.pagination import Page, PageDep
+from torale.pages import Page
+from torale.pagination import PageDep
 from torale.scheduling.base import SchedulerUnavailableError
 from torale.state import app_state
 from torale.tasks import service as tasks_service
-from torale.tasks.schemas import Condition, PageURL, TaskConfig
-from torale.tasks.schemas import Query as SearchQuery
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["executions"])
-
-
-class PreviewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    search_query: SearchQuery
-    condition_description: Condition | None = Field(
-        default=None, description="Leave out to let the model infer it (see inferred_condition)."
-    )
-    urls: list[PageURL] = Field(default_factory=list, max_length=20)
-    config: TaskConfig = Field(default_factory=TaskConfig)
-
-
-class PreviewResponse(BaseModel):
-    answer: str
-    condition_met: bool
-    current_state: dict[str, object]
-    reasoning: str
-    grounding_sources: list[Source]
-    inferred_condition: str | None = Field(
-        description="The condition the model judged, when none was given."
-    )
-    usage: Usage
 
 
 @router.post(

@@ -22,7 +22,8 @@ from torale.notify.schemas import (
     WebhookTest,
     WebhookTestResult,
 )
-from torale.pagination import Page, PageDep
+from torale.pages import Page
+from torale.pagination import PageDep
 from torale.state import app_state
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])

@@ -6,14 +6,14 @@ import uuid
 from typing import Any
 
 from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, RevokedResponse, UserRead
-from torale.executions.router import PreviewResponse
+from torale.executions.preview import PreviewResponse
 from torale.executions.schemas import ExecutionRead
 from torale.notify.schemas import (
     DeliveryAttemptRead,
     WebhookConfigRead,
     WebhookTestResult,
 )
-from torale.pagination import Page
+from torale.pages import Page
 from torale.sdk.transport import Call, call, no_content
 from torale.tasks.schemas import TaskRead
 

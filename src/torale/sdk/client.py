@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import httpx
 
 from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, UserRead
-from torale.executions.router import PreviewResponse
+from torale.executions.preview import PreviewResponse
 from torale.executions.schemas import ExecutionRead
 from torale.notify.schemas import DeliveryAttemptRead, WebhookConfigRead, WebhookTestResult
-from torale.pagination import Page
+from torale.pages import Page
 from torale.sdk import calls
 from torale.sdk.config import resolve
 from torale.sdk.transport import Call, Policy, asend, send

@@ -65,10 +65,21 @@ class Policy:
         return headers
 
     def retry_delay(
-        self, method: str, attempt: int, response: httpx.Response | None
+        self,
+        method: str,
+        attempt: int,
+        response: httpx.Response | None,
+        error: httpx.TransportError | None = None,
     ) -> float | None:
         """Seconds to wait before trying again, or None to stop."""
         if attempt >= self.max_retries:
+            return None
+        # A timeout or a dropped connection may come after the server acted on the request:
+        # only an idempotent one is sent again (a connection never made is always safe).
+        reached = error is not None and not isinstance(
+            error, httpx.ConnectError | httpx.ConnectTimeout
+        )
+        if reached and method not in _IDEMPOTENT:
             return None
         if response is not None:
             status = response.status_code
@@ -92,15 +103,23 @@ class Policy:
         return call.parse(response.json())
 
 
+def _transport_message(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return f"Cannot reach the Torale API ({type(exc).__name__})"
+    if isinstance(exc, httpx.TimeoutException):
+        return "The Torale API did not answer in time (the request may have been carried out)"
+    return f"The connection to the Torale API failed ({type(exc).__name__})"
+
+
 def send(client: httpx.Client, policy: Policy, call: Call[T]) -> T:
     attempt = 0
     while True:
         try:
             response = client.request(call.method, call.path, params=call.params, json=call.json)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            delay = policy.retry_delay(call.method, attempt, None)
+        except httpx.TransportError as exc:
+            delay = policy.retry_delay(call.method, attempt, None, exc)
             if delay is None:
-                raise APIConnectionError(f"Cannot reach the Torale API: {exc}") from exc
+                raise APIConnectionError(_transport_message(exc)) from exc
         else:
             delay = policy.retry_delay(call.method, attempt, response)
             if delay is None:
@@ -116,10 +135,10 @@ async def asend(client: httpx.AsyncClient, policy: Policy, call: Call[T]) -> T:
             response = await client.request(
                 call.method, call.path, params=call.params, json=call.json
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            delay = policy.retry_delay(call.method, attempt, None)
+        except httpx.TransportError as exc:
+            delay = policy.retry_delay(call.method, attempt, None, exc)
             if delay is None:
-                raise APIConnectionError(f"Cannot reach the Torale API: {exc}") from exc
+                raise APIConnectionError(_transport_message(exc)) from exc
         else:
             delay = policy.retry_delay(call.method, attempt, response)
             if delay is None:

@@ -14,7 +14,8 @@ from torale.db.models import Task
 from torale.db.session import SessionDep
 from torale.executions import service as executions_service
 from torale.executions.schemas import ExecutionRead
-from torale.pagination import Page, PageDep
+from torale.pages import Page
+from torale.pagination import PageDep
 from torale.state import app_state
 from torale.tasks import service
 from torale.tasks.list_cache import ListKey

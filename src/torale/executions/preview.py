@@ -1,0 +1,32 @@
+"""The bodies of POST /api/v1/tasks/preview (their own module: they need the task schemas,
+which need the execution schemas)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from torale.executions.schemas import Source, Usage
+from torale.tasks.schemas import Condition, PageURL, Query, TaskConfig
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    search_query: Query
+    condition_description: Condition | None = Field(
+        default=None, description="Leave out to let the model infer it (see inferred_condition)."
+    )
+    urls: list[PageURL] = Field(default_factory=list, max_length=20)
+    config: TaskConfig = Field(default_factory=TaskConfig)
+
+
+class PreviewResponse(BaseModel):
+    answer: str
+    condition_met: bool
+    current_state: dict[str, object]
+    reasoning: str
+    grounding_sources: list[Source]
+    inferred_condition: str | None = Field(
+        description="The condition the model judged, when none was given."
+    )
+    usage: Usage

@@ -1,0 +1,123 @@
+"""Where the SDK finds the server and key: argument > environment > config file > default."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.sdk.conftest import Api
+from torale.sdk import AuthenticationError, Torale, ToraleAsync
+from torale.sdk.config import DEFAULT_API_URL, config_path, read_config, resolve, write_config
+
+BAD_KEY = "sk_" + "b" * 43
+NOWHERE = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def write(path: Path, values: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+
+
+def test_defaults_without_any_configuration(config_file: Path) -> None:
+    assert not config_file.exists()
+    assert DEFAULT_API_URL == "http://localhost:8000"
+    with Torale() as client:
+        assert client.api_url == "http://localhost:8000"
+        assert client.policy.api_key is None
+        assert "Authorization" not in client.http.headers
+        assert str(client.http.base_url).rstrip("/") == "http://localhost:8000"
+
+
+def test_the_config_file_is_used_when_nothing_else_is_set(api: Api, config_file: Path) -> None:
+    write(config_file, {"api_key": api.admin_key, "api_url": api.url})
+    with Torale() as client:
+        assert client.api_url == api.url
+        assert client.auth.me().role == "admin"  # the key from the file works
+
+
+async def test_the_async_client_reads_the_file_too(api: Api, config_file: Path) -> None:
+    write(config_file, {"api_key": api.admin_key, "api_url": api.url + "/"})
+    async with ToraleAsync() as client:
+        assert client.api_url == api.url  # trailing slash dropped
+        assert (await client.auth.me()).email == "admin@localhost"
+
+
+def test_environment_beats_the_file(
+    api: Api, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(config_file, {"api_key": BAD_KEY, "api_url": NOWHERE})
+    monkeypatch.setenv("TORALE_API_KEY", api.admin_key)
+    monkeypatch.setenv("TORALE_API_URL", api.url)
+    with Torale() as client:
+        assert client.api_url == api.url
+        assert client.auth.me().role == "admin"
+
+
+def test_each_value_is_resolved_on_its_own(
+    api: Api, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(config_file, {"api_key": api.admin_key, "api_url": NOWHERE})
+    monkeypatch.setenv("TORALE_API_URL", api.url)  # the URL from the environment,
+    with Torale() as client:  # the key from the file
+        assert client.auth.me().role == "admin"
+    monkeypatch.delenv("TORALE_API_URL")
+    monkeypatch.setenv("TORALE_API_KEY", BAD_KEY)
+    with Torale(api_url=api.url) as client, pytest.raises(AuthenticationError):
+        client.auth.me()  # the environment's (bad) key wins over the file's
+
+
+def test_arguments_beat_the_environment_and_the_file(
+    api: Api, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(config_file, {"api_key": BAD_KEY, "api_url": NOWHERE})
+    monkeypatch.setenv("TORALE_API_KEY", BAD_KEY)
+    monkeypatch.setenv("TORALE_API_URL", NOWHERE)
+    with Torale(api_key=api.admin_key, api_url=api.url) as client:
+        assert client.auth.me().role == "admin"
+    assert resolve("sk_arg", "http://arg.example/") == resolve("sk_arg", "http://arg.example")
+    assert resolve("sk_arg", "http://arg.example").api_key == "sk_arg"
+
+
+def test_the_file_defaults_to_home_dot_torale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TORALE_CONFIG_FILE")
+    assert config_path() == home / ".torale" / "config.json"
+    path = write_config({"api_key": "sk_home", "api_url": "http://home.example"})
+    assert path == home / ".torale" / "config.json"
+    assert mode_of(path) == 0o600
+    assert mode_of(path.parent) == 0o700
+    assert resolve().api_url == "http://home.example"
+    assert resolve().api_key == "sk_home"
+
+
+def test_write_config_merges_removes_and_keeps_the_file_private(config_file: Path) -> None:
+    write(config_file, {"api_url": "http://old.example"})
+    config_file.chmod(0o644)
+    write_config({"api_key": "sk_one"})
+    assert mode_of(config_file) == 0o600
+    assert json.loads(config_file.read_text()) == {
+        "api_url": "http://old.example",
+        "api_key": "sk_one",
+    }
+    write_config({"api_key": None, "api_url": "http://new.example"})
+    assert read_config() == {"api_url": "http://new.example"}
+    assert mode_of(config_file) == 0o600
+
+
+def test_a_broken_or_foreign_file_is_ignored(config_file: Path) -> None:
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text("{not json")
+    assert read_config() == {}
+    assert resolve().api_url == DEFAULT_API_URL
+    write(config_file, {"api_key": "", "theme": "dark", "api_url": "http://x.example"})
+    assert read_config() == {"api_url": "http://x.example"}
