@@ -13,7 +13,7 @@ from tests.fakes import WebhookReceiver
 from tests.sdk.conftest import NEWS_TITLE, Api, Fakes
 from tests.sdk.helpers import CONDITION, QUERY, UNKNOWN_ID, await_until
 from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, UserRead
-from torale.executions.router import PreviewResponse
+from torale.executions.preview import PreviewResponse
 from torale.executions.schemas import ExecutionRead, Source
 from torale.notify.schemas import DeliveryAttemptRead, WebhookConfigRead, WebhookTestResult
 from torale.pages import Page
