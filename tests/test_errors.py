@@ -30,6 +30,23 @@ async def test_malformed_json(client: httpx.AsyncClient, alice: ApiUser) -> None
     assert set(error) == {"loc", "msg", "type"}
 
 
+@pytest.mark.parametrize(
+    "body", [b'{"search_query": "\xff\xfe"}', '{"search_query": "é"}'.encode("utf-16")]
+)
+async def test_json_that_is_not_utf8(
+    client: httpx.AsyncClient, alice: ApiUser, body: bytes
+) -> None:
+    """JSON is UTF-8 (RFC 8259): anything else is a 422 in the documented shape, not a 400."""
+    response = await client.post(
+        TASKS, content=body, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == [
+        {"loc": ["body"], "msg": "JSON must be encoded as UTF-8", "type": "json_invalid"}
+    ]
+    assert (await client.get(TASKS, headers=alice.headers)).json()["total"] == 0
+
+
 async def test_body_that_is_not_an_object(client: httpx.AsyncClient, alice: ApiUser) -> None:
     response = await client.post(TASKS, json=["search_query"], headers=alice.headers)
     assert response.status_code == 422

@@ -128,8 +128,8 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
         executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502, 504)
     )
     app.include_router(webhooks_router, responses=AUTHENTICATED | error_responses(413))
-    app.include_router(health_router)
-    app.include_router(metrics_router, responses=error_responses(401))
+    app.include_router(health_router, responses=error_responses(413))
+    app.include_router(metrics_router, responses=error_responses(401, 413))
     app.include_router(auth_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     app.include_router(admin_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     # Last added runs first: slashes are normalised before anything routes.

@@ -1,8 +1,9 @@
 """Logging for `torale serve` and `torale worker`.
 
-Messages often carry text from outside (URLs, page titles, provider errors): line breaks in it
-are escaped so nobody can forge log lines. httpx logs every request's full URL at INFO, and
-webhook URLs can carry their service's token, so its loggers only speak from WARNING.
+Messages often carry text from outside (URLs, page titles, provider errors): line breaks are
+escaped, in tracebacks too, so nobody can forge log lines. httpx logs every request's full URL at
+INFO, and webhook URLs can carry their service's token, so its loggers only speak from WARNING;
+so do the database drivers, whose debug lines carry statement parameters (channel secrets).
 """
 
 from __future__ import annotations
@@ -10,15 +11,27 @@ from __future__ import annotations
 import logging
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_QUIET = ("httpx", "httpcore", "openai", "anthropic", "google_genai", "apprise")
+_QUIET = (
+    "httpx",
+    "httpcore",
+    "openai",
+    "anthropic",
+    "google_genai",
+    "apprise",
+    # Database drivers log statements with their parameters (webhook headers, Apprise URLs).
+    "aiosqlite",
+    "asyncpg",
+    "sqlalchemy",
+    "aiosmtplib",
+)
 
 
 class OneLineFormatter(logging.Formatter):
-    """Escapes CR and LF in the message (tracebacks keep their lines: they are ours)."""
+    """One line per record: CR and LF are escaped in the message and in tracebacks too, whose
+    last line quotes the exception's text (a provider's error, a user's model name)."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        record.message = record.message.replace("\r", "\\r").replace("\n", "\\n")
-        return super().formatMessage(record)
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def configure_logging(level: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any
 
@@ -56,6 +57,16 @@ class JsonTooDeepError(FastAPIHTTPException):
         )
 
 
+class JsonNotUtf8Error(FastAPIHTTPException):
+    """Raised from `receive`: JSON must be UTF-8 (RFC 8259), so anything else is refused early."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            422,
+            [{"loc": ["body"], "msg": "JSON must be encoded as UTF-8", "type": "json_invalid"}],
+        )
+
+
 class JsonDepth:
     """Tracks the nesting depth of a JSON document as its bytes stream in (strings skipped)."""
 
@@ -91,7 +102,7 @@ class JsonDepth:
 
 class BodySizeLimitMiddleware:
     """413 for request bodies over the limit, by Content-Length or as a chunked body streams;
-    422 for JSON nested deeper than MAX_JSON_DEPTH, before anything parses it."""
+    422 for JSON nested deeper than MAX_JSON_DEPTH or not UTF-8, before anything parses it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -115,7 +126,9 @@ class BodySizeLimitMiddleware:
 
         received = 0
         response_started = False
-        depth = JsonDepth() if _is_json_request(scope) else None
+        is_json = _is_json_request(scope)
+        depth = JsonDepth() if is_json else None
+        utf8 = codecs.getincrementaldecoder("utf-8")() if is_json else None
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -127,6 +140,11 @@ class BodySizeLimitMiddleware:
                     raise BodyTooLargeError(self.max_bytes)
                 if depth is not None and not depth.feed(body):
                     raise JsonTooDeepError
+                if utf8 is not None:
+                    try:
+                        utf8.decode(body, final=not message.get("more_body", False))
+                    except UnicodeDecodeError:
+                        raise JsonNotUtf8Error from None
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -137,7 +155,7 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except (BodyTooLargeError, JsonTooDeepError) as exc:
+        except (BodyTooLargeError, JsonTooDeepError, JsonNotUtf8Error) as exc:
             if not response_started:
                 await _send_error(send, exc.status_code, exc.detail)
 

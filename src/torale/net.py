@@ -104,6 +104,9 @@ def check_url(
     allowed_networks: Iterable[IPNetwork] = (),
 ) -> None:
     """Refuse URLs Torale must not call, as far as the URL itself tells. Raises UnsafeURLError."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        # No HTTP client can send these (and CR/LF could smuggle a header or a log line).
+        raise UnsafeURLError("URL must not contain control characters or line breaks")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise UnsafeURLError("URL must start with https://")

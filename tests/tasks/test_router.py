@@ -288,6 +288,12 @@ async def test_invalid_timezone(client: httpx.AsyncClient, alice: ApiUser, timez
             ["body", "notifications", 0, "webhook", "headers"],
         ),
         ({"search_query": "q", "is_active": True, "state": "paused"}, ["body", "is_active"]),
+        ({"search_query": "q", "config": {"search_provider": "none"}}, ["body", "urls"]),
+        (  # the test server configures no Brave key
+            {"search_query": "q", "config": {"search_provider": "brave"}},
+            ["body", "config", "search_provider"],
+        ),
+        ({"search_query": "q", "urls": ["https://x.io/a\nb"]}, ["body", "urls", 0]),
     ],
 )
 async def test_create_validation(
@@ -512,3 +518,30 @@ async def test_unknown_and_malformed_ids(client: httpx.AsyncClient, alice: ApiUs
         )
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["loc"] == ["path", "task_id"]
+
+
+async def test_a_search_that_cannot_happen_is_refused_on_update_and_preview(
+    client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    """No search and no urls, or a provider the server lacks the key of: 422, nothing changed."""
+    task = await create(client, alice, urls=["https://example.com/page"])
+    for change, loc in [
+        ({"urls": [], "config": {"search_provider": "none"}}, ["body", "urls"]),
+        ({"config": {"search_provider": "tavily"}}, ["body", "config", "search_provider"]),
+    ]:
+        response = await client.patch(f"{TASKS}/{task['id']}", json=change, headers=alice.headers)
+        assert response.status_code == 422, response.text
+        assert [item["loc"] for item in response.json()["detail"]] == [loc]
+        assert (await client.get(f"{TASKS}/{task['id']}", headers=alice.headers)).json() == task
+    # With its urls kept, a task may stop searching.
+    changed = await client.patch(
+        f"{TASKS}/{task['id']}", json={"config": {"search_provider": "none"}}, headers=alice.headers
+    )
+    assert changed.status_code == 200, changed.text
+    preview = await client.post(
+        f"{TASKS}/preview",
+        json={"search_query": "q", "config": {"search_provider": "none"}},
+        headers=alice.headers,
+    )
+    assert preview.status_code == 422, preview.text
+    assert preview.json()["detail"][0]["loc"] == ["body", "urls"]

@@ -130,6 +130,8 @@ class Fetcher:
             raise FetchFailedError(f"larger than {self.max_bytes} bytes") from None
         except TimeoutError:
             raise FetchFailedError(f"no answer within {self.timeout:g} s") from None
+        except httpx.InvalidURL:
+            raise FetchFailedError("not a URL an HTTP client can request") from None
         except httpx.HTTPError as exc:
             raise FetchFailedError(type(exc).__name__) from None
         title, text = await asyncio.to_thread(extract_text, body, content_type, url)

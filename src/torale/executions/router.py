@@ -12,7 +12,7 @@ from torale.db.engine import session_scope
 from torale.db.session import SessionDep
 from torale.engine.evaluate import EvaluationError, NoModelConfiguredError
 from torale.engine.run import RunFailedError, TaskSpec, preview_run
-from torale.engine.search.base import SearchError
+from torale.engine.search.base import SearchError, SearchNotConfiguredError
 from torale.errors import (
     FieldValidationError,
     NotFoundError,
@@ -36,13 +36,17 @@ router = APIRouter(prefix="/api/v1/tasks", tags=["executions"])
     "/preview",
     summary="Try a task without saving it",
     description="Runs the engine once (search, read, evaluate) and stores nothing. Counts "
-    "against your rate limit. 503 when no model is configured, 502 when a search or model "
+    "against your rate limit. 503 when the server has no model or its default search "
+    "provider lacks its setting, 502 when a search or model "
     "provider fails, 504 past the run time limit.",
 )
 async def preview(request: Request, body: PreviewRequest, user: CurrentUser) -> PreviewResponse:
     state = app_state(request)
     policy = tasks_service.TaskPolicy.from_settings(state.settings)
-    errors = tasks_service.url_errors(body.urls, policy)
+    config = body.config.model_dump(exclude_none=True)
+    errors = tasks_service.url_errors(body.urls, policy) + tasks_service.source_errors(
+        body.urls, config, policy
+    )
     if errors:
         raise FieldValidationError(errors)
     spec = TaskSpec(
@@ -50,11 +54,11 @@ async def preview(request: Request, body: PreviewRequest, user: CurrentUser) -> 
         search_query=body.search_query,
         condition=body.condition_description or None,
         urls=list(dict.fromkeys(body.urls)),
-        config=body.config.model_dump(exclude_none=True),
+        config=config,
     )
     try:
         outcome = await preview_run(state.run_engine, spec)
-    except NoModelConfiguredError as exc:
+    except (NoModelConfiguredError, SearchNotConfiguredError) as exc:
         raise ServiceUnavailableError(str(exc)) from None
     except (SearchError, EvaluationError, RunFailedError) as exc:
         raise UpstreamError(str(exc)) from None

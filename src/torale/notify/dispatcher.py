@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -301,7 +302,13 @@ class Dispatcher:
             .where(WebhookConfig.user_id == outgoing.user_id, WebhookConfig.url == url)
             .values(enabled=False)
         )
-        logger.warning("webhook %s answered 410 Gone and was turned off", url)
+        # Only the host: the path of a webhook URL is often its service's token.
+        host = urlsplit(str(url)).hostname
+        logger.warning(
+            "a webhook on %s (task %s) answered 410 Gone and was turned off",
+            host,
+            outgoing.task_id,
+        )
 
     # --- the loop ----------------------------------------------------------------------------
 

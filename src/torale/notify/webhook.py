@@ -85,6 +85,8 @@ class WebhookSender:
             )
         except UnsafeURLError as exc:
             return SendResult(False, error=f"refused by the outbound policy: {exc}", permanent=True)
+        except httpx.InvalidURL:
+            return SendResult(False, error="not a URL an HTTP client can request", permanent=True)
         except httpx.TimeoutException:
             return SendResult(False, error="the receiver did not answer in time")
         except httpx.HTTPError as exc:

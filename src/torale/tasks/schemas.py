@@ -65,7 +65,9 @@ class TaskConfig(BaseModel):
         "e.g. `openai:gpt-4o-mini`); default: the server's `TORALE_MODEL`.",
     )
     search_provider: SearchProvider | None = Field(
-        default=None, description="Search provider for this task; default: the server's."
+        default=None,
+        description="Search provider for this task; default: the server's. `none` reads only "
+        "the task's urls (then at least one is required).",
     )
 
     @model_serializer(mode="wrap")

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from sqlalchemy import Select, select
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.config import Settings
 from torale.db.models import Task
+from torale.engine.search.registry import missing_setting
 from torale.errors import ConflictError, FieldValidationError, NotFoundError, field_error
 from torale.net import UnsafeURLError, check_url
 from torale.notify.apprise_sender import PLAIN_HTTP_SCHEMES
@@ -26,6 +27,7 @@ from torale.notify.channels import (
 )
 from torale.pagination import PageParams, paginate
 from torale.tasks.schedule import min_interval_seconds, next_run_after
+from torale.tasks.schemas import SearchProvider as SearchProviderName
 from torale.tasks.schemas import TaskCreate, TaskState, TaskUpdate
 
 # (from, to) pairs a task may move along; staying put is always allowed.
@@ -57,14 +59,18 @@ class TaskPolicy:
     allow_http_webhooks: bool
     allow_private_networks: bool
     allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Search providers this server cannot use, with the reason (a missing key or URL).
+    unusable_search: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskPolicy:
+        unusable = ((n, missing_setting(n, settings)) for n in get_args(SearchProviderName))
         return cls(
             min_schedule_seconds=settings.min_schedule_seconds,
             allow_http_webhooks=settings.allow_http_webhooks,
             allow_private_networks=settings.allow_private_networks,
             allowed_networks=settings.allowed_network_list,
+            unusable_search=tuple((n, why) for n, why in unusable if why),
         )
 
 
@@ -95,6 +101,20 @@ def url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
         except UnsafeURLError as exc:
             errors.append(field_error(["body", "urls", index], str(exc), "url_refused"))
     return errors
+
+
+def source_errors(
+    urls: list[str], config: dict[str, Any], policy: TaskPolicy
+) -> list[dict[str, Any]]:
+    """The search provider asked for must be usable here; without one, urls are required."""
+    provider = config.get("search_provider")
+    unusable = dict(policy.unusable_search).get(provider or "")
+    if unusable:
+        return [field_error(["body", "config", "search_provider"], unusable, "provider_unusable")]
+    if provider == "none" and not urls:
+        message = 'With search_provider "none" nothing is searched: give the pages to read in urls'
+        return [field_error(["body", "urls"], message, "urls_required")]
+    return []
 
 
 def _apprise_target_problem(url: str, policy: TaskPolicy) -> str | None:
@@ -181,10 +201,19 @@ def _resolve_state(
 async def create_task(
     session: AsyncSession, *, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy
 ) -> Task:
+    task = build_task(user_id=user_id, data=data, policy=policy)
+    session.add(task)
+    await session.flush()
+    return task
+
+
+def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> Task:
+    """A new task, validated and complete but not yet added to a session."""
     notifications = stored_channels(data.notifications)
     errors = (
         _schedule_errors(data.schedule, policy)
         + url_errors(data.urls, policy)
+        + source_errors(data.urls, data.config.model_dump(exclude_none=True), policy)
         + _channel_errors(notifications, policy)
     )
     if errors:
@@ -217,8 +246,6 @@ async def create_task(
         updated_at=now,
         state_changed_at=now,
     )
-    session.add(task)
-    await session.flush()
     return task
 
 
@@ -273,6 +300,10 @@ async def update_task(
         errors += _schedule_errors(data.schedule or task.schedule, policy)
     if "urls" in sent:
         errors += url_errors(data.urls or [], policy)
+    if {"urls", "config"} & sent:
+        urls = (data.urls or []) if "urls" in sent else task.urls
+        config = data.config.model_dump(exclude_none=True) if data.config else task.config
+        errors += source_errors(urls, config, policy)
     notifications = None
     if "notifications" in sent:
         channels: list[AnyChannel] = data.notifications or []

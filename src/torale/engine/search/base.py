@@ -17,6 +17,10 @@ class SearchError(Exception):
     """A search that failed for good; the message is shown to the user."""
 
 
+class SearchNotConfiguredError(SearchError):
+    """The provider asked for lacks a setting on this server (its key or URL)."""
+
+
 class SearchProvider(Protocol):
     name: str
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from torale.config import Settings
-from torale.engine.search.base import SearchError, SearchProvider
+from torale.engine.search.base import SearchNotConfiguredError, SearchProvider
 from torale.engine.search.providers import (
     BraveSearch,
     DuckDuckGoSearch,
@@ -15,28 +15,35 @@ from torale.engine.search.providers import (
 )
 
 
+def missing_setting(name: str, settings: Settings) -> str | None:
+    """Why the provider called `name` cannot be used on this server, or None if it can."""
+    needs = {
+        "searxng": ("TORALE_SEARXNG_URL", settings.searxng_url),
+        "tavily": ("TORALE_TAVILY_API_KEY", settings.tavily_api_key),
+        "brave": ("TORALE_BRAVE_API_KEY", settings.brave_api_key),
+    }
+    if name in needs and not needs[name][1]:
+        return f"Search provider {name} needs {needs[name][0]}, which this server does not set"
+    return None
+
+
 def search_provider(
     name: str | None, settings: Settings, client: httpx.AsyncClient
 ) -> SearchProvider:
     """The provider called `name` (default: the server's). SearchError if it is not configured."""
     chosen = name or settings.search_provider
     retries, backoff = settings.provider_retries, settings.retry_backoff_seconds
-    if chosen == "searxng":
-        if not settings.searxng_url:
-            raise SearchError("Search provider searxng needs TORALE_SEARXNG_URL")
+    if chosen == "searxng" and settings.searxng_url:
         return SearxngSearch(client, settings.searxng_url, retries, backoff)
-    if chosen == "tavily":
-        if settings.tavily_api_key is None:
-            raise SearchError("Search provider tavily needs TORALE_TAVILY_API_KEY")
+    if chosen == "tavily" and settings.tavily_api_key is not None:
         key = settings.tavily_api_key.get_secret_value()
         return TavilySearch(client, settings.tavily_url, key, retries, backoff)
-    if chosen == "brave":
-        if settings.brave_api_key is None:
-            raise SearchError("Search provider brave needs TORALE_BRAVE_API_KEY")
+    if chosen == "brave" and settings.brave_api_key is not None:
         key = settings.brave_api_key.get_secret_value()
         return BraveSearch(client, settings.brave_url, key, retries, backoff)
     if chosen == "duckduckgo":
         return DuckDuckGoSearch(settings.fetch_timeout_seconds, retries, backoff)
     if chosen == "none":
         return NoSearch()
-    raise SearchError(f"Unknown search provider {chosen!r}")
+    problem = missing_setting(chosen, settings) or f"Unknown search provider {chosen!r}"
+    raise SearchNotConfiguredError(problem)
