@@ -62,3 +62,24 @@ def test_bad_settings_stop_the_cli_with_their_name() -> None:
         assert done.returncode == 2, done.stderr
         assert expected in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_every_test_named_in_the_reliability_guarantees_exists() -> None:
+    """docs/reliability.md names the tests that prove each guarantee: they must exist.
+    A row names `tests/file.py` or `tests/file.py::test`, and `::test` for the same file."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    missing = []
+    for row in re.findall(r"^\|.*$", text, flags=re.MULTILINE):
+        file = ""
+        for ref in re.findall(r"`([^`]+)`", row):
+            named, _, test = ref.partition("::")
+            if named.startswith("tests/"):
+                file = named
+            elif named or not file:
+                continue  # a setting or a path outside tests/
+            path = ROOT / file
+            if not path.exists():
+                missing.append(file)
+            elif test and f"def {test}(" not in path.read_text():
+                missing.append(f"{file}::{test}")
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"

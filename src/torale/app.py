@@ -50,7 +50,9 @@ running out; past a limit the answer is 429 with `Retry-After`.
 
 
 def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(
+        settings.effective_database_url, timeout=settings.database_timeout_seconds
+    )
     sessions = create_sessionmaker(engine)
     write_lock = asyncio.Lock() if settings.is_sqlite else None
     runner = Engine.build(settings, sessions, write_lock)
@@ -124,9 +126,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     install_error_handlers(app)
     # The busiest router first (routes match in order); each documents the errors it can answer.
     app.include_router(tasks_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
-    app.include_router(
-        executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502, 504)
-    )
+    app.include_router(executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502))
     app.include_router(webhooks_router, responses=AUTHENTICATED | error_responses(413))
     app.include_router(health_router, responses=error_responses(413))
     app.include_router(metrics_router, responses=error_responses(401, 413))

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. Default: SQLite in the data directory. "
         "`postgresql://user@host/db` selects PostgreSQL (asyncpg).",
     )
+    database_timeout_seconds: float = Field(
+        default=1.5,
+        gt=0,
+        le=60,
+        description="PostgreSQL: the longest wait to connect, and for one statement; past it "
+        "the request answers 503 instead of hanging while the database is unreachable.",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Key for hashing API keys. Default: generated once into the data directory. "

@@ -14,9 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from torale.db.engine import CommitOutcomeUnknownError, database_unavailable
 
 logger = logging.getLogger("torale.errors")
 
@@ -104,7 +106,8 @@ _DESCRIPTIONS = {
     429: "Rate limit exceeded (see Retry-After)",
     502: "A provider Torale depends on (search, model) failed",
     503: "The database or the scheduler is unavailable; try again shortly",
-    504: "The work did not finish within its time limit",
+    504: "The work did not finish in time: a run past its time limit, or a change whose "
+    "commit the database stopped answering (it may or may not have been saved)",
 }
 
 
@@ -114,7 +117,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What every authenticated route may answer besides its own errors.
-AUTHENTICATED = error_responses(401, 403, 429, 503)
+AUTHENTICATED = error_responses(401, 403, 429, 503, 504)
 
 
 def validation_error_items(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -159,11 +162,12 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """Is this a failure to reach the database (as opposed to a bug in a statement)?"""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | ConnectionError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+async def _commit_outcome_unknown(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning(
+        "database lost during the commit of %s %s: %s", request.method, request.url.path, exc
+    )
+    # Not 503: clients retry those as "not carried out", which a create may have been.
+    return JSONResponse({"detail": CommitOutcomeUnknownError.detail}, status_code=504)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -192,7 +196,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ToraleError, _torale_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(CommitOutcomeUnknownError, _commit_outcome_unknown)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(ConnectionError, _database_error)
+    app.add_exception_handler(TimeoutError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -15,8 +15,9 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     state = request.app.state.torale
-    lock = None if request.method in _READ_METHODS else state.write_lock
-    async with session_scope(state.sessions, lock) as session:
+    reads = request.method in _READ_METHODS
+    lock = None if reads else state.write_lock
+    async with session_scope(state.sessions, lock, writes=not reads) as session:
         yield session
 
 

@@ -9,6 +9,7 @@ same backoff as searches); everything else ends the run with a message a user ca
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from pydantic_ai.exceptions import ModelAPIError
     from pydantic_ai.models import Model
 
+logger = logging.getLogger("torale.engine")
 MAX_STATE_KEYS = 20
 
 
@@ -281,6 +283,13 @@ class Evaluator:
             ) from None
         except ModelAPIError as exc:
             raise EvaluationError(_describe(model, exc, settings.provider_retries)) from exc
+        except Exception as exc:
+            # A reply the model library itself cannot take apart (no choices, wrong types…):
+            # the provider's fault, so it fails this run like any provider error.
+            logger.warning("model %s sent a reply that could not be read", model, exc_info=True)
+            raise EvaluationError(
+                f"Model {model} sent a reply that could not be read ({type(exc).__name__})"
+            ) from exc
         usage = result.usage
         return Evaluation(
             verdict=result.output,
