@@ -13,6 +13,7 @@ import time_machine
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
+import torale.scheduling.local as local_backend
 from tests.conftest import ApiUser
 from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
     NOT_MET,
@@ -28,8 +29,9 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as
 from tests.fakes import FakeOpenAI, FakeWeb, sequence
 from torale.db.engine import session_scope
 from torale.db.models import Execution, Task
+from torale.engine.run import Engine, _claim
 from torale.executions.service import ORPHANED, start_execution
-from torale.scheduling.local import claim_due_runs, recover_expired
+from torale.scheduling.local import LocalScheduler, claim_due_runs, recover_expired
 from torale.tasks.schedule import next_run_after
 
 
@@ -255,3 +257,214 @@ async def test_a_paused_task_does_not_run(
     assert (await task_row(app, task["id"])).next_run is None
     await asyncio.sleep(1.5)
     assert await executions_of(app, task["id"]) == []
+
+
+# --- batches and the local queue -------------------------------------------------------------
+
+
+async def make_due(
+    app: FastAPI, client: httpx.AsyncClient, users: list[ApiUser], count: int
+) -> list[str]:
+    """`count` tasks (owned in turn by `users`) due a minute ago, a second apart, oldest first."""
+    ids = [
+        (await new_task(client, users[i % len(users)], name=f"t{i}"))["id"] for i in range(count)
+    ]
+    now = datetime.now(UTC)
+    for i, task_id in enumerate(ids):
+        await set_next_run(app, task_id, now - timedelta(minutes=1) + timedelta(seconds=i))
+    return ids
+
+
+async def test_a_batch_claims_at_most_its_limit_earliest_first(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, bob: ApiUser
+) -> None:
+    ids = [uuid.UUID(i) for i in await make_due(app, client, [alice, bob], 12)]
+    engine = app.state.torale.run_engine
+    now = datetime.now(UTC)
+    first = await claim_due_runs(engine, limit=5, now=now)
+    assert sorted(t for t, _ in first) == sorted(ids[:5])  # the oldest slots
+    rest = await claim_due_runs(engine, limit=100, now=now)
+    assert sorted(t for t, _ in rest) == sorted(ids[5:])
+    assert await claim_due_runs(engine, limit=100, now=now) == []
+    for task_id, execution_id in first + rest:
+        row = await task_row(app, str(task_id))
+        assert row.next_run is not None
+        assert row.next_run > now
+        assert row.last_execution_id == execution_id
+        [execution] = await executions_of(app, str(task_id))
+        assert (execution.id, execution.status, execution.trigger) == (
+            execution_id,
+            "pending",
+            "schedule",
+        )
+
+
+class StubRuns:
+    """`run_execution` for the loop tests: claims like a run, waits, records success; counts."""
+
+    def __init__(self, hold: float = 0.0) -> None:
+        self.hold = hold
+        self.gate: asyncio.Event | None = None
+        self.running = 0
+        self.most = 0
+        self.started: list[uuid.UUID] = []
+
+    async def __call__(
+        self,
+        engine: Engine,
+        task_id: uuid.UUID,
+        trigger: str,
+        *,
+        execution_id: uuid.UUID | None = None,
+    ) -> uuid.UUID | None:
+        claimed = await _claim(engine, task_id, trigger, execution_id)
+        if claimed is None:
+            return None
+        self.running += 1
+        self.most = max(self.most, self.running)
+        self.started.append(claimed[0])
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(self.hold)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.record(engine, claimed[0], "failed"))
+            raise
+        finally:
+            self.running -= 1
+        await self.record(engine, claimed[0], "success")
+        return claimed[0]
+
+    @staticmethod
+    async def record(engine: Engine, execution_id: uuid.UUID, status: str) -> None:
+        async with session_scope(engine.sessions, engine.write_lock) as session:
+            await session.execute(
+                update(Execution)
+                .where(Execution.id == execution_id)
+                .values(status=status, completed_at=datetime.now(UTC), lease_expires_at=None)
+            )
+
+
+async def test_the_loop_claims_in_batches_within_its_concurrency_and_runs_each_slot_once(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await make_due(app, client, [alice], 40)
+    stub = StubRuns(hold=0.02)
+    monkeypatch.setattr(local_backend, "run_execution", stub)
+    claims: list[int] = []
+    real_claim = local_backend.claim_due_runs
+
+    async def counting_claim(engine: Engine, *, limit: int, now: datetime) -> Any:
+        claimed = await real_claim(engine, limit=limit, now=now)
+        claims.append(len(claimed))
+        assert limit <= scheduler.capacity - len(scheduler._runs) + len(claimed)
+        return claimed
+
+    monkeypatch.setattr(local_backend, "claim_due_runs", counting_claim)
+    scheduler = LocalScheduler(app.state.torale.run_engine, concurrency=3, poll_seconds=0.2)
+    await scheduler.start()
+    try:
+
+        async def all_done() -> bool:
+            async with app.state.torale.sessions() as session:
+                done: int | None = await session.scalar(
+                    select(func.count()).select_from(Execution).where(Execution.status == "success")
+                )
+            return done == len(ids)
+
+        await wait_until(all_done)
+        await asyncio.sleep(0.5)  # more looks: nothing runs again
+    finally:
+        await scheduler.stop()
+    assert stub.most <= 3  # never more than `concurrency` runs at once
+    assert max(claims) == scheduler.capacity == 6  # a batch fills running + queue
+    assert len(stub.started) == len(set(stub.started)) == len(ids)
+    async with app.state.torale.sessions() as session:
+        rows = (await session.execute(select(Execution.task_id, Execution.status))).all()
+    assert sorted(str(t) for t, _ in rows) == sorted(ids)  # one execution per task
+    assert {s for _, s in rows} == {"success"}
+
+
+async def test_stopping_hands_queued_runs_back_and_recovery_takes_them(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await make_due(app, client, [alice], 4)
+    stub = StubRuns()
+    stub.gate = asyncio.Event()  # runs wait until the end of the test
+    monkeypatch.setattr(local_backend, "run_execution", stub)
+    engine = app.state.torale.run_engine
+    scheduler = LocalScheduler(engine, concurrency=1, poll_seconds=0.2)
+    await scheduler.start()
+
+    async def two_held() -> bool:
+        return len(scheduler._runs) == 2 and len(stub.started) == 1
+
+    await wait_until(two_held)  # one running, one claimed and queued, two still due
+    [queued] = [e for e in scheduler._runs if e not in stub.started]
+    await scheduler.stop()
+    async with app.state.torale.sessions() as session:
+        rows = (await session.execute(select(Execution.id, Execution.status))).all()
+        statuses = {execution_id: status for execution_id, status in rows}
+        assert statuses == {stub.started[0]: "failed", queued: "pending"}  # interrupted; queued
+        execution = await session.get(Execution, queued)
+        assert execution is not None
+        assert execution.lease_expires_at is not None
+        assert execution.lease_expires_at <= datetime.now(UTC)  # handed back
+    # Another process (here: a fresh scheduler) takes it over and runs it, then the others.
+    stub.gate.set()
+    monkeypatch.setattr(local_backend, "RECOVER_EVERY_SECONDS", 0.1)
+    other = LocalScheduler(engine, concurrency=2, poll_seconds=0.2)
+    await other.start()
+    try:
+
+        async def all_ran() -> bool:
+            async with app.state.torale.sessions() as session:
+                done: int | None = await session.scalar(
+                    select(func.count()).select_from(Execution).where(Execution.status == "success")
+                )
+            return done == 3  # the queued one and the two that were still due
+
+        await wait_until(all_ran)
+    finally:
+        await other.stop()
+    assert queued in stub.started[1:]
+    assert len(stub.started) == len(set(stub.started)) == 4
+    del ids
+
+
+async def test_the_loop_recovers_expired_leases_while_it_runs(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = StubRuns()
+    monkeypatch.setattr(local_backend, "run_execution", stub)
+    monkeypatch.setattr(local_backend, "RECOVER_EVERY_SECONDS", 0.3)
+    engine = app.state.torale.run_engine
+    scheduler = LocalScheduler(engine, concurrency=2, poll_seconds=0.2)
+    await scheduler.start()
+    try:
+        await asyncio.sleep(0.5)  # the loop is up and has looked once
+        tasks = [await new_task(client, alice, name=f"t{i}") for i in range(2)]
+        ids = {}
+        async with session_scope(engine.sessions) as session:
+            for task, status in ((tasks[0], "pending"), (tasks[1], "running")):
+                execution, _ = await start_execution(
+                    session,
+                    task_id=uuid.UUID(task["id"]),
+                    user_id=alice.id,
+                    trigger="schedule",
+                    status=status,
+                    lease=timedelta(0),
+                )
+                execution.lease_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+                ids[status] = execution.id
+
+        async def recovered() -> bool:
+            async with app.state.torale.sessions() as session:
+                rows = (await session.execute(select(Execution.id, Execution.status))).all()
+            found = {execution_id: status for execution_id, status in rows}
+            return found == {ids["pending"]: "success", ids["running"]: "failed"}
+
+        await wait_until(recovered, seconds=10)
+    finally:
+        await scheduler.stop()
+    assert stub.started == [ids["pending"]]

@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
@@ -285,12 +285,49 @@ async def perform_run(
 # --- run_execution -----------------------------------------------------------------------
 
 
+_tasks = cast("Table", Task.__table__)
+_executions = cast("Table", Execution.__table__)
+
+
 async def _claim(
     engine: Engine, task_id: uuid.UUID, trigger: str, execution_id: uuid.UUID | None
 ) -> tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None] | None:
+    # Every run passes through here, so it reads only the columns it needs, without loading
+    # ORM objects (a scheduler's throughput is mostly this transaction and the record).
     now = datetime.now(UTC)
     async with session_scope(engine.sessions, engine.write_lock) as session:
-        task = await session.get(Task, task_id)
+        # The task and its last successful execution (what the run compares against), in one
+        # query: the execution claimed below is not a successful one, so the order is the same.
+        last_success = (
+            select(_executions.c.id)
+            .where(_executions.c.task_id == _tasks.c.id, _executions.c.status == "success")
+            .order_by(_executions.c.created_at.desc())
+            .limit(1)
+            .correlate(_tasks)
+            .scalar_subquery()
+        )
+        task = (
+            await session.execute(
+                select(
+                    _tasks.c.user_id,
+                    _tasks.c.state,
+                    _tasks.c.name,
+                    _tasks.c.search_query,
+                    _tasks.c.condition_description,
+                    _tasks.c.urls,
+                    _tasks.c.config,
+                    _tasks.c.last_known_state,
+                    _tasks.c.condition_met,
+                    _executions.c.result,
+                    _executions.c.completed_at,
+                    _executions.c.created_at,
+                    _executions.c.evidence_fingerprint,
+                    _executions.c.grounding_sources,
+                )
+                .select_from(_tasks.outerjoin(_executions, _executions.c.id == last_success))
+                .where(_tasks.c.id == task_id)
+            )
+        ).one_or_none()
         if task is None:
             return None
         if execution_id is None and trigger == "schedule" and task.state != "active":
@@ -298,7 +335,7 @@ async def _claim(
         if execution_id is None:
             execution, created = await start_execution(
                 session,
-                task_id=task.id,
+                task_id=task_id,
                 user_id=task.user_id,
                 trigger=trigger,
                 status="running",
@@ -309,31 +346,31 @@ async def _claim(
             execution_id = execution.id
         else:
             claimed = await session.execute(
-                update(Execution)
-                .where(Execution.id == execution_id, Execution.status == "pending")
+                update(_executions)
+                .where(_executions.c.id == execution_id, _executions.c.status == "pending")
                 .values(status="running", started_at=now, lease_expires_at=now + engine.lease)
             )
             if getattr(claimed, "rowcount", 0) != 1:
                 return None  # already run, or swept as orphaned
-        last = await session.scalar(
-            select(Execution)
-            .where(Execution.task_id == task_id, Execution.status == "success")
-            .order_by(Execution.created_at.desc())
-            .limit(1)
-        )
         earlier = previous = None
-        if last is not None and last.result:
+        if task.result:  # the last successful run's (None without one)
             earlier = EarlierCheck(
-                answer=str(last.result.get("answer", "")),
+                answer=str(task.result.get("answer", "")),
                 current_state=task.last_known_state,
                 condition_met=task.condition_met,
-                checked_at=last.completed_at or last.created_at,
+                checked_at=task.completed_at or task.created_at,
             )
-            if last.evidence_fingerprint:
+            if task.evidence_fingerprint:
                 previous = PreviousVerdict(
-                    last.evidence_fingerprint, last.result, last.grounding_sources
+                    task.evidence_fingerprint, task.result, task.grounding_sources
                 )
-        spec = TaskSpec.of(task)
+        spec = TaskSpec(
+            name=task.name,
+            search_query=task.search_query,
+            condition=task.condition_description,
+            urls=list(task.urls),
+            config=dict(task.config),
+        )
     return execution_id, spec, earlier, previous
 
 

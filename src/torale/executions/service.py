@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, Table, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.models import ACTIVE_EXECUTION_STATUSES, Execution, Task
@@ -76,6 +78,65 @@ async def start_execution(
             update(Task).where(Task.id == task_id).values(last_execution_id=execution.id)
         )
     return execution, created
+
+
+async def start_scheduled_executions(
+    session: AsyncSession, *, owners: dict[uuid.UUID, uuid.UUID], lease: timedelta
+) -> dict[uuid.UUID, uuid.UUID]:
+    """`start_execution` for many tasks at once, as pending scheduled runs.
+
+    `owners` maps task ids to their users' ids. Returns {task id: new execution id} for the
+    tasks that got one; a task whose previous run is still active keeps it and gets none. The
+    same rules as one at a time, in three statements however many tasks there are: orphans
+    swept, one INSERT … ON CONFLICT DO NOTHING (the partial unique index decides), and the
+    tasks' `last_execution_id` moved.
+    """
+    if not owners:
+        return {}
+    now = datetime.now(UTC)
+    executions = cast("Table", Execution.__table__)
+    await session.execute(
+        update(executions)
+        .where(
+            executions.c.task_id.in_(list(owners)),
+            executions.c.status.in_(ACTIVE_EXECUTION_STATUSES),
+            executions.c.lease_expires_at < now,
+        )
+        .values(status="failed", error_message=ORPHANED, completed_at=now)
+    )
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "task_id": task_id,
+            "user_id": user_id,
+            "status": "pending",
+            "trigger": "schedule",
+            "created_at": now,
+            "started_at": now,
+            "lease_expires_at": now + lease,
+            "grounding_sources": [],
+            "usage": {},
+        }
+        for task_id, user_id in owners.items()
+    ]
+    inserted = await session.execute(
+        insert(executions)
+        .on_conflict_do_nothing()
+        .returning(executions.c.task_id, executions.c.id),
+        rows,
+    )
+    started: dict[uuid.UUID, uuid.UUID] = {task_id: id_ for task_id, id_ in inserted.all()}
+    if started:
+        tasks = cast("Table", Task.__table__)
+        await session.execute(
+            update(tasks)
+            .where(tasks.c.id == bindparam("task"))
+            .values(last_execution_id=bindparam("execution")),
+            [{"task": t, "execution": e} for t, e in started.items()],
+        )
+    return started
 
 
 def _of_task(task_id: uuid.UUID) -> Select[Execution]:

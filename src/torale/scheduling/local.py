@@ -1,16 +1,27 @@
 """The embedded scheduler: due runs are found in the database, claimed with leases, and run here.
 
 Nothing lives only in memory. A task is due when it is active and its `next_run` has come. A
-process claims it in one transaction: it moves `next_run` to the next cron time after now (so a
-slot missed while nobody was running is run once, not once per missed slot) with a conditional
-UPDATE that only one claimant can win, and creates the execution as `pending` with a lease; the
-partial unique index on executions means a run that would overlap the task's previous one is
-skipped. On PostgreSQL the due rows are read with FOR UPDATE SKIP LOCKED, so any number of
-processes (`torale serve`, `torale worker`) share the work without waiting on each other.
+process claims due tasks in batches, one transaction per batch: it moves each one's `next_run`
+to the next cron time after now (so a slot missed while nobody was running is run once, not once
+per missed slot) with a conditional UPDATE that only one claimant can win, and creates the
+execution as `pending` with a lease; the partial unique index on executions means a run that
+would overlap the task's previous one is skipped. On PostgreSQL the due rows are read with FOR
+UPDATE SKIP LOCKED, so any number of processes (`torale serve`, `torale worker`) share the work
+without waiting on each other.
+
+A process runs at most `concurrency` runs at once and holds at most as many claimed runs again,
+waiting for a slot: a small local queue, so one look at the database feeds several runs and the
+loop need not look again after every run. A queued run is already in the database (`pending`,
+leased); its lease outlasts the wait, since every run ahead of it ends within the run time limit,
+and a run starts only by moving its execution from pending to running, which one process can
+do. The loop looks again when the queue has drained, when something may have become due (after
+a short batching window, or at the earliest `next_run`), at least every `poll_seconds`, and at
+once when this process saves a task.
 
 If a process dies, its leases run out: a claimed run that never started is run by whichever
-process sees it next; a run that died half way is recorded as failed (it queued nothing: the
-notifications of a run are written with its result, in one transaction).
+process sees it next (every few seconds each process looks for such runs); a run that died half
+way is recorded as failed (it queued nothing: the notifications of a run are written with its
+result, in one transaction). A process that stops cleanly hands its queued runs back at once.
 """
 
 from __future__ import annotations
@@ -18,19 +29,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, case, func, literal, select, update
 
 from torale.db.engine import session_scope
-from torale.db.models import Execution, Task
+from torale.db.models import Execution, Task, User
 from torale.engine.run import Engine, run_execution
-from torale.executions.service import ORPHANED, start_execution
+from torale.executions.service import ORPHANED, start_scheduled_executions
 from torale.scheduling.base import RunView, ScheduleView
 from torale.tasks.schedule import next_run_after
 
 logger = logging.getLogger("torale.scheduling")
+
+# After a look that claimed some due runs but not a full batch, the loop waits this long before
+# the next one, so runs falling due close together are claimed together (it adds at most this
+# much to their start).
+BATCH_WINDOW_SECONDS = 0.1
+# Runs whose lease ran out are looked for at most this often (leases last minutes).
+RECOVER_EVERY_SECONDS = 5.0
+
+_tasks = cast("Table", Task.__table__)
+_executions = cast("Table", Execution.__table__)
+_users = cast("Table", User.__table__)
 
 
 async def claim_due_runs(
@@ -39,38 +63,75 @@ async def claim_due_runs(
     """Claim up to `limit` due slots: (task id, pending execution id) for each one won."""
     if limit <= 0:
         return []
-    claimed = []
     async with session_scope(engine.sessions, engine.write_lock) as session:
         due = (
-            select(Task.id, Task.user_id, Task.next_run, Task.schedule, Task.timezone)
-            .where(Task.state == "active", Task.next_run <= now)
-            .order_by(Task.next_run)
+            select(
+                _tasks.c.id,
+                _tasks.c.user_id,
+                _tasks.c.next_run,
+                _tasks.c.schedule,
+                _tasks.c.timezone,
+            )
+            .where(_tasks.c.state == "active", _tasks.c.next_run <= now)
+            .order_by(_tasks.c.next_run)
             .limit(limit)
         )
         if not engine.settings.is_sqlite:
-            due = due.with_for_update(skip_locked=True, of=Task)
+            due = due.with_for_update(skip_locked=True, of=_tasks)
         rows = (await session.execute(due)).all()
-        # Writing tasks moves their owners' tasks_version, which locks the users' rows: take
-        # those locks in one order in every claimant, so two of them can never deadlock.
-        for row in sorted(rows, key=lambda r: (r.user_id, r.id)):
-            following = next_run_after(row.schedule, row.timezone, now)
-            moved = await session.execute(
-                update(Task)
-                .where(Task.id == row.id, Task.state == "active", Task.next_run == row.next_run)
-                .values(next_run=following)
+        if not rows:
+            return []
+        if not engine.settings.is_sqlite:
+            # Writing tasks and executions moves their owners' tasks_version (triggers), which
+            # locks the users' rows: take those locks first, in one order in every claimant,
+            # so two of them can never deadlock.
+            owners = sorted({row.user_id for row in rows})
+            await session.execute(
+                select(_users.c.id)
+                .where(_users.c.id.in_(owners))
+                .order_by(_users.c.id)
+                .with_for_update()
             )
-            if getattr(moved, "rowcount", 0) != 1:
+        # One conditional UPDATE for the batch: a task is won only if it is still active and
+        # its next_run is still the slot read above (on SQLite the read above is not locked,
+        # and another process may have claimed the slot since).
+        next_type = _tasks.c.next_run.type
+        ids = [row.id for row in rows]
+        slot = case(*((_tasks.c.id == row.id, literal(row.next_run, next_type)) for row in rows))
+        # Tasks often share a schedule: work each (cron, zone) out once per batch.
+        times: dict[tuple[str, str], datetime] = {}
+        for row in rows:
+            if (row.schedule, row.timezone) not in times:
+                times[row.schedule, row.timezone] = next_run_after(row.schedule, row.timezone, now)
+        following = case(
+            *(
+                (_tasks.c.id == row.id, literal(times[row.schedule, row.timezone], next_type))
+                for row in rows
+            )
+        )
+        won = set(
+            (
+                await session.execute(
+                    update(_tasks)
+                    .where(
+                        _tasks.c.id.in_(ids), _tasks.c.state == "active", _tasks.c.next_run == slot
+                    )
+                    .values(next_run=following)
+                    .returning(_tasks.c.id)
+                )
+            ).scalars()
+        )
+        started = await start_scheduled_executions(
+            session,
+            owners={row.id: row.user_id for row in rows if row.id in won},
+            lease=engine.lease,
+        )
+        claimed = []
+        for row in rows:
+            if row.id not in won:
                 continue  # another process claimed this slot first
-            execution, created = await start_execution(
-                session,
-                task_id=row.id,
-                user_id=row.user_id,
-                trigger="schedule",
-                status="pending",
-                lease=engine.lease,
-            )
-            if created:
-                claimed.append((row.id, execution.id))
+            if row.id in started:
+                claimed.append((row.id, started[row.id]))
             else:
                 logger.info("task %s is still running; its %s run is skipped", row.id, row.next_run)
     return claimed
@@ -80,11 +141,10 @@ async def recover_expired(
     engine: Engine, *, limit: int, now: datetime
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Leases that ran out: fail runs that died half way; take over claimed runs not started."""
-    taken = []
     async with session_scope(engine.sessions, engine.write_lock) as session:
         await session.execute(
-            update(Execution)
-            .where(Execution.status == "running", Execution.lease_expires_at < now)
+            update(_executions)
+            .where(_executions.c.status == "running", _executions.c.lease_expires_at < now)
             .values(
                 status="failed", error_message=ORPHANED, completed_at=now, lease_expires_at=None
             )
@@ -92,26 +152,41 @@ async def recover_expired(
         if limit <= 0:
             return []
         stale = (
-            select(Execution.id, Execution.task_id)
-            .where(Execution.status == "pending", Execution.lease_expires_at < now)
-            .order_by(Execution.created_at)
+            select(_executions.c.id)
+            .where(_executions.c.status == "pending", _executions.c.lease_expires_at < now)
+            .order_by(_executions.c.created_at)
             .limit(limit)
         )
         if not engine.settings.is_sqlite:
             stale = stale.with_for_update(skip_locked=True)
-        for execution_id, task_id in (await session.execute(stale)).all():
-            renewed = await session.execute(
-                update(Execution)
-                .where(
-                    Execution.id == execution_id,
-                    Execution.status == "pending",
-                    Execution.lease_expires_at < now,
-                )
-                .values(lease_expires_at=now + engine.lease)
+        candidates = list((await session.execute(stale)).scalars())
+        if not candidates:
+            return []
+        # Conditional again: on SQLite another process may have taken one over since the read.
+        renewed = await session.execute(
+            update(_executions)
+            .where(
+                _executions.c.id.in_(candidates),
+                _executions.c.status == "pending",
+                _executions.c.lease_expires_at < now,
             )
-            if getattr(renewed, "rowcount", 0) == 1:
-                taken.append((task_id, execution_id))
-    return taken
+            .values(lease_expires_at=now + engine.lease)
+            .returning(_executions.c.task_id, _executions.c.id)
+        )
+        taken = {execution_id: task_id for task_id, execution_id in renewed.all()}
+    return [(taken[e], e) for e in candidates if e in taken]
+
+
+async def release_unstarted(engine: Engine, execution_ids: list[uuid.UUID]) -> None:
+    """Let any process take over these claimed runs now (their leases end), if still pending."""
+    if not execution_ids:
+        return
+    async with session_scope(engine.sessions, engine.write_lock) as session:
+        await session.execute(
+            update(_executions)
+            .where(_executions.c.id.in_(execution_ids), _executions.c.status == "pending")
+            .values(lease_expires_at=datetime.now(UTC))
+        )
 
 
 class LocalScheduler:
@@ -122,12 +197,17 @@ class LocalScheduler:
     ) -> None:
         self.engine = engine
         self.concurrency = concurrency
+        # Runs held at once: those running plus claimed ones waiting for a slot (at most one
+        # more per slot, so none waits longer than the run ahead of it: see the module's doc).
+        self.capacity = 2 * concurrency
         self.poll_seconds = poll_seconds
         self.dispatch = dispatch  # False: an API-only process (`--no-scheduler`)
         self._slots = asyncio.Semaphore(concurrency)
         self._runs: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._full = False  # the last look claimed all it could take: more may be due
+        self._next_recovery = 0.0  # time.monotonic() of the next look for expired leases
 
     @property
     def status(self) -> str:
@@ -148,12 +228,19 @@ class LocalScheduler:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        held = list(self._runs)
         runs = list(self._runs.values())
         for run in runs:
             run.cancel()
         for run in runs:
             with contextlib.suppress(asyncio.CancelledError):
                 await run
+        # Claimed runs that never started are still pending: hand them to the next process
+        # now rather than when their leases run out.
+        try:
+            await release_unstarted(self.engine, held)
+        except Exception:
+            logger.warning("could not hand back %d claimed runs", len(held), exc_info=True)
 
     async def task_saved(self, task: Task) -> None:
         self._wake.set()  # next_run may have moved earlier
@@ -172,6 +259,8 @@ class LocalScheduler:
     # --- the loop --------------------------------------------------------------------------
 
     def _spawn(self, task_id: uuid.UUID, execution_id: uuid.UUID, trigger: str) -> None:
+        if execution_id in self._runs:
+            return  # held here already (a lease of ours ran out while it waited)
         run = asyncio.create_task(
             self._run(task_id, execution_id, trigger), name=f"run {execution_id}"
         )
@@ -179,7 +268,8 @@ class LocalScheduler:
 
         def finished(_: asyncio.Task[None]) -> None:
             self._runs.pop(execution_id, None)
-            self._wake.set()  # a slot is free
+            if self._full and len(self._runs) <= self.concurrency:
+                self._wake.set()  # the queue has drained: claim the next batch
 
         run.add_done_callback(finished)
 
@@ -193,25 +283,32 @@ class LocalScheduler:
                 )
 
     async def _tick(self) -> float:
-        """Recover, dispatch what is due; the seconds until the next look."""
+        """Recover, claim what is due; the seconds until the next look."""
         now = datetime.now(UTC)
-        free = self.concurrency - len(self._runs)
-        for task_id, execution_id in await recover_expired(self.engine, limit=free, now=now):
-            self._spawn(task_id, execution_id, "schedule")
-        free = self.concurrency - len(self._runs)
-        claimed = await claim_due_runs(self.engine, limit=free, now=now)
+        if time.monotonic() >= self._next_recovery:
+            self._next_recovery = time.monotonic() + max(RECOVER_EVERY_SECONDS, self.poll_seconds)
+            room = self.capacity - len(self._runs)
+            for task_id, execution_id in await recover_expired(self.engine, limit=room, now=now):
+                self._spawn(task_id, execution_id, "schedule")
+        room = self.capacity - len(self._runs)
+        claimed = await claim_due_runs(self.engine, limit=room, now=now)
         for task_id, execution_id in claimed:
             self._spawn(task_id, execution_id, "schedule")
-        if claimed and len(claimed) == free:
-            return 0.0 if len(self._runs) < self.concurrency else self.poll_seconds
+        self._full = len(claimed) >= room
+        if self._full:
+            # Finishing runs wake the loop once the queue has drained (the poll is a backstop).
+            return 0.0 if len(self._runs) <= self.concurrency else self.poll_seconds
+        window = min(BATCH_WINDOW_SECONDS, self.poll_seconds)
+        if claimed:
+            return window  # more is likely to fall due at once: gather it for a moment
         async with session_scope(self.engine.sessions) as session:
-            earliest = await session.scalar(
-                select(func.min(Task.next_run)).where(Task.state == "active")
+            earliest: datetime | None = await session.scalar(
+                select(func.min(_tasks.c.next_run)).where(_tasks.c.state == "active")
             )
         if earliest is None:
             return self.poll_seconds
         until = (earliest - datetime.now(UTC)).total_seconds()
-        return min(max(until, 0.0), self.poll_seconds)
+        return min(max(until, window), self.poll_seconds)
 
     async def _loop(self) -> None:
         while True:
