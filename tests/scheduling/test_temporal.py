@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -38,7 +39,9 @@ from temporalio.client import (
     ScheduleUpdateInput,
     WorkflowExecutionStatus,
 )
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from tests.conftest import ApiUser
@@ -59,9 +62,12 @@ from torale.app import create_app
 from torale.config import Settings
 from torale.db.engine import session_scope
 from torale.db.models import Delivery, Execution, Task
+from torale.engine import run as engine_run
+from torale.scheduling.temporal import activities as activities_module
 from torale.scheduling.temporal.activities import RunActivities
 from torale.scheduling.temporal.scheduler import SCHEDULE_PREFIX, TemporalScheduler, schedule_id
 from torale.scheduling.temporal.workflows import WORKFLOW_NAME, RunRequest, RunTaskWorkflow
+from torale.scheduling.worker import temporal_worker as product_worker
 from torale.state import AppState
 from torale.tasks import service as tasks_service
 from torale.tasks.schedule import next_run_after
@@ -879,3 +885,174 @@ async def test_a_worker_killed_mid_run_loses_the_run_but_nothing_else(
         (retried.id, 0),
         (retried.id, 1),
     ]
+
+
+# --- a run that blocks the event loop right after its claim ---------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the database plays no part
+@pytest.mark.parametrize("extra_settings", [{"temporal_heartbeat_seconds": 2}])
+@pytest.mark.parametrize("where", ["before-the-run", "in-the-run"])
+@pytest.mark.usefixtures("newsroom")
+async def test_a_run_that_blocks_past_the_heartbeat_timeout_is_taken_over_by_its_retry(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    temporal_client: Client,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """The first run of a worker imports the model libraries (seconds, blocking the event loop)
+    right after its claim. Temporal's heartbeat timeout fires meanwhile and retries the run; the
+    retry must take over the same execution, not find the task "still running" and fail the
+    slot (AlreadyRunning is not retried), and the blocked attempt, when it wakes up, must not
+    spoil the retry's run."""
+    blocked: list[float] = []
+
+    def block_once() -> None:
+        if not blocked:
+            blocked.append(time.monotonic())
+            time.sleep(settings.temporal_heartbeat_seconds * 2.5)  # a blocking import
+
+    if where == "before-the-run":
+        real_run = engine_run.run_execution  # what the activity calls
+
+        async def blocking_run(*args: Any, **kwargs: Any) -> uuid.UUID | None:
+            block_once()
+            return await real_run(*args, **kwargs)
+
+        monkeypatch.setattr(activities_module, "run_execution", blocking_run)
+    else:  # the execution is running: the engine claimed it, then reached the model
+        real_perform = engine_run.perform_run
+
+        async def blocking_perform(*args: Any, **kwargs: Any) -> Any:
+            block_once()
+            return await real_perform(*args, **kwargs)
+
+        monkeypatch.setattr(engine_run, "perform_run", blocking_perform)
+    state: AppState = app.state.torale
+    task = await new_task(client, alice)
+    worker = product_worker(temporal_client, settings, RunActivities(state.run_engine, None))
+    async with worker:
+        await handle_of(temporal_client, task["id"]).trigger()
+
+        async def slot_closed() -> Any | None:
+            workflows = await run_workflows_of(temporal_client, task["id"])
+            closed = [w for w in workflows if w.status != WorkflowExecutionStatus.RUNNING]
+            return closed[0] if closed else None
+
+        slot = await eventually(slot_closed, seconds=30, what="the slot's workflow ended")
+    assert blocked, "the run never started"
+    runs = [(e.status, e.error_message) for e in await executions_of(app, task["id"])]
+    assert slot.status == WorkflowExecutionStatus.COMPLETED, (
+        f"the slot's workflow ended {slot.status.name}; the task's executions: {runs}"
+    )
+    [execution] = await executions_of(app, task["id"])
+    assert (execution.status, execution.trigger) == ("success", "schedule"), runs
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+async def test_a_retry_finds_its_execution_when_no_heartbeat_got_through(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, newsroom: str
+) -> None:
+    """Even with no heartbeat details at all (the attempt was lost before its first heartbeat
+    left the worker), the retry runs the execution its first attempt claimed; an execution that
+    was there before the first attempt was scheduled is not taken for it."""
+    state: AppState = app.state.torale
+    activities = RunActivities(state.run_engine, state.scheduler)
+    task = await new_task(client, alice, notify_behavior="always")  # stays active
+    request = RunRequest(task_id=task["id"], trigger="schedule")
+    scheduled = datetime.now(UTC)
+
+    def attempt(number: int, scheduled_time: datetime) -> ActivityEnvironment:
+        environment = ActivityEnvironment()
+        environment.info = dataclasses.replace(
+            environment.info, attempt=number, scheduled_time=scheduled_time, heartbeat_details=[]
+        )
+        return environment
+
+    claimed = await attempt(1, scheduled).run(activities._claim, request)  # then lost
+    assert claimed is not None
+    done = await attempt(2, scheduled).run(activities.run_task, request)
+    assert done == str(claimed[0])
+    [execution] = await executions_of(app, task["id"])
+    assert (execution.id, execution.status) == (claimed[0], "success")
+
+    # A run of the task started before this slot's first attempt was scheduled is another
+    # slot's (or run-now's): the overlap policy skips this one.
+    other = await attempt(1, datetime.now(UTC)).run(activities._claim, request)
+    assert other is not None
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    with pytest.raises(ApplicationError) as refused:
+        await attempt(2, later).run(activities.run_task, request)
+    assert refused.value.type == "AlreadyRunning"
+
+
+# --- creating a task holds no database lock across Temporal's round trip -------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+async def test_a_create_waiting_on_temporal_holds_up_no_other_create(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While one create waits for Temporal, another create by the same owner goes through: the
+    schedule is made before the task is written, so neither SQLite's writer nor the owner's row
+    (the insert's trigger moves its tasks_version) is held across the round trip."""
+    scheduler = scheduler_of(app)
+    real_saved = scheduler.task_saved
+    gate = asyncio.Event()
+    held: list[uuid.UUID] = []
+
+    async def slow_first(task: Task) -> None:
+        if not held:
+            held.append(task.id)
+            await gate.wait()  # Temporal answering slowly
+        await real_saved(task)
+
+    monkeypatch.setattr(scheduler, "task_saved", slow_first)
+    slow = asyncio.create_task(new_task(client, alice, name="Slow"))
+    await eventually(lambda: asyncio.sleep(0, held or None), seconds=5, what="the slow create")
+    fast = await asyncio.wait_for(new_task(client, alice, name="Fast"), 5)
+    assert not slow.done()
+    gate.set()
+    first = await asyncio.wait_for(slow, 10)
+    for task in (first, fast):
+        assert await schedule_exists(temporal_client, schedule_id(uuid.UUID(task["id"])))
+    assert await count_tasks(app) == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_create_the_database_refuses_takes_its_schedule_back(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The schedule is made first; if the task then cannot be written, it is deleted again."""
+    made: list[uuid.UUID] = []
+    scheduler = scheduler_of(app)
+    real_saved = scheduler.task_saved
+
+    async def remember(task: Task) -> None:
+        await real_saved(task)
+        made.append(task.id)
+        task.name = None  # type: ignore[assignment]  # NOT NULL: the insert fails
+
+    monkeypatch.setattr(scheduler, "task_saved", remember)
+    try:
+        response = await client.post(
+            "/api/v1/tasks", json={"search_query": "x"}, headers=alice.headers
+        )
+        status = response.status_code
+    except Exception:  # the test transport may re-raise the 500's cause
+        status = 500
+    assert status >= 400  # refused (409: the constraint), not saved
+    assert made
+    assert not await schedule_exists(temporal_client, schedule_id(made[0]))
+    assert await count_tasks(app) == 0
