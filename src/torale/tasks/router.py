@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Annotated
 
@@ -49,12 +50,28 @@ async def _read(session: AsyncSession, tasks: list[Task]) -> list[TaskRead]:
     description="The task is scheduled before the response is sent: `next_run` is its first "
     "cron time, or now with `run_immediately`.",
 )
-async def create_task(
-    request: Request, body: TaskCreate, user: CurrentUser, session: SessionDep
-) -> TaskRead:
-    task = await service.create_task(session, user_id=user.id, data=body, policy=_policy(request))
-    await app_state(request).scheduler.task_saved(task)  # before the commit: 503 rolls back
-    return TaskRead.model_validate(task)  # a new task has not run
+async def create_task(request: Request, body: TaskCreate, user: CurrentUser) -> TaskRead:
+    state = app_state(request)
+    task = service.build_task(user_id=user.id, data=body, policy=_policy(request))
+    # Scheduled before it is written, outside the transaction: a 503 leaves nothing behind, and
+    # no database lock (SQLite's writer, the owner's row the insert's trigger updates) is held
+    # across the scheduler's round trip, so creates do not queue behind each other's.
+    await state.scheduler.task_saved(task)
+    written = False
+    try:
+        async with session_scope(state.sessions, state.write_lock) as session:
+            session.add(task)
+            await session.flush()
+            created = TaskRead.model_validate(task)  # a new task has not run
+            written = True  # only the commit is left
+    except BaseException:
+        # Not saved: take the schedule back. A failed commit may have saved the task after
+        # all, so its schedule stays; one without a task runs nothing and reconcile drops it.
+        if not written:
+            with contextlib.suppress(Exception):
+                await state.scheduler.task_deleted(task.id)
+        raise
+    return created
 
 
 @router.get(
