@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         "`postgresql://user@host/db` selects PostgreSQL (asyncpg).",
     )
     database_timeout_seconds: float = Field(
-        default=1.5,
+        default=5.0,
         gt=0,
         le=60,
         description="PostgreSQL: the longest wait to connect, and for one statement; past it "

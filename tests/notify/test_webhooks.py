@@ -180,9 +180,11 @@ async def test_a_dispatcher_dying_mid_send_loses_nothing(
     arrived = receiver.requests
     assert [r.headers["webhook-id"] for r in arrived] == [str(delivery.id)] * 2  # can dedupe
     assert arrived[0].body == arrived[1].body
-    (accepted,) = await receiver.wait_for(1)
-    assert accepted.verified
-    assert accepted.request == arrived[1]
+    # The takeover's send was answered; the interrupted one may have been answered too (the
+    # receiver finishes it after the sender is gone): same id, so the receiver can dedupe.
+    accepted = await receiver.wait_for(1)
+    assert all(a.verified for a in accepted)
+    assert arrived[1] in [a.request for a in accepted]
     (done,) = await deliveries_of(app, task_id=task["id"])
     assert (done.status, done.attempts) == ("delivered", 2)
     attempts = await attempts_of(app, delivery.id)
