@@ -21,7 +21,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,10 +32,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import RESULTS_FILE, cpu_ticks, free_port, section_markers, write_section
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / ".work" / "api"
-RESULTS_FILE = BENCH_DIR / "RESULTS.md"
 
 RATE_LIMITS = "100000000/minute"
 LIST_TASKS = 20
@@ -50,14 +50,7 @@ HOSTED_LIST_RPS = 660
 HOSTED_BARE_RPS = 9_600
 HOSTED_LIST_P99_MS = 137
 
-SECTION_START = "<!-- bench:api:start -->"
-SECTION_END = "<!-- bench:api:end -->"
-RESULTS_HEADER = """\
-# Benchmark results
-
-Each benchmark script in `bench/` owns one section of this file and rewrites only that section
-(between its `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` markers).
-"""
+SECTION_START, SECTION_END = section_markers("api")
 
 PACKAGES = (
     "fastapi",
@@ -113,13 +106,6 @@ def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def http_json(
     method: str, url: str, *, token: str | None = None, body: object = None, timeout: float = 10
 ) -> tuple[int, dict[str, str], object]:
@@ -136,14 +122,6 @@ def http_json(
     except urllib.error.HTTPError as exc:
         raw = exc.read()
         return exc.code, dict(exc.headers.items()), json.loads(raw or b"null")
-
-
-def cpu_ticks(pid: int, tid: int | None = None) -> int:
-    """utime + stime of a process (or of one of its threads), in clock ticks (Linux /proc)."""
-    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
-    stat = Path(path).read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
 
 
 @dataclass
@@ -701,16 +679,6 @@ def render_section(
     return "\n".join(out) + "\n"
 
 
-def write_section(section: str) -> None:
-    text = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else RESULTS_HEADER
-    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS_FILE.write_text(text)
-
-
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
@@ -877,7 +845,7 @@ def run(args: argparse.Namespace) -> int:
             profile=profile,
         )
 
-    write_section(section)
+    write_section("api", section)
     print()
     print(section)
     log(f"wrote {RESULTS_FILE.relative_to(REPO_DIR)}")

@@ -52,6 +52,7 @@ from tests.fakes import (  # noqa: E402
     article_html,
 )
 
+from common import RESULTS_FILE, section_markers, write_section  # noqa: E402
 from torale.auth.service import create_user  # noqa: E402
 from torale.config import Settings  # noqa: E402
 from torale.db.engine import create_engine, create_sessionmaker, session_scope  # noqa: E402
@@ -63,7 +64,6 @@ from torale.tasks.service import TaskPolicy, create_task  # noqa: E402
 
 WORK_DIR = BENCH_DIR / ".work" / "engine"
 REPLAY_FILE = BENCH_DIR / "engine_replay.json"
-RESULTS_FILE = BENCH_DIR / "RESULTS.md"
 
 SEED = 20261129
 TASKS = 20
@@ -74,14 +74,7 @@ GOAL_SHARE = 0.25  # at most this share of runs may call the model with the save
 MODEL = "fake-model"
 CONCURRENCY = 4  # runs of one round at the same time, like TORALE_WORKER_CONCURRENCY's default
 
-SECTION_START = "<!-- bench:engine:start -->"
-SECTION_END = "<!-- bench:engine:end -->"
-RESULTS_HEADER = """\
-# Benchmark results
-
-Each benchmark script in `bench/` owns one section of this file and rewrites only that section
-(between its `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` markers).
-"""
+SECTION_START, SECTION_END = section_markers("engine")
 
 PACKAGES = (
     "pydantic-ai-slim",
@@ -952,16 +945,6 @@ def render_section(
     return "\n".join(out) + "\n"
 
 
-def write_section(section: str) -> None:
-    text = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else RESULTS_HEADER
-    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS_FILE.write_text(text)
-
-
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
@@ -1030,7 +1013,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("engine", section)
         log(f"wrote {RESULTS_FILE.relative_to(REPO_DIR)}")
     return 0
 

@@ -19,7 +19,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,10 +26,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from common import free_port, section_markers, write_section
+
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work" / "memory"
-RESULTS = BENCH / "RESULTS.md"
-START, END = "<!-- bench:memory:start -->", "<!-- bench:memory:end -->"
+START, END = section_markers("memory")
 TASKS = 10_000
 GOAL_IDLE_MB, GOAL_LOADED_MB = 150, 250
 BARE_APP = """
@@ -45,13 +45,6 @@ async def page() -> str:
     text = "Nothing announced yet. " * 50
     return f"<html><body><article><h1>News</h1><p>{text}</p></article></body></html>"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -222,17 +215,6 @@ def run() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
-    text = (
-        pattern.sub(lambda _: section, text, count=1)
-        if pattern.search(text)
-        else (text.rstrip("\n") + "\n\n" + section)
-    )
-    RESULTS.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--no-write", action="store_true", help="Print, do not write RESULTS.md.")
@@ -240,7 +222,7 @@ def main() -> int:
     section = run()
     print(section)
     if not args.no_write:
-        write(section)
+        write_section("memory", section)
     return 0
 
 

@@ -34,7 +34,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from common import RESULTS_FILE, cpu_ticks, free_port, section_markers, write_section
 from torale.auth.service import create_api_key, create_user
 from torale.config import Settings
 from torale.db.engine import create_engine, create_sessionmaker, session_scope
@@ -67,7 +67,6 @@ from torale.scheduling.temporal.workflows import WORKFLOW_NAME, RunRequest
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / ".work" / "scheduler"
-RESULTS_FILE = BENCH_DIR / "RESULTS.md"
 STUB_WORKER = BENCH_DIR / "stub_worker.py"
 
 DB_NAME = "torale_bench_scheduler"
@@ -84,14 +83,7 @@ GOAL_SCALING = 1.8  # 2 workers / 1 worker, I/O-bound runs
 # same run against the same dev server (the issue's "≈ 90/s" came from another set-up).
 GOAL_CREATE_FACTOR = 3.0
 
-SECTION_START = "<!-- bench:scheduler:start -->"
-SECTION_END = "<!-- bench:scheduler:end -->"
-RESULTS_HEADER = """\
-# Benchmark results
-
-Each benchmark script in `bench/` owns one section of this file and rewrites only that section
-(between its `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` markers).
-"""
+SECTION_START, SECTION_END = section_markers("scheduler")
 
 PACKAGES = (
     "temporalio",
@@ -123,23 +115,8 @@ def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def cpu_ticks(pid: int, tid: int | None = None) -> int:
-    """utime + stime of a process (or of one of its threads), in clock ticks (Linux /proc)."""
-    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
-    stat = Path(path).read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
 
 
 TICK = 1 / os.sysconf("SC_CLK_TCK")
@@ -1602,16 +1579,6 @@ def render_section(results: Results, args: argparse.Namespace, env: list[tuple[s
     return "\n".join(out) + "\n"
 
 
-def write_section(section: str) -> None:
-    content = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else RESULTS_HEADER
-    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
-    if pattern.search(content):
-        content = pattern.sub(lambda _: section, content, count=1)
-    else:
-        content = content.rstrip("\n") + "\n\n" + section
-    RESULTS_FILE.write_text(content)
-
-
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
@@ -1791,7 +1758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("scheduler", section)
         log(f"wrote {RESULTS_FILE.relative_to(REPO_DIR)}")
     log(f"took {time.monotonic() - started:.0f} s")
     return 0
