@@ -1,5 +1,5 @@
 """`torale` without the server's libraries, in this environment (quick; the real client-only
-install is tests/test_light_install.py).
+install is tests/sdk/test_light_install.py).
 
 Importing the package, the SDK or the CLI loads none of the server's modules, and with the
 server's libraries hidden the client commands work while the server's commands say what to
