@@ -40,6 +40,7 @@ class Call(Generic[T]):
 
 @functools.cache
 def _adapter(model: Any) -> TypeAdapter[Any]:
+    # Building an adapter (~0.1 ms) costs more than parsing an answer: once per model.
     return TypeAdapter(model)
 
 
