@@ -1,7 +1,8 @@
 """Torale: watch the web for a condition and be told when it holds.
 
 The SDK's names are importable from here (`from torale import Torale, ToraleAsync, monitor`);
-they load on first use, so the server and CLI do not pay for them.
+they load on first use, so the server does not pay for them. Nothing here loads the server:
+`pip install torale` (no extras) is the SDK and the client CLI.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from tests.e2e.conftest import Server, clean_env, free_port
 from tests.engine.conftest import MET, fake_model, fake_search, fake_web, page
 from tests.fakes import Error, FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, verdict_rules
+from tests.sdk.newer_server import NewerServer, newer, record_answers
 from tests.sdk.readme import TERMINAL_TEST, TerminalRun, start_terminal_example
 from torale.cli import app as cli_app
 
@@ -182,6 +183,16 @@ def config_file(_no_client_config: Path) -> Path:
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as hook:
         yield hook
+
+
+@pytest.fixture(scope="package")
+def newer_server(api: Api, make_user: MakeUser) -> Iterator[NewerServer]:
+    """A server newer than the SDK (see newer_server.py), from what this one answered."""
+    with WebhookReceiver() as hook:
+        answers = record_answers(api.url, make_user("newer"), hook)
+    server = NewerServer(newer(answers))
+    with server.server:
+        yield server
 
 
 @pytest.fixture(scope="package", autouse=True)

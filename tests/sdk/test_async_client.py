@@ -12,13 +12,23 @@ from tests.engine.conftest import MET
 from tests.fakes import WebhookReceiver
 from tests.sdk.conftest import NEWS_TITLE, Api, Fakes
 from tests.sdk.helpers import CONDITION, QUERY, UNKNOWN_ID, await_until
-from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, UserRead
-from torale.executions.preview import PreviewResponse
-from torale.executions.schemas import ExecutionRead, Source
-from torale.notify.schemas import DeliveryAttemptRead, WebhookConfigRead, WebhookTestResult
-from torale.pages import Page
-from torale.sdk import AuthenticationError, NotFoundError, ToraleAsync, ValidationError
-from torale.tasks.schemas import TaskRead
+from torale.sdk import (
+    ApiKey,
+    ApiKeyCreated,
+    AuthenticationError,
+    DeliveryAttempt,
+    Execution,
+    NotFoundError,
+    Page,
+    PreviewResult,
+    Source,
+    Task,
+    ToraleAsync,
+    User,
+    ValidationError,
+    WebhookConfig,
+    WebhookTestResult,
+)
 
 T = TypeVar("T")
 
@@ -43,7 +53,7 @@ async def test_task_lifecycle(client: ToraleAsync) -> None:
         notify_behavior="track_state",
         context=["any", "json"],
     )
-    assert isinstance(task, TaskRead)
+    assert isinstance(task, Task)
     assert (task.name, task.schedule, task.timezone) == (
         "iPhone release",
         "0 0 * * *",
@@ -79,7 +89,7 @@ async def test_execute_wait_and_the_history(client: ToraleAsync, fakes: Fakes) -
         QUERY, condition_description=CONDITION, notify_behavior="always"
     )
     run = await client.tasks.execute(task.id, wait=True)
-    assert isinstance(run, ExecutionRead)
+    assert isinstance(run, Execution)
     assert (run.status, run.condition_met, run.trigger) == ("success", True, "manual")
     assert run.result is not None
     assert run.result.answer == MET["answer"]
@@ -88,7 +98,7 @@ async def test_execute_wait_and_the_history(client: ToraleAsync, fakes: Fakes) -
     started = await client.tasks.execute(task.id)
     assert started.status in ("pending", "running")
 
-    async def both_finished() -> list[ExecutionRead] | None:
+    async def both_finished() -> list[Execution] | None:
         runs = await collect(client.tasks.executions(task.id))
         return runs if all(r.status == "success" for r in runs) and len(runs) == 2 else None
 
@@ -106,7 +116,7 @@ async def test_execute_wait_and_the_history(client: ToraleAsync, fakes: Fakes) -
 
 async def test_preview(client: ToraleAsync, fakes: Fakes) -> None:
     result = await client.tasks.preview(QUERY, condition_description=CONDITION)
-    assert isinstance(result, PreviewResponse)
+    assert isinstance(result, PreviewResult)
     assert (result.answer, result.condition_met) == (MET["answer"], True)
     assert result.grounding_sources == [Source(url=fakes.news_url, title=NEWS_TITLE)]
     assert await collect(client.tasks.list()) == []
@@ -123,7 +133,7 @@ async def test_list_page_and_async_iteration_over_pages(
     requested: list[Any] = []
     real_list_page = client.tasks.list_page
 
-    async def counting_list_page(**kwargs: Any) -> Page[TaskRead]:
+    async def counting_list_page(**kwargs: Any) -> Page[Task]:
         requested.append(kwargs["page"])
         return await real_list_page(**kwargs)
 
@@ -135,7 +145,7 @@ async def test_list_page_and_async_iteration_over_pages(
 
 async def test_webhooks(client: ToraleAsync, receiver: WebhookReceiver) -> None:
     config = await client.webhooks.get_config()
-    assert isinstance(config, WebhookConfigRead)
+    assert isinstance(config, WebhookConfig)
     receiver.secret = config.secret
     hook = receiver.url_for("/async")
     assert (await client.webhooks.update_config(url=hook)).url == hook
@@ -161,7 +171,7 @@ async def test_webhooks(client: ToraleAsync, receiver: WebhookReceiver) -> None:
     receiver.secret = rotated.secret
     run = await client.tasks.execute(task.id, wait=True)
 
-    async def delivered() -> list[DeliveryAttemptRead]:
+    async def delivered() -> list[DeliveryAttempt]:
         return [a for a in await collect(client.webhooks.deliveries(task_id=task.id)) if a.success]
 
     (attempt,) = await await_until(delivered, what="the webhook delivery")
@@ -173,10 +183,10 @@ async def test_webhooks(client: ToraleAsync, receiver: WebhookReceiver) -> None:
 
 async def test_auth(client: ToraleAsync, api: Api) -> None:
     me = await client.auth.me()
-    assert isinstance(me, UserRead)
+    assert isinstance(me, User)
     assert me.role == "user"
     (key,) = await collect(client.auth.api_keys())
-    assert isinstance(key, ApiKeyRead)
+    assert isinstance(key, ApiKey)
 
     created = await client.auth.create_api_key("ci")
     assert isinstance(created, ApiKeyCreated)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -19,8 +20,7 @@ from tests.engine.conftest import MET
 from tests.sdk.conftest import FAILING_QUERY, NEWS_TITLE, Api, Fakes
 from tests.sdk.helpers import CONDITION, QUERY, UNKNOWN_ID
 from torale.cli import app
-from torale.sdk import NotFoundError, Torale
-from torale.tasks.schemas import TaskRead
+from torale.sdk import NotFoundError, Task, Torale
 
 
 @dataclass
@@ -168,7 +168,7 @@ def test_create_as_json_and_as_a_table(cli: Cli, sdk: Torale, api: Api) -> None:
             "--search", "searxng", "--paused", "--json",
         )
     )  # fmt: skip
-    task = TaskRead.model_validate(created)
+    task = Task.model_validate(created)
     assert (task.name, task.search_query, task.condition_description) == (
         "iPhone release",
         QUERY,
@@ -179,6 +179,11 @@ def test_create_as_json_and_as_a_table(cli: Cli, sdk: Torale, api: Api) -> None:
     assert [c.type for c in task.notifications] == ["webhook", "email"]
     assert task.config.search_provider == "searxng"
     assert sdk.tasks.get(task.id).name == "iPhone release"
+    # --json prints what the server answered: no field added (config has no `model: null`).
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {cli.key}"}) as http:
+        raw = http.get(f"/api/v1/tasks/{task.id}").json()
+    assert parsed(cli("task", "get", str(task.id), "--json")) == raw
+    assert raw["config"] == {"search_provider": "searxng"}
 
     table = ok(cli("task", "create", "-q", "Rust 2.0 release", "--every", "daily", "--run-now"))
     assert "Rust 2.0 release" in table.stdout

@@ -14,13 +14,22 @@ from tests.engine.conftest import MET
 from tests.fakes import WebhookReceiver
 from tests.sdk.conftest import NEWS_TITLE, Api, Fakes
 from tests.sdk.helpers import CONDITION, QUERY, wait_until
-from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, UserRead
-from torale.executions.preview import PreviewResponse
-from torale.executions.schemas import ExecutionRead, Source
-from torale.notify.schemas import DeliveryAttemptRead, WebhookConfigRead, WebhookTestResult
-from torale.pages import Page
-from torale.sdk import AuthenticationError, NotFoundError, Torale
-from torale.tasks.schemas import TaskRead
+from torale.sdk import (
+    ApiKey,
+    ApiKeyCreated,
+    AuthenticationError,
+    DeliveryAttempt,
+    Execution,
+    NotFoundError,
+    Page,
+    PreviewResult,
+    Source,
+    Task,
+    Torale,
+    User,
+    WebhookConfig,
+    WebhookTestResult,
+)
 
 
 @pytest.fixture
@@ -51,7 +60,7 @@ def test_task_create_get_update_pause_resume_delete(client: Torale) -> None:
         config={"search_provider": "searxng"},
         context={"team": "mobile"},
     )
-    assert isinstance(task, TaskRead)
+    assert isinstance(task, Task)
     assert (task.name, task.search_query, task.condition_description) == (
         "iPhone release",
         QUERY,
@@ -104,7 +113,7 @@ def test_execute_wait_returns_the_finished_run_with_the_models_verdict(
     task = client.tasks.create(QUERY, condition_description=CONDITION, notify_behavior="always")
     calls_before = fakes.model.calls
     run = client.tasks.execute(task.id, wait=True)
-    assert isinstance(run, ExecutionRead)
+    assert isinstance(run, Execution)
     assert run.task_id == task.id
     assert (run.status, run.trigger, run.condition_met) == ("success", "manual", True)
     assert run.completed_at is not None
@@ -131,7 +140,7 @@ def test_execute_without_wait_answers_at_once_and_the_run_finishes(client: Toral
     assert started.status in ("pending", "running")
     assert started.result is None
 
-    def finished() -> ExecutionRead | None:
+    def finished() -> Execution | None:
         runs = [e for e in client.tasks.executions(task.id) if e.id == started.id]
         return runs[0] if runs and runs[0].status in ("success", "failed") else None
 
@@ -164,7 +173,7 @@ def test_executions_and_notifications_pages(client: Torale) -> None:
 
 def test_preview_runs_the_engine_and_saves_nothing(client: Torale, fakes: Fakes) -> None:
     result = client.tasks.preview(QUERY, condition_description=CONDITION)
-    assert isinstance(result, PreviewResponse)
+    assert isinstance(result, PreviewResult)
     assert result.answer == MET["answer"]
     assert result.condition_met is True
     assert result.grounding_sources == [Source(url=fakes.news_url, title=NEWS_TITLE)]
@@ -185,7 +194,7 @@ def test_list_page_and_the_iterator_walk_every_page(
     first = client.tasks.list_page(limit=2)
     assert isinstance(first, Page)
     assert (first.total, first.page, first.limit) == (5, 1, 2)
-    assert all(isinstance(t, TaskRead) for t in first.items)
+    assert all(isinstance(t, Task) for t in first.items)
     pages = [client.tasks.list_page(page=n, limit=2) for n in (1, 2, 3, 4)]
     assert [[t.id for t in p.items] for p in pages] == [
         newest_first[0:2],
@@ -198,7 +207,7 @@ def test_list_page_and_the_iterator_walk_every_page(
     requested: list[int] = []
     real_list_page = client.tasks.list_page
 
-    def counting_list_page(**kwargs: object) -> Page[TaskRead]:
+    def counting_list_page(**kwargs: object) -> Page[Task]:
         requested.append(int(str(kwargs["page"])))
         return real_list_page(**kwargs)  # type: ignore[arg-type]
 
@@ -224,7 +233,7 @@ def test_the_iterator_goes_past_one_hundred(client: Torale, api: Api, user_key: 
 
 def test_webhook_config_test_and_rotate(client: Torale, receiver: WebhookReceiver) -> None:
     config = client.webhooks.get_config()
-    assert isinstance(config, WebhookConfigRead)
+    assert isinstance(config, WebhookConfig)
     assert config.url is None
     assert config.secret.startswith("whsec_")
     receiver.secret = config.secret
@@ -268,11 +277,11 @@ def test_deliveries_list_the_attempts_of_a_runs_notification(
     run = client.tasks.execute(task.id, wait=True)
     assert run.notification is not None
 
-    def delivered() -> list[DeliveryAttemptRead]:
+    def delivered() -> list[DeliveryAttempt]:
         return [a for a in client.webhooks.deliveries(task_id=task.id) if a.success]
 
     (attempt,) = wait_until(delivered, what="the webhook delivery")
-    assert isinstance(attempt, DeliveryAttemptRead)
+    assert isinstance(attempt, DeliveryAttempt)
     assert (attempt.task_id, attempt.execution_id) == (task.id, run.id)
     assert (attempt.channel_type, attempt.target, attempt.status_code) == ("webhook", hook, 200)
     assert attempt.delivery_status == "delivered"
@@ -288,14 +297,14 @@ def test_deliveries_list_the_attempts_of_a_runs_notification(
 
 def test_auth_me_and_api_keys(client: Torale, api: Api) -> None:
     me = client.auth.me()
-    assert isinstance(me, UserRead)
+    assert isinstance(me, User)
     assert me.role == "user"
     assert me.is_active
     assert me.email is not None
     assert me.email.endswith("@example.com")
 
     (only,) = list(client.auth.api_keys())
-    assert isinstance(only, ApiKeyRead)
+    assert isinstance(only, ApiKey)
     assert only.is_active
 
     created = client.auth.create_api_key("laptop")

@@ -29,7 +29,6 @@ from tests.e2e.conftest import free_port
 from tests.fakes import LocalServer
 from tests.sdk.conftest import KEY_RE, Api, Fakes, MakeUser, bootstrap_key, server_env, start_torale
 from tests.sdk.helpers import QUERY, UNKNOWN_ID
-from torale.auth.schemas import UserRead
 from torale.cli import app as cli_app
 from torale.sdk import (
     APIConnectionError,
@@ -41,6 +40,7 @@ from torale.sdk import (
     RateLimitError,
     Torale,
     ToraleAsync,
+    User,
     ValidationError,
 )
 from torale.sdk.transport import call, send
@@ -380,7 +380,7 @@ def test_a_scripted_429_carries_retry_after(scripted: ScriptedApi) -> None:
 def test_503_twice_then_success(scripted: ScriptedApi, mode: Mode) -> None:
     scripted.script(Reply(503, {"detail": "busy"}), Reply(503, {"detail": "busy"}))
     me = run(mode, scripted.server.url, "me")
-    assert isinstance(me, UserRead)
+    assert isinstance(me, User)
     assert me.email == "scripted@example.com"
     assert scripted.requests == [("GET", "/auth/me")] * 3
 
@@ -391,7 +391,7 @@ def test_reads_are_retried_on_transient_statuses(
     scripted: ScriptedApi, mode: Mode, status: int
 ) -> None:
     scripted.script(Reply(status, {"detail": "transient"}, {"Retry-After": "0"}))
-    assert isinstance(run(mode, scripted.server.url, "me"), UserRead)
+    assert isinstance(run(mode, scripted.server.url, "me"), User)
     assert scripted.count == 2
 
 
@@ -505,7 +505,7 @@ def test_a_server_back_in_time_is_reached() -> None:
     timer.start()
     try:
         me = run("sync", url, "me", max_retries=5, backoff=0.2)
-        assert isinstance(me, UserRead)
+        assert isinstance(me, User)
     finally:
         timer.join()
         scripted.server.stop()

@@ -1,4 +1,6 @@
-"""The `torale` command: server and operator commands (the API client commands join later)."""
+"""The `torale` command: the API client (`auth`, `task`) and the server's commands (`serve`,
+`worker`, `migrate`, `keys`, `users`). Importing it loads the SDK, not the server: the server's
+commands import what they need when they run, so the client works in `pip install torale`."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from torale.cli.client import auth_app, task_app
+from torale.cli.needs_server import help_panel
 from torale.cli.operator import keys_app, users_app
 from torale.cli.server import register_server_commands
 
@@ -16,11 +19,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(auth_app, name="auth", rich_help_panel="Client")
+app.add_typer(task_app, name="task", rich_help_panel="Client")
 register_server_commands(app)
-app.add_typer(keys_app, name="keys")
-app.add_typer(users_app, name="users")
-app.add_typer(auth_app, name="auth")
-app.add_typer(task_app, name="task")
+app.add_typer(keys_app, name="keys", rich_help_panel=help_panel())
+app.add_typer(users_app, name="users", rich_help_panel=help_panel())
 
 
 def main() -> None:

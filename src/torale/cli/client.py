@@ -53,12 +53,16 @@ def api() -> Iterator[Torale]:
         client.close()
 
 
-def emit(value: Any) -> None:
-    """JSON of a model, a list of models, or plain data."""
+def _as_sent(value: Any) -> Any:
+    # The fields the server sent, fields this SDK does not know included; none it left out.
     if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    elif isinstance(value, list):
-        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+        return value.model_dump(mode="json", exclude_unset=True)
+    return value
+
+
+def emit(value: Any) -> None:
+    """JSON of a model, a list of models, or plain data: what the server answered."""
+    value = [_as_sent(v) for v in value] if isinstance(value, list) else _as_sent(value)
     typer.echo(json.dumps(value, indent=2))
 
 
@@ -98,7 +102,7 @@ def status(as_json: JsonOption = False) -> None:
     with api() as client:
         user = client.auth.me()
     if as_json:
-        emit({"api_url": connection.api_url, "user": user.model_dump(mode="json")})
+        emit({"api_url": connection.api_url, "user": _as_sent(user)})
         return
     out.print(f"Signed in as {user.email or user.id} ({user.role}) at {connection.api_url}")
 

@@ -1,19 +1,21 @@
-"""`torale keys …` and `torale users …`: operator commands that work on the database directly."""
+"""`torale keys …` and `torale users …`: operator commands that work on the database directly.
+
+They import the server's modules when they run (see `needs_server`).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from torale.auth import service as auth_service
-from torale.cli.database import err, open_session, run_db
-from torale.config import Settings
+from torale.cli.needs_server import server_imports
 
 out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="List users and change their role.", no_args_is_help=True)
 
@@ -25,6 +27,11 @@ def create_key(
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
 ) -> None:
     """Create an API key (and the user, if new). The key is printed once."""
+    with server_imports("keys create"):
+        from torale.auth import service as auth_service
+        from torale.cli.database import open_session, run_db
+        from torale.config import Settings
+
     settings = Settings()
 
     async def work() -> tuple[str, bool]:
@@ -53,6 +60,11 @@ def list_users(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every user with role, status, active key count and task count."""
+    with server_imports("users list"):
+        from torale.auth import service as auth_service
+        from torale.cli.database import open_session, run_db
+        from torale.config import Settings
+
     settings = Settings()
 
     async def work() -> list[dict[str, object]]:
@@ -100,7 +112,12 @@ def list_users(
     out.print(table)
 
 
-def _set_role(email: str, role: auth_service.Role) -> None:
+def _set_role(email: str, role: Literal["user", "admin"]) -> None:
+    with server_imports(f"users {'promote' if role == 'admin' else 'demote'}"):
+        from torale.auth import service as auth_service
+        from torale.cli.database import open_session, run_db
+        from torale.config import Settings
+
     settings = Settings()
 
     async def work() -> None:

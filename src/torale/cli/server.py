@@ -1,4 +1,8 @@
-"""`torale serve` and `torale migrate`."""
+"""`torale serve`, `torale worker` and `torale migrate`.
+
+They import the server's modules when they run (see `needs_server`): the client-only install
+lists them too.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,9 @@ import signal
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
-from torale.auth import service as auth_service
-from torale.cli.database import open_session, run_db
-from torale.config import Settings
-from torale.db import migrate
-from torale.logs import configure_logging
+from torale.cli.needs_server import help_panel, server_imports
 
 out = Console(soft_wrap=True, highlight=False)
 
@@ -45,6 +44,14 @@ def serve(
     ] = True,
 ) -> None:
     """Run the API server (migrating the database first)."""
+    with server_imports("serve"):
+        import uvicorn
+
+        from torale.auth import service as auth_service
+        from torale.cli.database import open_session, run_db
+        from torale.config import Settings
+        from torale.logs import configure_logging
+
     settings = Settings()
     if host:
         settings.host = host
@@ -77,6 +84,11 @@ def serve(
 
 def migrate_command() -> None:
     """Bring the database schema up to date."""
+    with server_imports("migrate"):
+        from torale.cli.database import run_db
+        from torale.config import Settings
+        from torale.db import migrate
+
     settings = Settings()
     settings.migrate_on_start = True
 
@@ -89,6 +101,11 @@ def migrate_command() -> None:
 
 def worker() -> None:
     """Run scheduled work without the API: database worker, or Temporal worker."""
+    with server_imports("worker"):
+        from torale.cli.database import run_db
+        from torale.config import Settings
+        from torale.logs import configure_logging
+
     settings = Settings()
     configure_logging(settings.log_level)
 
@@ -96,8 +113,8 @@ def worker() -> None:
         return None
 
     run_db(settings, no_op)  # the schema must be current (migrated when allowed)
-
-    from torale.scheduling.worker import run_worker
+    with server_imports("worker"):
+        from torale.scheduling.worker import run_worker
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -110,6 +127,7 @@ def worker() -> None:
 
 
 def register_server_commands(app: typer.Typer) -> None:
-    app.command("serve")(serve)
-    app.command("worker")(worker)
-    app.command("migrate")(migrate_command)
+    panel = help_panel()
+    app.command("serve", rich_help_panel=panel)(serve)
+    app.command("worker", rich_help_panel=panel)(worker)
+    app.command("migrate", rich_help_panel=panel)(migrate_command)

@@ -1,4 +1,5 @@
-"""The Torale Python SDK: `Torale`, `ToraleAsync`, `monitor`, and the errors they raise."""
+"""The Torale Python SDK: `Torale`, `ToraleAsync`, `monitor`, the models the API's answers are
+read into, and the errors they raise. It needs only httpx and pydantic (`pip install torale`)."""
 
 from torale.sdk.builder import Monitor, monitor
 from torale.sdk.client import Torale, ToraleAsync
@@ -12,18 +13,58 @@ from torale.sdk.errors import (
     RateLimitError,
     ValidationError,
 )
+from torale.sdk.models import (
+    ApiKey,
+    ApiKeyCreated,
+    AppriseChannel,
+    DeliveryAttempt,
+    EmailChannel,
+    Execution,
+    ExecutionResult,
+    NotificationChannel,
+    Page,
+    PreviewResult,
+    Source,
+    Task,
+    TaskConfig,
+    UnknownChannel,
+    Usage,
+    User,
+    WebhookChannel,
+    WebhookConfig,
+    WebhookTestResult,
+)
 
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "ApiKey",
+    "ApiKeyCreated",
+    "AppriseChannel",
     "AuthenticationError",
     "ConflictError",
+    "DeliveryAttempt",
+    "EmailChannel",
+    "Execution",
+    "ExecutionResult",
     "Monitor",
     "NotFoundError",
+    "NotificationChannel",
+    "Page",
     "PermissionDeniedError",
+    "PreviewResult",
     "RateLimitError",
+    "Source",
+    "Task",
+    "TaskConfig",
     "Torale",
     "ToraleAsync",
+    "UnknownChannel",
+    "Usage",
+    "User",
     "ValidationError",
+    "WebhookChannel",
+    "WebhookConfig",
+    "WebhookTestResult",
     "monitor",
 ]

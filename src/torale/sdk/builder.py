@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torale.sdk.client import Torale, ToraleAsync, task_fields
-from torale.tasks.schemas import TaskRead
+from torale.sdk.models import Task
 
 _EVERY = re.compile(r"^(?:every\s+)?(\d+)?\s*(minute|hour|day|week)s?$", re.IGNORECASE)
 _NAMED = {"hourly": "0 * * * *", "daily": "0 9 * * *", "weekly": "0 9 * * 1"}
@@ -105,13 +105,13 @@ class Monitor:
             values["notifications"] = list(self.channels)
         return task_fields(self.search_query, **values)
 
-    def create(self, client: Torale | None = None) -> TaskRead:
+    def create(self, client: Torale | None = None) -> Task:
         if client is not None:
             return client.tasks.create(**self.request())
         with Torale() as default:
             return default.tasks.create(**self.request())
 
-    async def acreate(self, client: ToraleAsync) -> TaskRead:
+    async def acreate(self, client: ToraleAsync) -> Task:
         return await client.tasks.create(**self.request())
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, RevokedResponse, UserRead
-from torale.executions.preview import PreviewResponse
-from torale.executions.schemas import ExecutionRead
-from torale.notify.schemas import (
-    DeliveryAttemptRead,
-    WebhookConfigRead,
+from torale.sdk.models import (
+    ApiKey,
+    ApiKeyCreated,
+    DeliveryAttempt,
+    Execution,
+    Page,
+    PreviewResult,
+    Task,
+    User,
+    WebhookConfig,
     WebhookTestResult,
 )
-from torale.pages import Page
-from torale.sdk.transport import Call, call, no_content
-from torale.tasks.schemas import TaskRead
+from torale.sdk.transport import Call, call, ignore_body
 
 TASKS = "/api/v1/tasks"
 
@@ -24,31 +26,29 @@ def _id(value: uuid.UUID | str) -> str:
     return str(uuid.UUID(str(value)))  # a clear ValueError for a malformed id, before sending
 
 
-def create_task(fields: dict[str, Any]) -> Call[TaskRead]:
-    return call("POST", TASKS, TaskRead, json=fields)
+def create_task(fields: dict[str, Any]) -> Call[Task]:
+    return call("POST", TASKS, Task, json=fields)
 
 
 def list_tasks(page: int, limit: int, state: str | None, is_active: bool | None) -> Call[Any]:
     params = {"page": page, "limit": limit, "state": state, "is_active": is_active}
-    return call("GET", TASKS, Page[TaskRead], params=params)
+    return call("GET", TASKS, Page[Task], params=params)
 
 
-def get_task(task_id: uuid.UUID | str) -> Call[TaskRead]:
-    return call("GET", f"{TASKS}/{_id(task_id)}", TaskRead)
+def get_task(task_id: uuid.UUID | str) -> Call[Task]:
+    return call("GET", f"{TASKS}/{_id(task_id)}", Task)
 
 
-def update_task(task_id: uuid.UUID | str, fields: dict[str, Any]) -> Call[TaskRead]:
-    return call("PATCH", f"{TASKS}/{_id(task_id)}", TaskRead, json=fields)
+def update_task(task_id: uuid.UUID | str, fields: dict[str, Any]) -> Call[Task]:
+    return call("PATCH", f"{TASKS}/{_id(task_id)}", Task, json=fields)
 
 
 def delete_task(task_id: uuid.UUID | str) -> Call[None]:
-    return Call("DELETE", f"{TASKS}/{_id(task_id)}", no_content)
+    return Call("DELETE", f"{TASKS}/{_id(task_id)}", ignore_body)
 
 
-def execute_task(task_id: uuid.UUID | str, wait: bool) -> Call[ExecutionRead]:
-    return call(
-        "POST", f"{TASKS}/{_id(task_id)}/execute", ExecutionRead, params={"wait": wait or None}
-    )
+def execute_task(task_id: uuid.UUID | str, wait: bool) -> Call[Execution]:
+    return call("POST", f"{TASKS}/{_id(task_id)}/execute", Execution, params={"wait": wait or None})
 
 
 def task_executions(
@@ -58,41 +58,41 @@ def task_executions(
     return call(
         "GET",
         f"{TASKS}/{_id(task_id)}/{kind}",
-        Page[ExecutionRead],
+        Page[Execution],
         params={"page": page, "limit": limit},
     )
 
 
-def preview(fields: dict[str, Any]) -> Call[PreviewResponse]:
-    return call("POST", f"{TASKS}/preview", PreviewResponse, json=fields)
+def preview(fields: dict[str, Any]) -> Call[PreviewResult]:
+    return call("POST", f"{TASKS}/preview", PreviewResult, json=fields)
 
 
-def me() -> Call[UserRead]:
-    return call("GET", "/auth/me", UserRead)
+def me() -> Call[User]:
+    return call("GET", "/auth/me", User)
 
 
 def list_api_keys(page: int, limit: int) -> Call[Any]:
-    return call("GET", "/auth/api-keys", Page[ApiKeyRead], params={"page": page, "limit": limit})
+    return call("GET", "/auth/api-keys", Page[ApiKey], params={"page": page, "limit": limit})
 
 
 def create_api_key(name: str) -> Call[ApiKeyCreated]:
     return call("POST", "/auth/api-keys", ApiKeyCreated, json={"name": name})
 
 
-def revoke_api_key(key_id: uuid.UUID | str) -> Call[RevokedResponse]:
-    return call("DELETE", f"/auth/api-keys/{_id(key_id)}", RevokedResponse)
+def revoke_api_key(key_id: uuid.UUID | str) -> Call[None]:
+    return Call("DELETE", f"/auth/api-keys/{_id(key_id)}", ignore_body)
 
 
-def webhook_config() -> Call[WebhookConfigRead]:
-    return call("GET", "/api/v1/webhooks/config", WebhookConfigRead)
+def webhook_config() -> Call[WebhookConfig]:
+    return call("GET", "/api/v1/webhooks/config", WebhookConfig)
 
 
-def update_webhook_config(fields: dict[str, Any]) -> Call[WebhookConfigRead]:
-    return call("PUT", "/api/v1/webhooks/config", WebhookConfigRead, json=fields)
+def update_webhook_config(fields: dict[str, Any]) -> Call[WebhookConfig]:
+    return call("PUT", "/api/v1/webhooks/config", WebhookConfig, json=fields)
 
 
-def rotate_webhook_secret() -> Call[WebhookConfigRead]:
-    return call("POST", "/api/v1/webhooks/config/rotate-secret", WebhookConfigRead)
+def rotate_webhook_secret() -> Call[WebhookConfig]:
+    return call("POST", "/api/v1/webhooks/config/rotate-secret", WebhookConfig)
 
 
 def send_test_webhook(url: str | None) -> Call[WebhookTestResult]:
@@ -102,4 +102,4 @@ def send_test_webhook(url: str | None) -> Call[WebhookTestResult]:
 
 def deliveries(page: int, limit: int, task_id: uuid.UUID | str | None) -> Call[Any]:
     params = {"page": page, "limit": limit, "task_id": _id(task_id) if task_id else None}
-    return call("GET", "/api/v1/webhooks/deliveries", Page[DeliveryAttemptRead], params=params)
+    return call("GET", "/api/v1/webhooks/deliveries", Page[DeliveryAttempt], params=params)

@@ -18,15 +18,23 @@ from typing import Any, TypeVar
 
 import httpx
 
-from torale.auth.schemas import ApiKeyCreated, ApiKeyRead, UserRead
-from torale.executions.preview import PreviewResponse
-from torale.executions.schemas import ExecutionRead
-from torale.notify.schemas import DeliveryAttemptRead, WebhookConfigRead, WebhookTestResult
-from torale.pages import Page
 from torale.sdk import calls
 from torale.sdk.config import resolve
+from torale.sdk.models import (
+    ApiKey,
+    ApiKeyCreated,
+    DeliveryAttempt,
+    Execution,
+    NotifyBehavior,
+    Page,
+    PreviewResult,
+    Task,
+    TaskState,
+    User,
+    WebhookConfig,
+    WebhookTestResult,
+)
 from torale.sdk.transport import Call, Policy, asend, send
-from torale.tasks.schemas import TaskRead
 
 T = TypeVar("T")
 Id = uuid.UUID | str
@@ -47,13 +55,14 @@ def task_fields(
     schedule: str | None = None,
     timezone: str | None = None,
     urls: list[str] | None = None,
-    notify_behavior: str | None = None,
+    notify_behavior: NotifyBehavior | str | None = None,
     notifications: list[dict[str, Any]] | None = None,
     config: dict[str, Any] | None = None,
     context: Any = None,
-    state: str | None = None,
+    state: TaskState | str | None = None,
     run_immediately: bool | None = None,
 ) -> dict[str, Any]:
+    """The body of POST /api/v1/tasks, leaving out what is not given (the server's defaults)."""
     return _fields(
         search_query=search_query,
         condition_description=condition_description,
@@ -103,12 +112,10 @@ class _Sync:
 
 
 class Tasks(_Sync):
-    def create(self, search_query: str, **fields: Any) -> TaskRead:
+    def create(self, search_query: str, **fields: Any) -> Task:
         return self._run(calls.create_task(task_fields(search_query, **fields)))
 
-    def list(
-        self, *, state: str | None = None, is_active: bool | None = None
-    ) -> Iterator[TaskRead]:
+    def list(self, *, state: str | None = None, is_active: bool | None = None) -> Iterator[Task]:
         return _pages(
             lambda n: self.list_page(page=n, limit=PAGE_SIZE, state=state, is_active=is_active)
         )
@@ -120,48 +127,44 @@ class Tasks(_Sync):
         limit: int = 20,
         state: str | None = None,
         is_active: bool | None = None,
-    ) -> Page[TaskRead]:
-        result: Page[TaskRead] = self._run(calls.list_tasks(page, limit, state, is_active))
+    ) -> Page[Task]:
+        result: Page[Task] = self._run(calls.list_tasks(page, limit, state, is_active))
         return result
 
-    def get(self, task_id: Id) -> TaskRead:
+    def get(self, task_id: Id) -> Task:
         return self._run(calls.get_task(task_id))
 
-    def update(self, task_id: Id, **fields: Any) -> TaskRead:
+    def update(self, task_id: Id, **fields: Any) -> Task:
         """Change only the fields given; one given as None is sent as null (it clears
         `condition_description` back to the query, or `context`)."""
         return self._run(calls.update_task(task_id, fields))
 
-    def pause(self, task_id: Id) -> TaskRead:
+    def pause(self, task_id: Id) -> Task:
         return self.update(task_id, state="paused")
 
-    def resume(self, task_id: Id) -> TaskRead:
+    def resume(self, task_id: Id) -> Task:
         return self.update(task_id, state="active")
 
     def delete(self, task_id: Id) -> None:
         self._run(calls.delete_task(task_id))
 
-    def execute(self, task_id: Id, *, wait: bool = False) -> ExecutionRead:
+    def execute(self, task_id: Id, *, wait: bool = False) -> Execution:
         return self._run(calls.execute_task(task_id, wait))
 
-    def executions(self, task_id: Id) -> Iterator[ExecutionRead]:
+    def executions(self, task_id: Id) -> Iterator[Execution]:
         return _pages(lambda n: self.executions_page(task_id, page=n, limit=PAGE_SIZE))
 
-    def executions_page(
-        self, task_id: Id, *, page: int = 1, limit: int = 20
-    ) -> Page[ExecutionRead]:
-        result: Page[ExecutionRead] = self._run(
+    def executions_page(self, task_id: Id, *, page: int = 1, limit: int = 20) -> Page[Execution]:
+        result: Page[Execution] = self._run(
             calls.task_executions(task_id, page, limit, notified=False)
         )
         return result
 
-    def notifications(self, task_id: Id) -> Iterator[ExecutionRead]:
+    def notifications(self, task_id: Id) -> Iterator[Execution]:
         return _pages(lambda n: self.notifications_page(task_id, page=n, limit=PAGE_SIZE))
 
-    def notifications_page(
-        self, task_id: Id, *, page: int = 1, limit: int = 20
-    ) -> Page[ExecutionRead]:
-        result: Page[ExecutionRead] = self._run(
+    def notifications_page(self, task_id: Id, *, page: int = 1, limit: int = 20) -> Page[Execution]:
+        result: Page[Execution] = self._run(
             calls.task_executions(task_id, page, limit, notified=True)
         )
         return result
@@ -173,7 +176,7 @@ class Tasks(_Sync):
         condition_description: str | None = None,
         urls: Urls | None = None,
         config: dict[str, Any] | None = None,
-    ) -> PreviewResponse:
+    ) -> PreviewResult:
         fields = _fields(
             search_query=search_query,
             condition_description=condition_description,
@@ -184,34 +187,34 @@ class Tasks(_Sync):
 
 
 class Webhooks(_Sync):
-    def get_config(self) -> WebhookConfigRead:
+    def get_config(self) -> WebhookConfig:
         return self._run(calls.webhook_config())
 
-    def update_config(self, **fields: Any) -> WebhookConfigRead:
+    def update_config(self, **fields: Any) -> WebhookConfig:
         """`url=` (None removes it) and/or `enabled=`; only the fields given change."""
         return self._run(calls.update_webhook_config(fields))
 
-    def rotate_secret(self) -> WebhookConfigRead:
+    def rotate_secret(self) -> WebhookConfig:
         return self._run(calls.rotate_webhook_secret())
 
     def test(self, url: str | None = None) -> WebhookTestResult:
         return self._run(calls.send_test_webhook(url))
 
-    def deliveries(self, *, task_id: Id | None = None) -> Iterator[DeliveryAttemptRead]:
+    def deliveries(self, *, task_id: Id | None = None) -> Iterator[DeliveryAttempt]:
         return _pages(lambda n: self.deliveries_page(page=n, limit=PAGE_SIZE, task_id=task_id))
 
     def deliveries_page(
         self, *, page: int = 1, limit: int = 20, task_id: Id | None = None
-    ) -> Page[DeliveryAttemptRead]:
-        result: Page[DeliveryAttemptRead] = self._run(calls.deliveries(page, limit, task_id))
+    ) -> Page[DeliveryAttempt]:
+        result: Page[DeliveryAttempt] = self._run(calls.deliveries(page, limit, task_id))
         return result
 
 
 class Auth(_Sync):
-    def me(self) -> UserRead:
+    def me(self) -> User:
         return self._run(calls.me())
 
-    def api_keys(self) -> Iterator[ApiKeyRead]:
+    def api_keys(self) -> Iterator[ApiKey]:
         return _pages(lambda n: self._run(calls.list_api_keys(n, PAGE_SIZE)))
 
     def create_api_key(self, name: str) -> ApiKeyCreated:
@@ -264,12 +267,12 @@ class _Async:
 
 
 class AsyncTasks(_Async):
-    async def create(self, search_query: str, **fields: Any) -> TaskRead:
+    async def create(self, search_query: str, **fields: Any) -> Task:
         return await self._run(calls.create_task(task_fields(search_query, **fields)))
 
     def list(
         self, *, state: str | None = None, is_active: bool | None = None
-    ) -> AsyncIterator[TaskRead]:
+    ) -> AsyncIterator[Task]:
         return _apages(
             lambda n: self.list_page(page=n, limit=PAGE_SIZE, state=state, is_active=is_active)
         )
@@ -281,46 +284,46 @@ class AsyncTasks(_Async):
         limit: int = 20,
         state: str | None = None,
         is_active: bool | None = None,
-    ) -> Page[TaskRead]:
-        result: Page[TaskRead] = await self._run(calls.list_tasks(page, limit, state, is_active))
+    ) -> Page[Task]:
+        result: Page[Task] = await self._run(calls.list_tasks(page, limit, state, is_active))
         return result
 
-    async def get(self, task_id: Id) -> TaskRead:
+    async def get(self, task_id: Id) -> Task:
         return await self._run(calls.get_task(task_id))
 
-    async def update(self, task_id: Id, **fields: Any) -> TaskRead:
+    async def update(self, task_id: Id, **fields: Any) -> Task:
         return await self._run(calls.update_task(task_id, fields))
 
-    async def pause(self, task_id: Id) -> TaskRead:
+    async def pause(self, task_id: Id) -> Task:
         return await self.update(task_id, state="paused")
 
-    async def resume(self, task_id: Id) -> TaskRead:
+    async def resume(self, task_id: Id) -> Task:
         return await self.update(task_id, state="active")
 
     async def delete(self, task_id: Id) -> None:
         await self._run(calls.delete_task(task_id))
 
-    async def execute(self, task_id: Id, *, wait: bool = False) -> ExecutionRead:
+    async def execute(self, task_id: Id, *, wait: bool = False) -> Execution:
         return await self._run(calls.execute_task(task_id, wait))
 
-    def executions(self, task_id: Id) -> AsyncIterator[ExecutionRead]:
+    def executions(self, task_id: Id) -> AsyncIterator[Execution]:
         return _apages(lambda n: self.executions_page(task_id, page=n, limit=PAGE_SIZE))
 
     async def executions_page(
         self, task_id: Id, *, page: int = 1, limit: int = 20
-    ) -> Page[ExecutionRead]:
-        result: Page[ExecutionRead] = await self._run(
+    ) -> Page[Execution]:
+        result: Page[Execution] = await self._run(
             calls.task_executions(task_id, page, limit, notified=False)
         )
         return result
 
-    def notifications(self, task_id: Id) -> AsyncIterator[ExecutionRead]:
+    def notifications(self, task_id: Id) -> AsyncIterator[Execution]:
         return _apages(lambda n: self.notifications_page(task_id, page=n, limit=PAGE_SIZE))
 
     async def notifications_page(
         self, task_id: Id, *, page: int = 1, limit: int = 20
-    ) -> Page[ExecutionRead]:
-        result: Page[ExecutionRead] = await self._run(
+    ) -> Page[Execution]:
+        result: Page[Execution] = await self._run(
             calls.task_executions(task_id, page, limit, notified=True)
         )
         return result
@@ -332,7 +335,7 @@ class AsyncTasks(_Async):
         condition_description: str | None = None,
         urls: Urls | None = None,
         config: dict[str, Any] | None = None,
-    ) -> PreviewResponse:
+    ) -> PreviewResult:
         fields = _fields(
             search_query=search_query,
             condition_description=condition_description,
@@ -343,33 +346,33 @@ class AsyncTasks(_Async):
 
 
 class AsyncWebhooks(_Async):
-    async def get_config(self) -> WebhookConfigRead:
+    async def get_config(self) -> WebhookConfig:
         return await self._run(calls.webhook_config())
 
-    async def update_config(self, **fields: Any) -> WebhookConfigRead:
+    async def update_config(self, **fields: Any) -> WebhookConfig:
         return await self._run(calls.update_webhook_config(fields))
 
-    async def rotate_secret(self) -> WebhookConfigRead:
+    async def rotate_secret(self) -> WebhookConfig:
         return await self._run(calls.rotate_webhook_secret())
 
     async def test(self, url: str | None = None) -> WebhookTestResult:
         return await self._run(calls.send_test_webhook(url))
 
-    def deliveries(self, *, task_id: Id | None = None) -> AsyncIterator[DeliveryAttemptRead]:
+    def deliveries(self, *, task_id: Id | None = None) -> AsyncIterator[DeliveryAttempt]:
         return _apages(lambda n: self.deliveries_page(page=n, limit=PAGE_SIZE, task_id=task_id))
 
     async def deliveries_page(
         self, *, page: int = 1, limit: int = 20, task_id: Id | None = None
-    ) -> Page[DeliveryAttemptRead]:
-        result: Page[DeliveryAttemptRead] = await self._run(calls.deliveries(page, limit, task_id))
+    ) -> Page[DeliveryAttempt]:
+        result: Page[DeliveryAttempt] = await self._run(calls.deliveries(page, limit, task_id))
         return result
 
 
 class AsyncAuth(_Async):
-    async def me(self) -> UserRead:
+    async def me(self) -> User:
         return await self._run(calls.me())
 
-    def api_keys(self) -> AsyncIterator[ApiKeyRead]:
+    def api_keys(self) -> AsyncIterator[ApiKey]:
         return _apages(lambda n: self._run(calls.list_api_keys(n, PAGE_SIZE)))
 
     async def create_api_key(self, name: str) -> ApiKeyCreated:
