@@ -22,10 +22,10 @@ from torale.admin.schemas import (
 )
 from torale.auth.deps import AdminUser
 from torale.db.session import SessionDep
-from torale.executions.schemas import ExecutionStatus
 from torale.pages import Page
 from torale.pagination import PageDep, PageParams
 from torale.state import app_state
+from torale.statuses import ExecutionStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

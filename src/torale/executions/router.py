@@ -20,13 +20,14 @@ from torale.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from torale.executions import service
+from torale.executions import lifecycle, service
 from torale.executions.preview import PreviewRequest, PreviewResponse
 from torale.executions.schemas import ExecutionRead, Source, Usage
 from torale.pages import Page
 from torale.pagination import PageDep
 from torale.scheduling.base import SchedulerUnavailableError
 from torale.state import app_state
+from torale.statuses import ExecutionStatus, Trigger
 from torale.tasks import service as tasks_service
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["executions"])
@@ -93,12 +94,12 @@ async def execute(
     state = app_state(request)
     async with session_scope(state.sessions, state.write_lock) as session:
         task = await tasks_service.get_task(session, user_id=user.id, task_id=task_id)
-        execution, created = await service.start_execution(
+        execution, created = await lifecycle.start_execution(
             session,
             task_id=task.id,
             user_id=task.user_id,
-            trigger="manual",
-            status="pending",
+            trigger=Trigger.MANUAL,
+            status=ExecutionStatus.PENDING,
             lease=state.run_engine.lease * 2,
         )
     if created:
@@ -107,7 +108,7 @@ async def execute(
         except SchedulerUnavailableError as exc:
             # Not started: it must not stay pending and block the task's next runs.
             async with session_scope(state.sessions, state.write_lock) as session:
-                await service.fail_unstarted(session, execution_id=execution.id, reason=str(exc))
+                await lifecycle.fail_unstarted(session, execution_id=execution.id, reason=str(exc))
             raise
     if wait:
         await state.scheduler.wait(execution.id, within=state.settings.run_timeout_seconds + 30)

@@ -18,9 +18,10 @@ from torale.executions.schemas import ExecutionRead
 from torale.pages import Page
 from torale.pagination import PageDep
 from torale.state import app_state
+from torale.statuses import TaskState
 from torale.tasks import service
 from torale.tasks.list_cache import ListKey
-from torale.tasks.schemas import TaskCreate, TaskRead, TaskState, TaskUpdate
+from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
