@@ -59,6 +59,7 @@ from torale.db.engine import create_engine, create_sessionmaker, session_scope  
 from torale.db.migrate import upgrade  # noqa: E402
 from torale.db.models import Delivery, Execution, Task  # noqa: E402
 from torale.engine.run import Engine, run_execution  # noqa: E402
+from torale.statuses import Trigger  # noqa: E402
 from torale.tasks.schemas import TaskCreate  # noqa: E402
 from torale.tasks.service import TaskPolicy, create_task  # noqa: E402
 
@@ -618,7 +619,7 @@ async def run_pass(replay: Replay, fakes: Fakes, *, reuse: bool, concurrency: in
 
     async def one_run(task_id: uuid.UUID) -> Execution:
         async with slots:
-            execution_id = await run_execution(engine, task_id, "schedule")
+            execution_id = await run_execution(engine, task_id, Trigger.SCHEDULE)
         if execution_id is None:
             raise RuntimeError(f"task {task_id}: nothing was run")
         async with sessions() as session:
@@ -672,7 +673,7 @@ async def run_pass(replay: Replay, fakes: Fakes, *, reuse: bool, concurrency: in
         seconds = time.perf_counter() - started
         async with sessions() as session:
             rows = list(await session.scalars(select(Delivery)))
-            final = {ids.index(t.id): t.state for t in await session.scalars(select(Task))}
+            final = {ids.index(t.id): str(t.state) for t in await session.scalars(select(Task))}
     finally:
         await engine.close()
         await db.dispose()

@@ -34,6 +34,7 @@ from torale.cli.server import worker
 from torale.db.engine import session_scope
 from torale.db.models import Execution
 from torale.engine.run import Engine, _claim
+from torale.statuses import Trigger
 
 _io_seconds = 0.0
 
@@ -57,7 +58,7 @@ async def _finish(engine: Engine, execution_id: uuid.UUID, status: str) -> None:
 async def stub_run_execution(
     engine: Engine,
     task_id: uuid.UUID,
-    trigger: str,
+    trigger: Trigger,
     *,
     execution_id: uuid.UUID | None = None,
 ) -> uuid.UUID | None:

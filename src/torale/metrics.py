@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torale.db.models import Task, User
 from torale.errors import AuthenticationError
 from torale.state import app_state
+from torale.statuses import TaskState
 
 logger = logging.getLogger("torale.metrics")
 ROUTE_STATE_KEY = "route_template"
@@ -134,6 +135,6 @@ async def metrics(request: Request) -> Response:
         collectors.database_up.set(1)
         for active in (True, False):
             collectors.users.labels(str(active).lower()).set(user_counts.get(active, 0))
-        for task_state in ("active", "paused", "completed"):
+        for task_state in TaskState:
             collectors.tasks.labels(task_state).set(task_counts.get(task_state, 0))
     return Response(generate_latest(collectors.registry), media_type=CONTENT_TYPE_LATEST)

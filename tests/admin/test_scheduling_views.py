@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from tests.conftest import ApiUser, create_test_user
 from torale.db.engine import session_scope
-from torale.executions.service import start_execution
+from torale.executions.lifecycle import start_execution
+from torale.statuses import ExecutionStatus, Trigger
 
 
 async def test_admin_only(client: httpx.AsyncClient, alice: ApiUser) -> None:
@@ -57,8 +58,8 @@ async def test_schedules_and_runs(app: FastAPI, client: httpx.AsyncClient, alice
             session,
             task_id=uuid.UUID(active["id"]),
             user_id=alice.id,
-            trigger="manual",
-            status="running",
+            trigger=Trigger.MANUAL,
+            status=ExecutionStatus.RUNNING,
             lease=timedelta(minutes=1),
         )
     runs = (await client.get("/admin/temporal/workflows", headers=admin.headers)).json()

@@ -15,7 +15,7 @@ from tests.conftest import ApiUser
 from tests.engine.conftest import MET, new_task, page, run_now
 from tests.fakes import Delay, Error, FakeOpenAI, FakeSearxng, FakeWeb, ToolCall, sequence
 from torale.db.models import Execution
-from torale.executions.service import ORPHANED
+from torale.executions.lifecycle import ORPHANED
 
 
 @pytest.fixture

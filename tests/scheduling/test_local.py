@@ -30,9 +30,12 @@ from tests.fakes import FakeOpenAI, FakeWeb, sequence
 from torale.db.engine import session_scope
 from torale.db.models import Execution, Task
 from torale.engine.run import Engine, _claim
-from torale.executions.service import ORPHANED, start_execution
+from torale.executions.lifecycle import ORPHANED, start_execution
 from torale.scheduling.local import LocalScheduler, claim_due_runs, recover_expired
+from torale.statuses import ExecutionStatus, Trigger
 from torale.tasks.schedule import next_run_after
+
+PENDING, RUNNING = ExecutionStatus.PENDING, ExecutionStatus.RUNNING
 
 
 @pytest.fixture
@@ -96,8 +99,8 @@ async def test_a_slot_that_would_overlap_is_skipped(
             session,
             task_id=uuid.UUID(task["id"]),
             user_id=alice.id,
-            trigger="manual",
-            status="running",
+            trigger=Trigger.MANUAL,
+            status=ExecutionStatus.RUNNING,
             lease=timedelta(minutes=5),
         )
     now = datetime.now(UTC)
@@ -150,15 +153,19 @@ async def test_expired_leases(app: FastAPI, client: httpx.AsyncClient, alice: Ap
     ids = {}
     async with session_scope(engine.sessions) as session:
         for task, status, lease in (
-            (tasks[0], "pending", now - timedelta(seconds=1)),  # claimed, its process died
-            (tasks[1], "running", now - timedelta(seconds=1)),  # died half way
-            (tasks[2], "running", now + timedelta(minutes=5)),  # alive
+            (
+                tasks[0],
+                ExecutionStatus.PENDING,
+                now - timedelta(seconds=1),
+            ),  # claimed, its process died
+            (tasks[1], RUNNING, now - timedelta(seconds=1)),  # died half way
+            (tasks[2], RUNNING, now + timedelta(minutes=5)),  # alive
         ):
             execution, _ = await start_execution(
                 session,
                 task_id=uuid.UUID(task["id"]),
                 user_id=alice.id,
-                trigger="schedule",
+                trigger=Trigger.SCHEDULE,
                 status=status,
                 lease=timedelta(0),
             )
@@ -313,7 +320,7 @@ class StubRuns:
         self,
         engine: Engine,
         task_id: uuid.UUID,
-        trigger: str,
+        trigger: Trigger,
         *,
         execution_id: uuid.UUID | None = None,
     ) -> uuid.UUID | None:
@@ -446,12 +453,15 @@ async def test_the_loop_recovers_expired_leases_while_it_runs(
         tasks = [await new_task(client, alice, name=f"t{i}") for i in range(2)]
         ids = {}
         async with session_scope(engine.sessions) as session:
-            for task, status in ((tasks[0], "pending"), (tasks[1], "running")):
+            for task, status in (
+                (tasks[0], ExecutionStatus.PENDING),
+                (tasks[1], ExecutionStatus.RUNNING),
+            ):
                 execution, _ = await start_execution(
                     session,
                     task_id=uuid.UUID(task["id"]),
                     user_id=alice.id,
-                    trigger="schedule",
+                    trigger=Trigger.SCHEDULE,
                     status=status,
                     lease=timedelta(0),
                 )
@@ -462,9 +472,9 @@ async def test_the_loop_recovers_expired_leases_while_it_runs(
             async with app.state.torale.sessions() as session:
                 rows = (await session.execute(select(Execution.id, Execution.status))).all()
             found = {execution_id: status for execution_id, status in rows}
-            return found == {ids["pending"]: "success", ids["running"]: "failed"}
+            return found == {ids[PENDING]: "success", ids[RUNNING]: "failed"}
 
         await wait_until(recovered, seconds=10)
     finally:
         await scheduler.stop()
-    assert stub.started == [ids["pending"]]
+    assert stub.started == [ids[PENDING]]

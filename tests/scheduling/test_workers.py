@@ -32,7 +32,7 @@ from torale.auth import service as auth_service
 from torale.db import migrate
 from torale.db.engine import create_engine, create_sessionmaker
 from torale.db.models import Delivery, Execution, Task
-from torale.executions.service import ORPHANED
+from torale.executions.lifecycle import ORPHANED
 from torale.tasks import service as tasks_service
 from torale.tasks.schemas import TaskCreate
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from torale.admin import service
+from torale.admin import actions, service
 from torale.admin.schemas import (
     AccountChange,
     AdminErrorRead,
@@ -22,10 +22,11 @@ from torale.admin.schemas import (
 )
 from torale.auth.deps import AdminUser
 from torale.db.session import SessionDep
-from torale.executions.schemas import ExecutionStatus
 from torale.pages import Page
-from torale.pagination import PageDep, PageParams
+from torale.pagination import PageDep
+from torale.runtime import Runtime
 from torale.state import app_state
+from torale.statuses import ExecutionStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -60,11 +61,8 @@ async def schedules(request: Request, _admin: AdminUser, page: PageDep) -> Page[
     views, total = await app_state(request).scheduler.schedules(
         limit=page.limit, offset=page.offset
     )
-    return Page(
-        items=[ScheduleRead.model_validate(v, from_attributes=True) for v in views],
-        total=total,
-        page=page.page,
-        limit=page.limit,
+    return Page.of(
+        [ScheduleRead.model_validate(v, from_attributes=True) for v in views], total, page
     )
 
 
@@ -76,11 +74,8 @@ async def schedules(request: Request, _admin: AdminUser, page: PageDep) -> Page[
 )
 async def workflows(request: Request, _admin: AdminUser, page: PageDep) -> Page[WorkflowRead]:
     views, total = await app_state(request).scheduler.runs(limit=page.limit, offset=page.offset)
-    return Page(
-        items=[WorkflowRead.model_validate(v, from_attributes=True) for v in views],
-        total=total,
-        page=page.page,
-        limit=page.limit,
+    return Page.of(
+        [WorkflowRead.model_validate(v, from_attributes=True) for v in views], total, page
     )
 
 
@@ -113,7 +108,7 @@ async def queries(
         )
         for task, email, runs, last_run_at in rows
     ]
-    return Page(items=items, total=total, page=page.page, limit=page.limit)
+    return Page.of(items, total, page)
 
 
 @router.get("/executions", summary="Every execution", description="Newest first.")
@@ -155,7 +150,7 @@ async def executions(
         )
         for e, name, email in rows
     ]
-    return Page(items=items, total=total, page=page.page, limit=page.limit)
+    return Page.of(items, total, page)
 
 
 @router.get(
@@ -179,36 +174,13 @@ async def errors(_admin: AdminUser, session: SessionDep, page: PageDep) -> Page[
         )
         for kind, row_id, task_id, user_id, occurred_at, error, channel_type, name, email in rows
     ]
-    return Page(items=items, total=total, page=page.page, limit=page.limit)
-
-
-def _user_read(row: tuple[Any, ...]) -> AdminUserRead:
-    user, tasks, active_tasks, key_used, last_run = row
-    activity = [t for t in (key_used, last_run) if t is not None]
-    return AdminUserRead(
-        id=user.id,
-        email=user.email,
-        first_name=user.first_name,
-        role=user.role,
-        is_active=user.is_active,
-        created_at=user.created_at,
-        task_count=tasks,
-        active_task_count=active_tasks,
-        last_activity=max(activity) if activity else None,
-    )
+    return Page.of(items, total, page)
 
 
 @router.get("/users", summary="Every user", description="With task counts; newest first.")
 async def users(_admin: AdminUser, session: SessionDep, page: PageDep) -> Page[AdminUserRead]:
     rows, total = await service.list_users(session, page=page)
-    return Page(
-        items=[_user_read(row) for row in rows], total=total, page=page.page, limit=page.limit
-    )
-
-
-async def _account(session: SessionDep, user_id: uuid.UUID, changed: int) -> AccountChange:
-    rows, _ = await service.list_users(session, page=PageParams(page=1, limit=1), only=user_id)
-    return AccountChange(user=_user_read(rows[0]), tasks_changed=changed)
+    return Page.of([actions.user_read(row) for row in rows], total, page)
 
 
 @router.patch(
@@ -217,14 +189,10 @@ async def _account(session: SessionDep, user_id: uuid.UUID, changed: int) -> Acc
     description="Their keys and sign-in tokens get 403 at once and their active tasks are "
     "paused (activate resumes exactly those). You cannot deactivate yourself (409).",
 )
-async def deactivate(
-    request: Request, user_id: uuid.UUID, admin: AdminUser, session: SessionDep
-) -> AccountChange:
-    _, paused = await service.deactivate(session, user_id=user_id, actor_id=admin.id)
-    scheduler = app_state(request).scheduler
-    for task in paused:
-        await scheduler.task_saved(task)  # before the commit: a refusal rolls everything back
-    return await _account(session, user_id, len(paused))
+async def deactivate(request: Request, user_id: uuid.UUID, admin: AdminUser) -> AccountChange:
+    return await actions.deactivate_user(
+        Runtime.of_request(request), user_id=user_id, actor_id=admin.id
+    )
 
 
 @router.patch(
@@ -233,11 +201,5 @@ async def deactivate(
     description="Undoes deactivate: they can sign in again, and the tasks deactivation paused "
     "run again from their next cron time.",
 )
-async def activate(
-    request: Request, user_id: uuid.UUID, _admin: AdminUser, session: SessionDep
-) -> AccountChange:
-    _, resumed = await service.activate(session, user_id=user_id)
-    scheduler = app_state(request).scheduler
-    for task in resumed:
-        await scheduler.task_saved(task)
-    return await _account(session, user_id, len(resumed))
+async def activate(request: Request, user_id: uuid.UUID, _admin: AdminUser) -> AccountChange:
+    return await actions.activate_user(Runtime.of_request(request), user_id=user_id)

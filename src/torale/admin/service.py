@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from torale.db.models import ApiKey, Delivery, Execution, Task, User
 from torale.errors import ConflictError, NotFoundError
 from torale.pagination import PageParams, paginate_rows
-from torale.tasks.schedule import next_run_after
+from torale.statuses import DeliveryStatus, ExecutionStatus, PausedReason, TaskState
+from torale.tasks import transitions
 
-DEACTIVATED = "account_deactivated"
+DEACTIVATED = PausedReason.ACCOUNT_DEACTIVATED
 
 
 async def stats(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
@@ -34,8 +35,8 @@ async def stats(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
         await session.execute(
             select(
                 func.count(),
-                func.count().filter(Execution.status == "success"),
-                func.count().filter(Execution.status == "failed"),
+                func.count().filter(Execution.status == ExecutionStatus.SUCCESS),
+                func.count().filter(Execution.status == ExecutionStatus.FAILED),
             ).where(Execution.created_at >= since)
         )
     ).one()
@@ -52,7 +53,7 @@ async def stats(session: AsyncSession, *, now: datetime) -> dict[str, Any]:
         "users": {"total": users[0], "active": users[1]},
         "tasks": {
             "total": sum(by_state.values()),
-            "by_state": {s: by_state.get(s, 0) for s in ("active", "paused", "completed")},
+            "by_state": {str(s): by_state.get(s, 0) for s in TaskState},
             "condition_met": int(met or 0),
         },
         "executions_24h": {
@@ -87,7 +88,7 @@ async def list_queries(
         .outerjoin(runs, runs.c.task_id == Task.id)
     )
     if active_only:
-        statement = statement.where(Task.state == "active")
+        statement = statement.where(Task.state == TaskState.ACTIVE)
     if user_id is not None:
         statement = statement.where(Task.user_id == user_id)
     statement = statement.order_by(Task.created_at.desc(), Task.id.desc())
@@ -98,7 +99,7 @@ async def list_executions(
     session: AsyncSession,
     *,
     page: PageParams,
-    status: str | None,
+    status: ExecutionStatus | None,
     task_id: uuid.UUID | None,
     user_id: uuid.UUID | None,
     since: datetime | None,
@@ -138,7 +139,7 @@ async def list_errors(
         Execution.completed_at.label("occurred_at"),
         Execution.error_message.label("error"),
         literal(None).label("channel_type"),
-    ).where(Execution.status == "failed")
+    ).where(Execution.status == ExecutionStatus.FAILED)
     deliveries = select(
         literal("delivery").label("kind"),
         Delivery.id.label("id"),
@@ -147,7 +148,7 @@ async def list_errors(
         Delivery.completed_at.label("occurred_at"),
         Delivery.last_error.label("error"),
         Delivery.channel_type.label("channel_type"),
-    ).where(Delivery.status == "failed")
+    ).where(Delivery.status == DeliveryStatus.FAILED)
     both = union_all(executions, deliveries).subquery()
     statement: Select[*tuple[Any, ...]] = (
         select(both, Task.name, User.email)
@@ -165,7 +166,7 @@ async def list_users(
         select(
             Task.user_id,
             func.count().label("tasks"),
-            func.count().filter(Task.state == "active").label("active_tasks"),
+            func.count().filter(Task.state == TaskState.ACTIVE).label("active_tasks"),
         )
         .group_by(Task.user_id)
         .subquery()
@@ -216,13 +217,12 @@ async def deactivate(
     user.is_active = False
     now = datetime.now(UTC)
     paused = list(
-        await session.scalars(select(Task).where(Task.user_id == user_id, Task.state == "active"))
+        await session.scalars(
+            select(Task).where(Task.user_id == user_id, Task.state == TaskState.ACTIVE)
+        )
     )
     for task in paused:
-        task.state = "paused"
-        task.paused_reason = DEACTIVATED
-        task.next_run = None
-        task.state_changed_at = now
+        transitions.pause(task, now=now, reason=DEACTIVATED)
     await session.flush()
     return user, paused
 
@@ -233,17 +233,13 @@ async def activate(session: AsyncSession, *, user_id: uuid.UUID) -> tuple[User, 
     user = await _user(session, user_id)
     user.is_active = True
     now = datetime.now(UTC)
-    resumed = list(
-        await session.scalars(
-            select(Task).where(
-                Task.user_id == user_id, Task.state == "paused", Task.paused_reason == DEACTIVATED
-            )
+    paused = await session.scalars(
+        select(Task).where(
+            Task.user_id == user_id,
+            Task.state == TaskState.PAUSED,
+            Task.paused_reason == DEACTIVATED,
         )
     )
-    for task in resumed:
-        task.state = "active"
-        task.paused_reason = None
-        task.next_run = next_run_after(task.schedule, task.timezone, now)
-        task.state_changed_at = now
+    resumed = [t for t in paused if transitions.resume_paused_for(t, DEACTIVATED, now=now)]
     await session.flush()
     return user, resumed

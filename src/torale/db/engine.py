@@ -110,9 +110,11 @@ async def session_scope(
             with contextlib.suppress(Exception):
                 await session.rollback()
             # PostgreSQL may have received the COMMIT before the connection went; SQLite
-            # commits in process, so a failed commit there did not happen.
+            # commits in process, so a failed commit there did not happen. A unit that only
+            # read has nothing to lose: it fails as the database being unavailable (503).
             if (
-                database_unavailable(exc)
+                writes
+                and database_unavailable(exc)
                 and session.sync_session.get_bind().dialect.name != "sqlite"
             ):
                 raise CommitOutcomeUnknownError(str(exc)) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from torale.db.types import JSONType, UTCDateTime
+from torale.db.types import EnumText, JSONType, UTCDateTime
+from torale.statuses import (
+    ACTIVE_EXECUTION_STATUSES,
+    DeliveryStatus,
+    ExecutionStatus,
+    TaskState,
+    Trigger,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -31,6 +39,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def _one_of(column: str, values: Iterable[str]) -> str:
+    """SQL `column IN ('a', 'b')`, for CHECK constraints and partial indexes."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 def utcnow() -> datetime:
@@ -83,7 +96,7 @@ class ApiKey(Base):
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
-        CheckConstraint("state IN ('active', 'paused', 'completed')", name="state"),
+        CheckConstraint(_one_of("state", TaskState), name="state"),
         CheckConstraint(
             "notify_behavior IN ('once', 'always', 'track_state')", name="notify_behavior"
         ),
@@ -104,7 +117,7 @@ class Task(Base):
     notifications: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     executor_type: Mapped[str] = mapped_column(String(64), default="llm_grounded_search")
-    state: Mapped[str] = mapped_column(String(16), default="active")
+    state: Mapped[TaskState] = mapped_column(EnumText(TaskState, 16), default=TaskState.ACTIVE)
     condition_met: Mapped[bool] = mapped_column(Boolean, default=False)
     last_known_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     last_notified_at: Mapped[datetime | None] = mapped_column()
@@ -119,19 +132,13 @@ class Task(Base):
     paused_reason: Mapped[str | None] = mapped_column(String(32))
 
 
-ACTIVE_EXECUTION_STATUSES = ("pending", "running")
-
-
 class Execution(Base):
     """One run of a task. Triggers on this table move the owner's tasks_version (0003)."""
 
     __tablename__ = "executions"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'running', 'success', 'failed', 'retrying', 'cancelled')",
-            name="status",
-        ),
-        CheckConstraint("trigger IN ('schedule', 'manual')", name="trigger"),
+        CheckConstraint(_one_of("status", ExecutionStatus), name="status"),
+        CheckConstraint(_one_of("trigger", Trigger), name="trigger"),
         Index("ix_executions_task_created", "task_id", "created_at"),
         Index("ix_executions_user_created", "user_id", "created_at"),
         Index("ix_executions_status_created", "status", "created_at"),
@@ -141,16 +148,16 @@ class Execution(Base):
             "uq_executions_one_active_per_task",
             "task_id",
             unique=True,
-            sqlite_where=text("status IN ('pending', 'running')"),
-            postgresql_where=text("status IN ('pending', 'running')"),
+            sqlite_where=text(_one_of("status", ACTIVE_EXECUTION_STATUSES)),
+            postgresql_where=text(_one_of("status", ACTIVE_EXECUTION_STATUSES)),
         ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16))
-    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ExecutionStatus] = mapped_column(EnumText(ExecutionStatus, 16))
+    trigger: Mapped[Trigger] = mapped_column(EnumText(Trigger, 16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
@@ -188,7 +195,9 @@ class Delivery(Base):
     channel: Mapped[dict[str, Any]] = mapped_column(JSONType)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     # pending → sending (claimed, leased) → delivered | failed; back to pending to retry.
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        EnumText(DeliveryStatus, 16), default=DeliveryStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column()

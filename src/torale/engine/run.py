@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
@@ -46,9 +46,11 @@ from torale.engine.fetch import (
 )
 from torale.engine.search.base import SearchError, SearchResult
 from torale.engine.search.registry import search_provider
-from torale.executions.service import start_execution
+from torale.executions import lifecycle
 from torale.net import OutboundPolicy
 from torale.notify.outbox import notification_message, queue_notifications
+from torale.statuses import ExecutionStatus, TaskState, Trigger
+from torale.tasks import transitions
 
 logger = logging.getLogger("torale.engine")
 _FETCH_CONCURRENCY = 5
@@ -117,16 +119,6 @@ class TaskSpec:
     condition: str | None
     urls: list[str]
     config: dict[str, Any]
-
-    @classmethod
-    def of(cls, task: Task) -> TaskSpec:
-        return cls(
-            name=task.name,
-            search_query=task.search_query,
-            condition=task.condition_description,
-            urls=list(task.urls),
-            config=dict(task.config),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +282,7 @@ _executions = cast("Table", Execution.__table__)
 
 
 async def _claim(
-    engine: Engine, task_id: uuid.UUID, trigger: str, execution_id: uuid.UUID | None
+    engine: Engine, task_id: uuid.UUID, trigger: Trigger, execution_id: uuid.UUID | None
 ) -> tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None] | None:
     # Every run passes through here, so it reads only the columns it needs, without loading
     # ORM objects (a scheduler's throughput is mostly this transaction and the record).
@@ -300,7 +292,10 @@ async def _claim(
         # query: the execution claimed below is not a successful one, so the order is the same.
         last_success = (
             select(_executions.c.id)
-            .where(_executions.c.task_id == _tasks.c.id, _executions.c.status == "success")
+            .where(
+                _executions.c.task_id == _tasks.c.id,
+                _executions.c.status == ExecutionStatus.SUCCESS,
+            )
             .order_by(_executions.c.created_at.desc())
             .limit(1)
             .correlate(_tasks)
@@ -330,28 +325,24 @@ async def _claim(
         ).one_or_none()
         if task is None:
             return None
-        if execution_id is None and trigger == "schedule" and task.state != "active":
+        if execution_id is None and trigger == Trigger.SCHEDULE and task.state != TaskState.ACTIVE:
             return None  # paused or completed since the slot was planned: no scheduled run
         if execution_id is None:
-            execution, created = await start_execution(
+            execution, created = await lifecycle.start_execution(
                 session,
                 task_id=task_id,
                 user_id=task.user_id,
                 trigger=trigger,
-                status="running",
+                status=ExecutionStatus.RUNNING,
                 lease=engine.lease,
             )
             if not created:
                 raise AlreadyRunningError(f"task {task_id} is already running")
             execution_id = execution.id
-        else:
-            claimed = await session.execute(
-                update(_executions)
-                .where(_executions.c.id == execution_id, _executions.c.status == "pending")
-                .values(status="running", started_at=now, lease_expires_at=now + engine.lease)
-            )
-            if getattr(claimed, "rowcount", 0) != 1:
-                return None  # already run, or swept as orphaned
+        elif not await lifecycle.claim_pending(
+            session, execution_id=execution_id, now=now, lease=engine.lease
+        ):
+            return None  # already run, or failed as orphaned
         earlier = previous = None
         if task.result:  # the last successful run's (None without one)
             earlier = EarlierCheck(
@@ -390,7 +381,7 @@ async def _record_outcome(
     async with session_scope(engine.sessions, engine.write_lock) as session:
         execution = await session.get(Execution, execution_id)
         task = await session.get(Task, task_id)
-        if execution is None or task is None or execution.status != "running":
+        if execution is None or task is None or execution.status != ExecutionStatus.RUNNING:
             return False  # the task was deleted, or the run was declared orphaned meanwhile
         # Decide against the task as it is now, not as it was when the run began.
         decision = decide(
@@ -400,11 +391,9 @@ async def _record_outcome(
             previous_state=task.last_known_state,
         )
         notify = decision.notify and not (
-            task.notify_behavior == "once" and task.state == "completed"
+            task.notify_behavior == "once" and task.state == TaskState.COMPLETED
         )
-        execution.status = "success"
-        execution.completed_at = now
-        execution.lease_expires_at = None
+        lifecycle.succeed(execution, now=now)
         execution.condition_met = verdict.condition_met
         execution.change_summary = decision.change_summary
         execution.result = {
@@ -428,10 +417,8 @@ async def _record_outcome(
             )
             task.last_notified_at = now
             await queue_notifications(session, task=task, execution=execution, now=now)
-            if decision.complete_task and task.state != "completed":
-                task.state = "completed"
-                task.state_changed_at = now
-                task.next_run = None
+            if decision.complete_task:
+                transitions.complete(task, now=now)
         for page in outcome.pages:
             if not page.not_modified or page.etag or page.last_modified:
                 await upsert(
@@ -455,17 +442,13 @@ async def _record_outcome(
 async def _record_failure(engine: Engine, execution_id: uuid.UUID, message: str) -> None:
     now = datetime.now(UTC)
     async with session_scope(engine.sessions, engine.write_lock) as session:
-        await session.execute(
-            update(Execution)
-            .where(Execution.id == execution_id, Execution.status == "running")
-            .values(status="failed", error_message=message, completed_at=now, lease_expires_at=None)
-        )
+        await lifecycle.fail(session, execution_id=execution_id, message=message, now=now)
 
 
 async def run_execution(
     engine: Engine,
     task_id: uuid.UUID,
-    trigger: str,
+    trigger: Trigger,
     *,
     execution_id: uuid.UUID | None = None,
 ) -> uuid.UUID | None:

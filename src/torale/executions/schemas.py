@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ExecutionStatus = Literal["pending", "running", "success", "failed", "retrying", "cancelled"]
+from torale.statuses import ExecutionStatus, Trigger
 
 
 class ExecutionResult(BaseModel):
@@ -47,7 +47,7 @@ class ExecutionRead(BaseModel):
     id: uuid.UUID
     task_id: uuid.UUID
     status: ExecutionStatus
-    trigger: Literal["schedule", "manual"]
+    trigger: Trigger
     started_at: datetime = Field(
         description="Set when the execution is created, moved to the real start when it runs."
     )

@@ -33,6 +33,7 @@ from torale.notify.email import EmailSender
 from torale.notify.sending import Outgoing, SendResult
 from torale.notify.service import webhook_config
 from torale.notify.webhook import WebhookSender
+from torale.statuses import DeliveryStatus
 
 logger = logging.getLogger("torale.notify")
 INTERRUPTED = "interrupted: the sending process stopped before it finished"
@@ -99,7 +100,7 @@ class Dispatcher:
             # Sends cut off by a dying process go back in line, with their attempt recorded.
             stale = await session.execute(
                 select(Delivery.id, Delivery.user_id, Delivery.task_id).where(
-                    Delivery.status == "sending", Delivery.lease_expires_at < now
+                    Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now
                 )
             )
             for delivery_id, user_id, task_id in stale.all():
@@ -107,10 +108,12 @@ class Dispatcher:
                     update(Delivery)
                     .where(
                         Delivery.id == delivery_id,
-                        Delivery.status == "sending",
+                        Delivery.status == DeliveryStatus.SENDING,
                         Delivery.lease_expires_at < now,
                     )
-                    .values(status="pending", next_attempt_at=now, last_error=INTERRUPTED)
+                    .values(
+                        status=DeliveryStatus.PENDING, next_attempt_at=now, last_error=INTERRUPTED
+                    )
                 )
                 if getattr(moved, "rowcount", 0) == 1:
                     session.add(
@@ -126,7 +129,7 @@ class Dispatcher:
                     )
             due = (
                 select(Delivery)
-                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
                 .order_by(Delivery.next_attempt_at)
                 .limit(limit)
             )
@@ -141,7 +144,10 @@ class Dispatcher:
                         # The user's hourly email limit: not now, and not an attempt.
                         await session.execute(
                             update(Delivery)
-                            .where(Delivery.id == delivery.id, Delivery.status == "pending")
+                            .where(
+                                Delivery.id == delivery.id,
+                                Delivery.status == DeliveryStatus.PENDING,
+                            )
                             .values(next_attempt_at=now + timedelta(minutes=10))
                         )
                         continue
@@ -149,9 +155,9 @@ class Dispatcher:
                 attempts = delivery.attempts  # read before the update refreshes the object
                 taken = await session.execute(
                     update(Delivery)
-                    .where(Delivery.id == delivery.id, Delivery.status == "pending")
+                    .where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.PENDING)
                     .values(
-                        status="sending",
+                        status=DeliveryStatus.SENDING,
                         lease_expires_at=lease_until,
                         attempts=Delivery.attempts + 1,
                     )
@@ -208,7 +214,7 @@ class Dispatcher:
             .where(
                 Delivery.user_id.in_(users),
                 Delivery.channel_type == "email",
-                Delivery.status == "sending",
+                Delivery.status == DeliveryStatus.SENDING,
             )
             .group_by(Delivery.user_id)
         )
@@ -246,16 +252,16 @@ class Dispatcher:
         delays = self.settings.retry_delays
         values: dict[str, object] = {"lease_expires_at": None}
         if result.ok:
-            values |= {"status": "delivered", "completed_at": now, "last_error": None}
+            values |= {"status": DeliveryStatus.DELIVERED, "completed_at": now, "last_error": None}
         elif result.permanent or outgoing.attempt > len(delays):
             error = result.error or "failed"
             if not result.permanent:
                 error = f"gave up after {outgoing.attempt} attempts: {error}"
-            values |= {"status": "failed", "completed_at": now, "last_error": error}
+            values |= {"status": DeliveryStatus.FAILED, "completed_at": now, "last_error": error}
         else:
             delay = delays[outgoing.attempt - 1] * random.uniform(0.9, 1.1)  # noqa: S311
             values |= {
-                "status": "pending",
+                "status": DeliveryStatus.PENDING,
                 "next_attempt_at": now + timedelta(seconds=delay),
                 "last_error": result.error,
             }
@@ -266,7 +272,7 @@ class Dispatcher:
                 update(Delivery)
                 .where(
                     Delivery.id == outgoing.id,
-                    Delivery.status == "sending",
+                    Delivery.status == DeliveryStatus.SENDING,
                     Delivery.lease_expires_at == outgoing.lease_until,
                 )
                 .values(**values)

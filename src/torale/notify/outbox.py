@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.models import Delivery, Execution, Task, WebhookConfig
+from torale.statuses import DeliveryStatus
 
 EVENT_TYPE = "task.condition_met"
 API_VERSION = "v1"
@@ -102,7 +103,7 @@ async def queue_notifications(
             channel_type=channel["type"],
             channel=channel,
             payload=event(delivery_id=delivery_id, task=task, execution=execution, now=now),
-            status="pending",
+            status=DeliveryStatus.PENDING,
             attempts=0,
             next_attempt_at=now,
             created_at=now,

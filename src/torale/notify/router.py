@@ -155,4 +155,4 @@ async def deliveries(
                 attempt=delivery.attempts,
             )
         )
-    return Page(items=items, total=total, page=page.page, limit=page.limit)
+    return Page.of(items, total, page)

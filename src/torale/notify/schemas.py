@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from torale.statuses import DeliveryStatus
+
 
 class WebhookConfigRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -55,5 +57,5 @@ class DeliveryAttemptRead(BaseModel):
     status_code: int | None
     error: str | None
     duration_ms: int
-    delivery_status: Literal["pending", "sending", "delivered", "failed"]
+    delivery_status: DeliveryStatus
     attempt: int = Field(description="How many attempts the delivery has had so far.")

@@ -34,13 +34,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Table, case, func, literal, select, update
+from sqlalchemy import Table, func, select
 
 from torale.db.engine import session_scope
 from torale.db.models import Execution, Task, User
 from torale.engine.run import Engine, run_execution
-from torale.executions.service import ORPHANED, start_scheduled_executions
+from torale.executions import lifecycle
 from torale.scheduling.base import RunView, ScheduleView
+from torale.statuses import TaskState, Trigger
+from torale.tasks import transitions
 from torale.tasks.schedule import next_run_after
 
 logger = logging.getLogger("torale.scheduling")
@@ -53,7 +55,6 @@ BATCH_WINDOW_SECONDS = 0.1
 RECOVER_EVERY_SECONDS = 5.0
 
 _tasks = cast("Table", Task.__table__)
-_executions = cast("Table", Execution.__table__)
 _users = cast("Table", User.__table__)
 
 
@@ -72,7 +73,7 @@ async def claim_due_runs(
                 _tasks.c.schedule,
                 _tasks.c.timezone,
             )
-            .where(_tasks.c.state == "active", _tasks.c.next_run <= now)
+            .where(_tasks.c.state == TaskState.ACTIVE, _tasks.c.next_run <= now)
             .order_by(_tasks.c.next_run)
             .limit(limit)
         )
@@ -92,36 +93,9 @@ async def claim_due_runs(
                 .order_by(_users.c.id)
                 .with_for_update()
             )
-        # One conditional UPDATE for the batch: a task is won only if it is still active and
-        # its next_run is still the slot read above (on SQLite the read above is not locked,
-        # and another process may have claimed the slot since).
-        next_type = _tasks.c.next_run.type
-        ids = [row.id for row in rows]
-        slot = case(*((_tasks.c.id == row.id, literal(row.next_run, next_type)) for row in rows))
-        # Tasks often share a schedule: work each (cron, zone) out once per batch.
-        times: dict[tuple[str, str], datetime] = {}
-        for row in rows:
-            if (row.schedule, row.timezone) not in times:
-                times[row.schedule, row.timezone] = next_run_after(row.schedule, row.timezone, now)
-        following = case(
-            *(
-                (_tasks.c.id == row.id, literal(times[row.schedule, row.timezone], next_type))
-                for row in rows
-            )
-        )
-        won = set(
-            (
-                await session.execute(
-                    update(_tasks)
-                    .where(
-                        _tasks.c.id.in_(ids), _tasks.c.state == "active", _tasks.c.next_run == slot
-                    )
-                    .values(next_run=following)
-                    .returning(_tasks.c.id)
-                )
-            ).scalars()
-        )
-        started = await start_scheduled_executions(
+        slots = [transitions.DueSlot(r.id, r.next_run, r.schedule, r.timezone) for r in rows]
+        won = await transitions.advance_due_slots(session, slots, now=now)
+        started = await lifecycle.start_scheduled_executions(
             session,
             owners={row.id: row.user_id for row in rows if row.id in won},
             lease=engine.lease,
@@ -142,39 +116,8 @@ async def recover_expired(
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Leases that ran out: fail runs that died half way; take over claimed runs not started."""
     async with session_scope(engine.sessions, engine.write_lock) as session:
-        await session.execute(
-            update(_executions)
-            .where(_executions.c.status == "running", _executions.c.lease_expires_at < now)
-            .values(
-                status="failed", error_message=ORPHANED, completed_at=now, lease_expires_at=None
-            )
-        )
-        if limit <= 0:
-            return []
-        stale = (
-            select(_executions.c.id)
-            .where(_executions.c.status == "pending", _executions.c.lease_expires_at < now)
-            .order_by(_executions.c.created_at)
-            .limit(limit)
-        )
-        if not engine.settings.is_sqlite:
-            stale = stale.with_for_update(skip_locked=True)
-        candidates = list((await session.execute(stale)).scalars())
-        if not candidates:
-            return []
-        # Conditional again: on SQLite another process may have taken one over since the read.
-        renewed = await session.execute(
-            update(_executions)
-            .where(
-                _executions.c.id.in_(candidates),
-                _executions.c.status == "pending",
-                _executions.c.lease_expires_at < now,
-            )
-            .values(lease_expires_at=now + engine.lease)
-            .returning(_executions.c.task_id, _executions.c.id)
-        )
-        taken = {execution_id: task_id for task_id, execution_id in renewed.all()}
-    return [(taken[e], e) for e in candidates if e in taken]
+        await lifecycle.fail_orphaned(session, now=now, started_only=True)
+        return await lifecycle.take_over_expired(session, now=now, limit=limit, lease=engine.lease)
 
 
 async def release_unstarted(engine: Engine, execution_ids: list[uuid.UUID]) -> None:
@@ -182,10 +125,8 @@ async def release_unstarted(engine: Engine, execution_ids: list[uuid.UUID]) -> N
     if not execution_ids:
         return
     async with session_scope(engine.sessions, engine.write_lock) as session:
-        await session.execute(
-            update(_executions)
-            .where(_executions.c.id.in_(execution_ids), _executions.c.status == "pending")
-            .values(lease_expires_at=datetime.now(UTC))
+        await lifecycle.release_unstarted(
+            session, execution_ids=execution_ids, now=datetime.now(UTC)
         )
 
 
@@ -249,7 +190,7 @@ class LocalScheduler:
         self._wake.set()
 
     async def run_now(self, task_id: uuid.UUID, execution_id: uuid.UUID) -> None:
-        self._spawn(task_id, execution_id, "manual")
+        self._spawn(task_id, execution_id, Trigger.MANUAL)
 
     async def wait(self, execution_id: uuid.UUID, within: float) -> None:
         run = self._runs.get(execution_id)
@@ -258,7 +199,7 @@ class LocalScheduler:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def _spawn(self, task_id: uuid.UUID, execution_id: uuid.UUID, trigger: str) -> None:
+    def _spawn(self, task_id: uuid.UUID, execution_id: uuid.UUID, trigger: Trigger) -> None:
         if execution_id in self._runs:
             return  # held here already (a lease of ours ran out while it waited)
         run = asyncio.create_task(
@@ -273,7 +214,7 @@ class LocalScheduler:
 
         run.add_done_callback(finished)
 
-    async def _run(self, task_id: uuid.UUID, execution_id: uuid.UUID, trigger: str) -> None:
+    async def _run(self, task_id: uuid.UUID, execution_id: uuid.UUID, trigger: Trigger) -> None:
         async with self._slots:
             try:
                 await run_execution(self.engine, task_id, trigger, execution_id=execution_id)
@@ -289,11 +230,11 @@ class LocalScheduler:
             self._next_recovery = time.monotonic() + max(RECOVER_EVERY_SECONDS, self.poll_seconds)
             room = self.capacity - len(self._runs)
             for task_id, execution_id in await recover_expired(self.engine, limit=room, now=now):
-                self._spawn(task_id, execution_id, "schedule")
+                self._spawn(task_id, execution_id, Trigger.SCHEDULE)
         room = self.capacity - len(self._runs)
         claimed = await claim_due_runs(self.engine, limit=room, now=now)
         for task_id, execution_id in claimed:
-            self._spawn(task_id, execution_id, "schedule")
+            self._spawn(task_id, execution_id, Trigger.SCHEDULE)
         self._full = len(claimed) >= room
         if self._full:
             # Finishing runs wake the loop once the queue has drained (the poll is a backstop).
@@ -303,7 +244,7 @@ class LocalScheduler:
             return window  # more is likely to fall due at once: gather it for a moment
         async with session_scope(self.engine.sessions) as session:
             earliest: datetime | None = await session.scalar(
-                select(func.min(_tasks.c.next_run)).where(_tasks.c.state == "active")
+                select(func.min(_tasks.c.next_run)).where(_tasks.c.state == TaskState.ACTIVE)
             )
         if earliest is None:
             return self.poll_seconds
@@ -330,11 +271,11 @@ class LocalScheduler:
     async def schedules(self, *, limit: int, offset: int) -> tuple[list[ScheduleView], int]:
         async with session_scope(self.engine.sessions) as session:
             total = await session.scalar(
-                select(func.count()).select_from(Task).where(Task.state != "completed")
+                select(func.count()).select_from(Task).where(Task.state != TaskState.COMPLETED)
             )
             rows = await session.scalars(
                 select(Task)
-                .where(Task.state != "completed")
+                .where(Task.state != TaskState.COMPLETED)
                 .order_by(Task.next_run.is_(None), Task.next_run, Task.id)
                 .limit(limit)
                 .offset(offset)
@@ -342,7 +283,7 @@ class LocalScheduler:
             views = []
             for task in rows:
                 times: list[datetime] = []
-                if task.state == "active" and task.next_run is not None:
+                if task.state == TaskState.ACTIVE and task.next_run is not None:
                     times = [task.next_run]
                     while len(times) < 3:
                         times.append(next_run_after(task.schedule, task.timezone, times[-1]))
@@ -354,7 +295,7 @@ class LocalScheduler:
                         task_name=task.name,
                         cron=task.schedule,
                         timezone=task.timezone,
-                        paused=task.state != "active",
+                        paused=task.state != TaskState.ACTIVE,
                         next_run_times=times,
                     )
                 )

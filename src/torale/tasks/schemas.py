@@ -21,9 +21,9 @@ from pydantic_core import PydanticCustomError
 
 from torale.executions.schemas import ExecutionRead
 from torale.notify.channels import NotificationChannel
+from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
 
-TaskState = Literal["active", "paused", "completed"]
 NotifyBehavior = Literal["once", "always", "track_state"]
 SearchProvider = Literal["searxng", "duckduckgo", "tavily", "brave", "none"]
 
@@ -100,6 +100,7 @@ class TaskCreate(BaseModel):
     notifications: list[NotificationChannel] = Field(default_factory=list, max_length=10)
     config: TaskConfig = Field(default_factory=TaskConfig)
     executor_type: Literal["llm_grounded_search"] = "llm_grounded_search"
+    # Strings, not enum members: a Literal of members names them in its error message.
     state: Literal["active", "paused"] | None = Field(
         default=None, description="Initial state (default active)."
     )
@@ -174,4 +175,4 @@ class TaskRead(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def is_active(self) -> bool:
-        return self.state == "active"
+        return self.state == TaskState.ACTIVE

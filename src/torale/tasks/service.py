@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from torale.config import Settings
 from torale.db.models import Task
 from torale.engine.search.registry import missing_setting
-from torale.errors import ConflictError, FieldValidationError, NotFoundError, field_error
+from torale.errors import FieldValidationError, NotFoundError, field_error
 from torale.net import UnsafeURLError, check_url
 from torale.notify.apprise_sender import PLAIN_HTTP_SCHEMES
 from torale.notify.channels import (
@@ -26,17 +26,12 @@ from torale.notify.channels import (
     stored_channels,
 )
 from torale.pagination import PageParams, paginate
-from torale.tasks.schedule import min_interval_seconds, next_run_after
+from torale.statuses import TaskState
+from torale.tasks import transitions
+from torale.tasks.schedule import min_interval_seconds
 from torale.tasks.schemas import SearchProvider as SearchProviderName
-from torale.tasks.schemas import TaskCreate, TaskState, TaskUpdate
+from torale.tasks.schemas import TaskCreate, TaskUpdate
 
-# (from, to) pairs a task may move along; staying put is always allowed.
-TRANSITIONS = {
-    ("active", "paused"),
-    ("paused", "active"),
-    ("active", "completed"),
-    ("completed", "active"),
-}
 _NOT_NULL = (
     "name",
     "search_query",
@@ -185,16 +180,16 @@ def _resolve_state(
     current: TaskState | None, state: TaskState | None, is_active: bool | None
 ) -> TaskState | None:
     """The state asked for by `state` and/or `is_active` (None: no change asked)."""
-    if state is not None and is_active is not None and is_active != (state == "active"):
+    if state is not None and is_active is not None and is_active != (state == TaskState.ACTIVE):
         raise FieldValidationError.single(
             ["body", "is_active"], "is_active contradicts state", "value_error"
         )
     if state is not None:
         return state
     if is_active is True:
-        return "active"
+        return TaskState.ACTIVE
     if is_active is False:
-        return "paused" if current in (None, "active") else current
+        return TaskState.PAUSED if current in (None, TaskState.ACTIVE) else current
     return None
 
 
@@ -218,13 +213,9 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
     )
     if errors:
         raise FieldValidationError(errors)
-    state = _resolve_state(None, data.state, data.is_active) or "active"
+    asked = TaskState(data.state) if data.state else None
+    state = _resolve_state(None, asked, data.is_active) or TaskState.ACTIVE
     now = datetime.now(UTC)
-    next_run = None
-    if state == "active":
-        next_run = (
-            now if data.run_immediately else next_run_after(data.schedule, data.timezone, now)
-        )
     task = Task(
         id=uuid.uuid4(),
         user_id=user_id,
@@ -238,14 +229,12 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
         notifications=notifications,
         config=data.config.model_dump(exclude_none=True),
         executor_type=data.executor_type,
-        state=state,
         condition_met=False,
-        next_run=next_run,
         context=data.context,
         created_at=now,
         updated_at=now,
-        state_changed_at=now,
     )
+    transitions.start(task, state, now=now, run_immediately=data.run_immediately)
     return task
 
 
@@ -265,9 +254,9 @@ async def list_tasks(
     if state is not None:
         statement = statement.where(Task.state == state)
     if is_active is True:
-        statement = statement.where(Task.state == "active")
+        statement = statement.where(Task.state == TaskState.ACTIVE)
     elif is_active is False:
-        statement = statement.where(Task.state != "active")
+        statement = statement.where(Task.state != TaskState.ACTIVE)
     statement = statement.order_by(Task.created_at.desc(), Task.id.desc())
     return await paginate(session, statement, page)
 
@@ -312,10 +301,9 @@ async def update_task(
     if errors:
         raise FieldValidationError(errors)
 
-    current: TaskState = task.state  # type: ignore[assignment]
-    target = _resolve_state(current, data.state, data.is_active)
-    if target is not None and target != current and (current, target) not in TRANSITIONS:
-        raise ConflictError(f"A {current} task cannot become {target}")
+    target = _resolve_state(task.state, data.state, data.is_active)
+    if target is not None:
+        transitions.check_owner_transition(task.state, target)  # before anything changes
 
     # A condition that was defaulted to the query keeps following it.
     follows_query = task.condition_description == task.search_query
@@ -336,14 +324,9 @@ async def update_task(
         task.context = data.context
 
     now = datetime.now(UTC)
-    if target is not None and target != current:
-        task.state = target
-        task.state_changed_at = now
-        task.paused_reason = None
-    if task.state != "active":
-        task.next_run = None
-    elif (target == "active" and current != "active") or {"schedule", "timezone"} & sent:
-        task.next_run = next_run_after(task.schedule, task.timezone, now)
+    moved = target is not None and transitions.change_state(task, target, now=now)
+    if not moved and {"schedule", "timezone"} & sent:
+        transitions.reschedule(task, now=now)
     if session.is_modified(task):
         task.updated_at = now
     await session.flush()

@@ -22,9 +22,11 @@ from temporalio.exceptions import ApplicationError
 from torale.db.engine import session_scope
 from torale.db.models import Task
 from torale.engine.run import Engine, run_execution
-from torale.executions.service import active_execution, requeue, start_execution
+from torale.executions import lifecycle
+from torale.executions.service import active_execution
 from torale.scheduling.base import Scheduler
 from torale.scheduling.temporal.workflows import ACTIVITY_NAME, RunRequest
+from torale.statuses import ExecutionStatus, TaskState, Trigger
 
 _HEARTBEAT_FRACTION = 0.3  # of the heartbeat timeout
 # Worker and Temporal server clocks may differ a little: an execution the first attempt created
@@ -46,6 +48,7 @@ class RunActivities:
         earlier = uuid.UUID(str(details[0])) if details else None
         wanted = uuid.UUID(request.execution_id) if request.execution_id else earlier
         task_id = uuid.UUID(request.task_id)
+        trigger = Trigger(request.trigger)
         async with session_scope(engine.sessions, engine.write_lock) as session:
             task = await session.get(Task, task_id)
             may_complete = task is not None and task.notify_behavior == "once"
@@ -54,27 +57,27 @@ class RunActivities:
                 found = await active_execution(session, task_id=task_id)
                 if (
                     found is not None
-                    and found.trigger == request.trigger
+                    and found.trigger == trigger
                     and found.created_at >= info.scheduled_time - _CLOCK_SLACK
                 ):
                     wanted = found.id
             if wanted is not None:
                 if info.attempt > 1:
-                    await requeue(session, execution_id=wanted, lease=engine.lease)
+                    await lifecycle.requeue(session, execution_id=wanted, lease=engine.lease)
                 return wanted, may_complete
             if task is None and info.attempt == 1:
                 # The API creates a task's schedule before it commits the task (no database
                 # lock is held across Temporal's round trip), so a schedule triggered at once
                 # can start this run a moment before the row is visible: look again later.
                 raise ApplicationError(f"task {request.task_id} not found (yet)", type="NoTask")
-            if task is None or task.state != "active":
+            if task is None or task.state != TaskState.ACTIVE:
                 return None  # deleted, paused or completed since the slot was planned
-            execution, created = await start_execution(
+            execution, created = await lifecycle.start_execution(
                 session,
                 task_id=task.id,
                 user_id=task.user_id,
-                trigger=request.trigger,
-                status="pending",
+                trigger=trigger,
+                status=ExecutionStatus.PENDING,
                 lease=engine.lease,
             )
         if not created:
@@ -105,7 +108,10 @@ class RunActivities:
         await asyncio.sleep(0)  # let the first heartbeat reach the SDK's core before the run
         run = asyncio.ensure_future(
             run_execution(
-                self.engine, uuid.UUID(request.task_id), request.trigger, execution_id=execution_id
+                self.engine,
+                uuid.UUID(request.task_id),
+                Trigger(request.trigger),
+                execution_id=execution_id,
             )
         )
         try:
@@ -127,7 +133,7 @@ class RunActivities:
             return
         async with session_scope(self.engine.sessions) as session:
             task = await session.get(Task, task_id)
-        if task is not None and task.state != "active":
+        if task is not None and task.state != TaskState.ACTIVE:
             await self.scheduler.task_saved(task)
 
 

@@ -39,6 +39,7 @@ from torale.db.models import Task
 from torale.engine.run import Engine
 from torale.scheduling.base import RunView, SchedulerUnavailableError, ScheduleView
 from torale.scheduling.temporal.workflows import WORKFLOW_NAME, RunRequest
+from torale.statuses import TaskState, Trigger
 from torale.tasks.schedule import next_run_after
 
 logger = logging.getLogger("torale.scheduling")
@@ -127,7 +128,7 @@ class TemporalScheduler:
     def _schedule(self, task: Task) -> Schedule:
         request = RunRequest(
             task_id=str(task.id),
-            trigger="schedule",
+            trigger=Trigger.SCHEDULE,
             run_timeout_seconds=self.settings.run_timeout_seconds,
             heartbeat_seconds=self.settings.temporal_heartbeat_seconds,
         )
@@ -145,7 +146,7 @@ class TemporalScheduler:
                 overlap=ScheduleOverlapPolicy.SKIP,
                 catchup_window=timedelta(seconds=self.settings.schedule_catchup_seconds),
             ),
-            state=ScheduleState(paused=task.state != "active", note=f"task {task.state}"),
+            state=ScheduleState(paused=task.state != TaskState.ACTIVE, note=f"task {task.state}"),
         )
 
     async def task_saved(self, task: Task) -> None:
@@ -153,7 +154,7 @@ class TemporalScheduler:
         wanted = self._schedule(task)
         # A task due now (`run_immediately`) runs now, not at its first cron time.
         due_now = (
-            task.state == "active"
+            task.state == TaskState.ACTIVE
             and task.next_run is not None
             and task.next_run <= datetime.now(UTC) + timedelta(seconds=1)
         )
@@ -194,7 +195,7 @@ class TemporalScheduler:
         client = await self.client()
         request = RunRequest(
             task_id=str(task_id),
-            trigger="manual",
+            trigger=Trigger.MANUAL,
             execution_id=str(execution_id),
             run_timeout_seconds=self.settings.run_timeout_seconds,
             heartbeat_seconds=self.settings.temporal_heartbeat_seconds,
@@ -266,7 +267,7 @@ class TemporalScheduler:
     @staticmethod
     def _drifted(task: Task, paused: bool, next_times: list[datetime]) -> bool:
         """Paused when it should run (or the reverse), or firing off the task's cron."""
-        if paused != (task.state != "active"):
+        if paused != (task.state != TaskState.ACTIVE):
             return True
         if paused or not next_times:
             return False

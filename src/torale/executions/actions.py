@@ -1,0 +1,122 @@
+"""Running a user's task and reading its runs, whoever asks (API route, CLI, MCP tool, web page).
+Scoped to the owner: another user's task is a 404."""
+
+from __future__ import annotations
+
+import uuid
+
+from torale.db.engine import session_scope
+from torale.engine.evaluate import EvaluationError, NoModelConfiguredError
+from torale.engine.run import RunFailedError, TaskSpec, preview_run
+from torale.engine.search.base import SearchError, SearchNotConfiguredError
+from torale.errors import (
+    FieldValidationError,
+    NotFoundError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from torale.executions import lifecycle, service
+from torale.executions.preview import PreviewRequest, PreviewResponse
+from torale.executions.schemas import ExecutionRead, Source, Usage
+from torale.pages import Page
+from torale.pagination import PageParams
+from torale.runtime import Runtime
+from torale.scheduling.base import SchedulerUnavailableError
+from torale.statuses import ExecutionStatus, Trigger
+from torale.tasks import service as tasks_service
+
+# How much longer than a run a run-now waits with `wait` (for its queue slot and the record).
+_WAIT_MARGIN_SECONDS = 30
+
+
+async def run_now(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, wait: bool = False
+) -> ExecutionRead:
+    """Start a run outside the schedule: its execution, `pending` or `running` — or, with
+    `wait`, as it is when the run has finished (at most the run time limit and a margin). If the
+    task is running already, that run: no second one starts. 503 if the scheduler refuses (the
+    execution is then failed, so that it does not block the task's next runs)."""
+    async with session_scope(rt.sessions, rt.write_lock) as session:
+        task = await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
+        execution, created = await lifecycle.start_execution(
+            session,
+            task_id=task.id,
+            user_id=task.user_id,
+            trigger=Trigger.MANUAL,
+            status=ExecutionStatus.PENDING,
+            # Pending until a slot is free: it may wait for one run ahead of it.
+            lease=rt.run_engine.lease * 2,
+        )
+    if created:
+        try:
+            await rt.scheduler.run_now(task_id, execution.id)
+        except SchedulerUnavailableError as exc:
+            async with session_scope(rt.sessions, rt.write_lock) as session:
+                await lifecycle.fail_unstarted(session, execution_id=execution.id, reason=str(exc))
+            raise
+    if wait:
+        within = rt.settings.run_timeout_seconds + _WAIT_MARGIN_SECONDS
+        await rt.scheduler.wait(execution.id, within=within)
+    async with session_scope(rt.sessions, writes=False) as session:
+        current = await service.get_execution(session, execution_id=execution.id)
+    if current is None:
+        raise NotFoundError("Task not found")  # deleted while running
+    return ExecutionRead.model_validate(current)
+
+
+async def list_executions(
+    rt: Runtime,
+    *,
+    user_id: uuid.UUID,
+    task_id: uuid.UUID,
+    page: PageParams,
+    notified_only: bool = False,
+) -> Page[ExecutionRead]:
+    """The task's runs, newest first; `notified_only`: those that met the condition or
+    notified."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)  # 404
+        rows, total = await service.list_executions(
+            session, task_id=task_id, page=page, notified_only=notified_only
+        )
+        items = [ExecutionRead.model_validate(r) for r in rows]
+    return Page[ExecutionRead].of(items, total, page)
+
+
+async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
+    """Run the engine once for an unsaved task; nothing is stored. 422 for pages or a search
+    provider the server refuses, 503 without a model or a search provider's setting, 502 when
+    a provider fails, 504 past the run time limit."""
+    config = data.config.model_dump(exclude_none=True)
+    errors = tasks_service.url_errors(data.urls, rt.policy) + tasks_service.source_errors(
+        data.urls, config, rt.policy
+    )
+    if errors:
+        raise FieldValidationError(errors)
+    spec = TaskSpec(
+        name="Preview",
+        search_query=data.search_query,
+        condition=data.condition_description or None,
+        urls=list(dict.fromkeys(data.urls)),
+        config=config,
+    )
+    try:
+        outcome = await preview_run(rt.run_engine, spec)
+    except (NoModelConfiguredError, SearchNotConfiguredError) as exc:
+        raise ServiceUnavailableError(str(exc)) from None
+    except (SearchError, EvaluationError, RunFailedError) as exc:
+        raise UpstreamError(str(exc)) from None
+    except TimeoutError:
+        seconds = rt.settings.run_timeout_seconds
+        raise UpstreamTimeoutError(f"The preview did not finish within {seconds:g} s") from None
+    verdict = outcome.verdict
+    return PreviewResponse(
+        answer=verdict.answer,
+        condition_met=verdict.condition_met,
+        current_state=verdict.current_state,
+        reasoning=verdict.reasoning,
+        grounding_sources=[Source(**s) for s in outcome.sources],
+        inferred_condition=verdict.inferred_condition if spec.condition is None else None,
+        usage=Usage(**outcome.usage),
+    )

@@ -1,0 +1,119 @@
+"""What can be done with a user's tasks, whoever asks: an API route, the CLI, an MCP tool, a web
+page. Each action is one unit of work scoped to the owner (another user's task is a 404), and
+tells the scheduler of every change before it commits, so a backend that refuses (503) leaves
+nothing changed. Rules and queries are in `service`, state changes in `transitions`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from torale.db.engine import session_scope
+from torale.db.models import Task
+from torale.executions import service as executions_service
+from torale.executions.schemas import ExecutionRead
+from torale.pages import Page
+from torale.pagination import PageParams
+from torale.runtime import Runtime
+from torale.statuses import TaskState
+from torale.tasks import service
+from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
+
+
+async def read_tasks(session: AsyncSession, tasks: list[Task]) -> list[TaskRead]:
+    """Tasks as responses, their last executions embedded (one query for all of them)."""
+    last = await executions_service.by_ids(
+        session, [t.last_execution_id for t in tasks if t.last_execution_id]
+    )
+    reads = []
+    for task in tasks:
+        read = TaskRead.model_validate(task)
+        execution = last.get(task.last_execution_id) if task.last_execution_id else None
+        if execution is not None:
+            read.last_execution = ExecutionRead.model_validate(execution)
+        reads.append(read)
+    return reads
+
+
+async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> TaskRead:
+    """Validate, schedule, then write the task. 422 for invalid input, 503 if the scheduler
+    refuses (nothing is written)."""
+    task = service.build_task(user_id=user_id, data=data, policy=rt.policy)
+    # Scheduled before it is written, outside the transaction: a 503 leaves nothing behind, and
+    # no database lock (SQLite's writer, the owner's row the insert's trigger updates) is held
+    # across the scheduler's round trip, so creates do not queue behind each other's.
+    await rt.scheduler.task_saved(task)
+    written = False
+    try:
+        async with session_scope(rt.sessions, rt.write_lock) as session:
+            session.add(task)
+            await session.flush()
+            created = TaskRead.model_validate(task)  # a new task has not run
+            written = True  # only the commit is left
+    except BaseException:
+        # Not saved: take the schedule back. A failed commit may have saved the task after
+        # all, so its schedule stays; one without a task runs nothing and reconcile drops it.
+        if not written:
+            with contextlib.suppress(Exception):
+                await rt.scheduler.task_deleted(task.id)
+        raise
+    return created
+
+
+async def get_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
+    async with session_scope(rt.sessions, writes=False) as session:
+        task = await service.get_task(session, user_id=user_id, task_id=task_id)
+        return (await read_tasks(session, [task]))[0]
+
+
+async def list_tasks(
+    rt: Runtime,
+    *,
+    user_id: uuid.UUID,
+    page: PageParams,
+    state: TaskState | None = None,
+    is_active: bool | None = None,
+) -> Page[TaskRead]:
+    """Newest first."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        tasks, total = await service.list_tasks(
+            session, user_id=user_id, page=page, state=state, is_active=is_active
+        )
+        return Page[TaskRead].of(await read_tasks(session, tasks), total, page)
+
+
+async def update_task(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, data: TaskUpdate
+) -> TaskRead:
+    """Partial update (only the fields sent), state changes included: 409 for a transition
+    the table does not allow, 503 if the scheduler refuses (nothing is changed)."""
+    async with session_scope(rt.sessions, rt.write_lock) as session:
+        task = await service.update_task(
+            session, user_id=user_id, task_id=task_id, data=data, policy=rt.policy
+        )
+        await rt.scheduler.task_saved(task)  # before the commit: a refusal rolls back
+        return (await read_tasks(session, [task]))[0]
+
+
+async def pause_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
+    """No more scheduled runs until resumed (409 for a completed task)."""
+    return await update_task(
+        rt, user_id=user_id, task_id=task_id, data=TaskUpdate(state=TaskState.PAUSED)
+    )
+
+
+async def resume_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
+    """Active again (from paused or completed), next run at the next cron time."""
+    return await update_task(
+        rt, user_id=user_id, task_id=task_id, data=TaskUpdate(state=TaskState.ACTIVE)
+    )
+
+
+async def delete_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> None:
+    """The task, its runs and its schedule go (503 if the scheduler refuses: nothing goes)."""
+    async with session_scope(rt.sessions, rt.write_lock) as session:
+        await service.delete_task(session, user_id=user_id, task_id=task_id)
+        await rt.scheduler.task_deleted(task_id)  # before the commit
