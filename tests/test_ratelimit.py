@@ -1,4 +1,4 @@
-"""Rate limits (SPEC §3) in one process: memory storage, and Redis shared by two app instances.
+"""Rate limits (docs/api.md §3) in one process: memory storage, and Redis shared by two app instances.
 
 The two-process proof (150 concurrent requests across two servers → exactly 100 pass) is in
 tests/e2e/test_serve.py.

@@ -1,4 +1,4 @@
-"""The admin API (SPEC §9) on SQLite and PostgreSQL."""
+"""The admin API (docs/api.md §9) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API keys (SPEC §2): creation, format, hashing, listing, revocation, last_used_at."""
+"""API keys (docs/api.md §2): creation, format, hashing, listing, revocation, last_used_at."""
 
 from __future__ import annotations
 

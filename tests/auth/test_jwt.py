@@ -1,4 +1,4 @@
-"""Identity-provider (OIDC JWT) sign-in against a real JWKS server on 127.0.0.1 (SPEC §2).
+"""Identity-provider (OIDC JWT) sign-in against a real JWKS server on 127.0.0.1 (docs/api.md §2).
 
 The JWKS server is a stdlib ThreadingHTTPServer in a background thread: each test can swap the
 key set it serves, make it fail, and count how often the API fetched it. Tokens are RS256 JWTs

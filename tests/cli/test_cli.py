@@ -4,7 +4,7 @@ Most commands run in-process through typer's CliRunner (settings come from TORAL
 set with monkeypatch; cwd is the data dir so no stray `.env` is read). A few run as real
 `python -m torale` processes, where stdout/stderr separation, exit codes and the absence of a
 traceback matter. Keys are checked against the real app (create_app + ASGITransport).
-Key-creating commands also run against PostgreSQL (SPEC §2, §10).
+Key-creating commands also run against PostgreSQL (docs/api.md §2, §10).
 """
 
 from __future__ import annotations

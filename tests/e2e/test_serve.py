@@ -1,6 +1,6 @@
 """`torale serve` as a real process: first-start bootstrap key, restart, shared rate limits.
 
-SPEC §2 (bootstrap key on an empty database, shown once), §3 (100/minute per key; with Redis,
+docs/api.md §2 (bootstrap key on an empty database, shown once), §3 (100/minute per key; with Redis,
 several API processes share one budget exactly) and §10 (`torale serve`, `GET /health`).
 """
 

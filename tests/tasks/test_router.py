@@ -1,4 +1,4 @@
-"""Task routes (SPEC §4) on SQLite and PostgreSQL."""
+"""Task routes (docs/api.md §4) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One run of a task (SPEC §6): search, fetch, evaluate, decide, record.
+"""One run of a task (docs/api.md §6): search, fetch, evaluate, decide, record.
 
 `run_execution` is the one way a task runs, whoever asks (a scheduler backend, run-now); preview
 runs the same pipeline (`perform_run`) for an unsaved task and records nothing. A run holds no

@@ -1,4 +1,4 @@
-"""Errors the SDK raises, by HTTP status (SPEC §1)."""
+"""Errors the SDK raises, by HTTP status (docs/api.md §1)."""
 
 from __future__ import annotations
 
