@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, update
 
-from tests.conftest import ApiUser, create_test_user, set_user_active
+from tests.fixtures.users import ApiUser, create_test_user, set_user_active
 from torale.db.models import Delivery, Execution, Task
 from torale.scheduling.local import claim_due_runs
 

@@ -9,7 +9,8 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from tests.conftest import TEST_SECRET, ApiUser
+from tests.fixtures.services import TEST_SECRET
+from tests.fixtures.users import ApiUser
 from torale.auth.keys import hash_api_key
 from torale.db.models import ApiKey
 

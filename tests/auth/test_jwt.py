@@ -32,7 +32,7 @@ from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import func, select
 
 import torale.auth.jwt as jwt_module
-from tests.conftest import ApiUser, set_user_active
+from tests.fixtures.users import ApiUser, set_user_active
 from torale.db.models import ApiKey, User
 
 ISSUER = "https://issuer.torale.test"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.conftest import Server, StartServer, run_torale
+from tests.fixtures.processes import Server, StartServer, run_torale
 
 KEY_RE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
 KEY_LINE_RE = re.compile(r"^\s*(sk_[A-Za-z0-9_-]{43})\s*$", re.MULTILINE)

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import MET, new_task, page, run_now
 from tests.fakes import Delay, Error, FakeOpenAI, FakeSearxng, FakeWeb, ToolCall, sequence
+from tests.fixtures.engine import MET, new_task, page, run_now
+from tests.fixtures.users import ApiUser
 from torale.db.models import Execution
 from torale.executions.lifecycle import ORPHANED
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdk.conftest import Api
+from tests.fixtures.api_server import Api
 from torale.sdk import AuthenticationError, Torale, ToraleAsync
 from torale.sdk.config import DEFAULT_API_URL, config_path, read_config, resolve, write_config
 

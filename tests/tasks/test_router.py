@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser
+from tests.fixtures.users import ApiUser
 from torale.db.models import Task
 
 TASKS = "/api/v1/tasks"

@@ -16,9 +16,23 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.engine.conftest import MET
-from tests.sdk.conftest import FAILING_QUERY, NEWS_TITLE, Api, Fakes
-from tests.sdk.helpers import CONDITION, QUERY, UNKNOWN_ID
+from tests.fixtures.api_server import (  # noqa: F401 - the shared server's fixtures, used here
+    FAILING_QUERY,
+    NEWS_TITLE,
+    Api,
+    Fakes,
+    _no_client_config,
+    api,
+    config_file,
+    fake_model,
+    fake_search,
+    fake_web,
+    fakes,
+    make_user,
+    user_key,
+)
+from tests.fixtures.engine import MET
+from tests.fixtures.sdk_examples import CONDITION, QUERY, UNKNOWN_ID
 from torale.cli import app
 from torale.sdk import NotFoundError, Task, Torale
 
