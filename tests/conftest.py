@@ -38,6 +38,9 @@ from torale.state import AppState
 # Tests never read the developer's own configuration.
 for _name in [n for n in os.environ if n.startswith("TORALE_") and not n.startswith("TORALE_TEST")]:
     del os.environ[_name]
+# The CLI's rich consoles read COLUMNS once, when first imported: make it the same in every
+# process (pytest-xdist workers have no terminal), whichever test imports them first.
+os.environ["COLUMNS"] = "200"
 
 
 def pytest_configure(config: pytest.Config) -> None:
