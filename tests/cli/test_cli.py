@@ -26,9 +26,11 @@ from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner, Result
 
 from torale.app import create_app
+from torale.auth import service as auth_service
 from torale.cli import app as cli_app
 from torale.config import Settings
 from torale.db import migrate
+from torale.db.engine import create_engine, create_sessionmaker
 
 KEY_RE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
 UNREACHABLE_URL = "postgresql://postgres:hunter2@127.0.0.1:1/x"
@@ -275,6 +277,55 @@ def test_admin_flag_makes_a_new_admin_and_promotes_an_existing_user(backend: Bac
         "root@example.com": "admin",
         "carol@example.com": "admin",
     }
+
+
+def signed_in(backend: Backend, subject: str, email: str) -> str:
+    """An account made by a sign-in through the identity provider; its id."""
+
+    async def make() -> str:
+        engine = create_engine(backend.settings().effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                claims = {"sub": subject, "email": email, "email_verified": True}
+                user, _ = await auth_service.sync_user_from_claims(session, claims=claims)
+                await session.commit()
+                return str(user.id)
+        finally:
+            await engine.dispose()
+
+    ok("migrate")
+    return asyncio.run(make())
+
+
+def test_an_email_from_a_sign_in_is_not_enough_to_get_a_key_or_admin(backend: Backend) -> None:
+    # Someone signed in through the identity provider with the boss's address.
+    squatter = signed_in(backend, "user_squat", "boss@example.com")
+    for args in (
+        ["keys", "create", "--email", "Boss@example.com", "--admin"],
+        ["users", "promote", "boss@example.com"],
+    ):
+        refused = one_line(failed(*args).stderr)
+        assert "signs in through the identity provider (subject user_squat)" in refused
+        assert f"--user-id {squatter}" in refused
+    assert [(u["id"], u["role"], u["api_keys"]) for u in users_json()] == [(squatter, "user", 0)]
+
+    # Named by id (after checking who it is), it works, and says whom it was for.
+    made = ok("keys", "create", "--user-id", squatter, "--admin")
+    assert f"boss@example.com (id {squatter})" in one_line(made.stderr)
+    assert me(backend, made.stdout.strip())["role"] == "admin"
+    assert "is now a user" in ok("users", "demote", "--user-id", squatter).stdout
+    assert "is now an admin" in ok("users", "promote", "--user-id", squatter).stdout
+
+
+def test_user_id_mistakes_are_clear(sqlite: Backend) -> None:
+    key = new_key("--email", "ida@example.com")
+    ida = me(sqlite, key)["id"]
+    other = "00000000-0000-0000-0000-000000000001"
+    assert f"No user with id {other}" in failed("keys", "create", "--user-id", other).stderr
+    assert "is not a user id" in one_line(failed("keys", "create", "--user-id", "nope").stderr)
+    mismatch = failed("keys", "create", "--user-id", ida, "--email", "x@example.com")
+    assert "has email ida@example.com, not x@example.com" in one_line(mismatch.stderr)
+    assert invoke("keys", "create").exit_code == 2
 
 
 def test_keys_and_server_share_the_generated_secret_or_the_configured_one(
