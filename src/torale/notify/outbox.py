@@ -36,7 +36,7 @@ def notification_message(
 def event(
     *, delivery_id: uuid.UUID, task: Task, execution: Execution, now: datetime
 ) -> dict[str, Any]:
-    """The event a channel receives (docs/api.md §7); `id` is the delivery id, stable across retries."""
+    """The event a channel receives (docs/api.md §7); `id` is the delivery id, kept on retries."""
     result = dict(execution.result or {})
     result["grounding_sources"] = execution.grounding_sources
     result["change_summary"] = execution.change_summary
