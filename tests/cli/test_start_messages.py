@@ -3,10 +3,15 @@ first-start banner's operator command (the banner itself runs for real in tests/
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from torale.cli.invocation import torale_command
 from torale.cli.server import model_warning, operator_prefix
 from torale.config import Settings, default_data_dir
 
@@ -70,3 +75,30 @@ def test_the_operator_command_carries_the_servers_database(tmp_path: Path) -> No
     assert "s3cret" not in note
     assert "TORALE_DATABASE_URL" in note
     assert "TORALE_SECRET_KEY" in note
+
+
+def test_the_torale_command_runs_as_printed_with_or_without_the_venv_on_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    printed = torale_command()
+    assert printed != "torale"  # `torale` alone would be "command not found"
+    assert Path(shlex.split(printed)[0]).is_absolute()
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    assert torale_command() == "torale"
+
+    for path, command in (("/usr/bin:/bin", printed), (f"{venv_bin}:/usr/bin:/bin", "torale")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TORALE_")}
+        env["PATH"] = path
+        done = subprocess.run(
+            ["/bin/sh", "-c", f"{command} --help"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        assert "auth" in done.stdout

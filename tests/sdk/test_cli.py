@@ -20,6 +20,7 @@ from tests.engine.conftest import MET
 from tests.sdk.conftest import FAILING_QUERY, NEWS_TITLE, Api, Fakes
 from tests.sdk.helpers import CONDITION, QUERY, UNKNOWN_ID
 from torale.cli import app
+from torale.cli.invocation import torale_command
 from torale.sdk import NotFoundError, Task, Torale
 
 
@@ -146,7 +147,8 @@ def test_a_bad_key_in_the_environment_exits_1_with_what_to_do(cli: Cli) -> None:
     result = cli("task", "list", env={"TORALE_API_KEY": "sk_" + "q" * 43})
     assert result.exit_code == 1
     assert "Error:" in result.stderr
-    assert "Set a valid key with: torale auth set-api-key" in result.stderr
+    # The hint spells the command so that it runs as printed (torale may not be on PATH).
+    assert f"Save a valid key with: {torale_command()} auth set-api-key" in result.stderr
 
 
 def test_an_unreachable_server_exits_1(cli: Cli) -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from torale.cli.invocation import torale_command
 from torale.sdk import (
     APIConnectionError,
     APIError,
@@ -39,11 +40,12 @@ TaskId = Annotated[uuid.UUID, typer.Argument(help="The task's id.", metavar="TAS
 
 def fail(exc: APIError) -> NoReturn:
     err.print(f"[red]Error:[/red] {escape(exc.message)}")
-    if isinstance(exc, AuthenticationError) and "torale auth set-api-key" not in exc.message:
-        err.print("Set a valid key with: torale auth set-api-key")
+    torale = escape(torale_command())  # works as printed, also when not on PATH
+    if isinstance(exc, AuthenticationError):
+        err.print(f"Save a valid key with: {torale} auth set-api-key")
     elif isinstance(exc, APIConnectionError):
         err.print(
-            "Check the server runs, or set its address: torale auth set-api-key --api-url URL"
+            f"Check the server runs, or set its address: {torale} auth set-api-key --api-url URL"
         )
     raise typer.Exit(1)
 
@@ -113,7 +115,7 @@ def status(as_json: JsonOption = False) -> None:
     except ConfigurationError as exc:
         fail(exc)
     if not connection.api_key:
-        err.print("Not signed in. Run: torale auth set-api-key")
+        err.print(f"Not signed in. Run: {escape(torale_command())} auth set-api-key")
         raise typer.Exit(1)
     with api() as client:
         user = client.auth.me()
