@@ -402,6 +402,45 @@ def test_users_list_table_shows_whole_emails_and_ids(data_dir: Path) -> None:
     assert "frank.operator@example.com" in table.stdout, table.stdout
     assert user["id"] in table.stdout, table.stdout
 
+    # A header line names the tab-separated columns, then one user a line.
+    header, row = table.stdout.splitlines()
+    columns = header.split("\t")
+    assert columns == ["email", "role", "active", "keys", "tasks", "created", "id"]
+    values = dict(zip(columns, row.split("\t"), strict=True))
+    assert values["email"] == "frank.operator@example.com"
+    assert values["id"] == user["id"]
+    assert values["role"] == "user"
+
+
+# --- a new database is announced ------------------------------------------------------------------
+
+
+def test_an_operator_command_on_a_new_database_says_where_it_is(backend: Backend) -> None:
+    """Run without the server's TORALE_DATA_DIR, an operator command would quietly work on a
+    database of its own: it says (on stderr) that the database is new, and where."""
+    first = ok("users", "list", "--json")
+    assert json.loads(first.stdout) == []  # stdout stays what scripts read
+    said = one_line(first.stderr)
+    assert "New database" in said
+    assert "TORALE_DATA_DIR" in said
+    if backend.name == "sqlite":
+        assert str(backend.data_dir / "torale.db") in said
+    else:
+        assert backend.database_url
+        assert backend.database_url.rsplit("/", 1)[1] in said  # the database's name
+    again = ok("users", "list", "--json")
+    assert "New database" not in again.stderr
+    key = ok("keys", "create", "--email", "later@example.com")
+    assert "New database" not in key.stderr
+
+
+def test_keys_create_on_a_new_database_still_prints_only_the_key(data_dir: Path) -> None:
+    result = run_process(["keys", "create", "--email", "first@example.com"], data_dir)
+    assert result.returncode == 0, result.stderr
+    assert KEY_RE.fullmatch(result.stdout.strip()), result.stdout
+    assert "New database" in result.stderr
+    assert str(data_dir / "torale.db") in one_line(result.stderr)
+
 
 # --- torale users promote / demote ----------------------------------------------------------------
 

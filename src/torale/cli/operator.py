@@ -19,6 +19,7 @@ out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="List users and change their role.", no_args_is_help=True)
+USER_COLUMNS = ("email", "role", "active", "keys", "tasks", "created", "id")
 
 
 def _user_id(value: str | None) -> uuid.UUID | None:
@@ -136,11 +137,12 @@ def list_users(
         for u in users
     ]
     if not out.is_terminal:
-        # Piped: whole values, one user a line, for grep/cut; rich would truncate to fit.
-        for row in rows:
+        # Piped: a header line, then whole values, one user a line, tab-separated, for
+        # grep/cut/awk; rich would truncate to fit.
+        for row in [list(USER_COLUMNS), *rows]:
             typer.echo("\t".join(row))
         return
-    table = Table("email", "role", "active", "keys", "tasks", "created", "id")
+    table = Table(*USER_COLUMNS)
     for column in (table.columns[0], table.columns[6]):
         column.overflow = "fold"
     for row in rows:

@@ -19,6 +19,11 @@ class APIConnectionError(APIError):
     """The server could not be reached (after retries)."""
 
 
+class ConfigurationError(APIError):
+    """The client's own settings cannot work (an API URL that is not http(s)); raised when the
+    client is made, before anything is sent."""
+
+
 class AuthenticationError(APIError):
     """401: missing, invalid or revoked credentials."""
 
