@@ -276,7 +276,7 @@ async def test_invalid_timezone(client: httpx.AsyncClient, alice: ApiUser, timez
                     }
                 ],
             },
-            ["body", "notifications", 0, "webhook", "headers"],
+            ["body", "notifications", 0, "webhook", "headers", "webhook-signature", "[key]"],
         ),
         (
             {
@@ -285,7 +285,7 @@ async def test_invalid_timezone(client: httpx.AsyncClient, alice: ApiUser, timez
                     {"type": "webhook", "url": "https://x.io/h", "headers": {"X-A": "a\r\nB: b"}}
                 ],
             },
-            ["body", "notifications", 0, "webhook", "headers"],
+            ["body", "notifications", 0, "webhook", "headers", "X-A"],
         ),
         ({"search_query": "q", "is_active": True, "state": "paused"}, ["body", "is_active"]),
         ({"search_query": "q", "config": {"search_provider": "none"}}, ["body", "urls"]),

@@ -53,11 +53,7 @@ class Dispatcher:
         self.write_lock = write_lock
         self.concurrency = concurrency
         self.poll_seconds = settings.scheduler_poll_seconds
-        policy = OutboundPolicy(
-            allow_http=settings.allow_http_webhooks,
-            allow_private=settings.allow_private_networks,
-            allowed_networks=settings.allowed_network_list,
-        )
+        policy = OutboundPolicy.from_settings(settings, purpose="notifications")
         timeout = settings.webhook_timeout_seconds
         self.webhooks = WebhookSender(policy, timeout=timeout)
         self.email = EmailSender(
