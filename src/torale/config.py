@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         "key in its usual variable, e.g. OPENAI_API_KEY, GEMINI_API_KEY), or a model name on "
         "the `TORALE_OPENAI_BASE_URL` server. Tasks may set their own in `config.model`.",
     )
+    allowed_models: str = Field(
+        default="",
+        description="Models tasks may choose in `config.model` (and previews), comma-separated, "
+        "besides `TORALE_MODEL`; `*` allows any name (each one is billed to you). Default: "
+        "only `TORALE_MODEL`.",
+    )
     openai_base_url: str | None = Field(
         default=None,
         description="An OpenAI-compatible server (Ollama `http://localhost:11434/v1`, vLLM, "
@@ -288,6 +294,14 @@ class Settings(BaseSettings):
                     f"{part!r} is not a network (use CIDR, e.g. 10.0.5.0/24)"
                 ) from None
         return value
+
+    @property
+    def allowed_model_list(self) -> tuple[str, ...] | None:
+        """The models a task may choose (TORALE_MODEL included); None: any."""
+        names = [n.strip() for n in self.allowed_models.split(",") if n.strip()]
+        if "*" in names:
+            return None
+        return tuple(dict.fromkeys([*([self.model] if self.model else []), *names]))
 
     @property
     def allowed_network_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

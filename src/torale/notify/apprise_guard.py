@@ -151,6 +151,12 @@ class Guard:
             sock.close()
 
 
+def _resolve_blocking(host: str, port: int) -> list[str]:
+    """All addresses of a host (in Apprise's threads). Tests replace this to fake DNS."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 _GUARD: contextvars.ContextVar[Guard | None] = contextvars.ContextVar(
     "torale_apprise_guard", default=None
 )
@@ -172,8 +178,7 @@ def _guarded_create_connection(original: Any) -> Any:
         remaining = guard.remaining()
         if guard.expired or remaining <= 0:
             raise TimeoutError("the notification's time limit passed")
-        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        addresses = _resolve_blocking(host.strip("[]"), port)
         if not addresses or not all(guard.policy.address_allowed(a) for a in addresses):
             guard.refused = True  # an OSError, so that urllib3 and Apprise fail as usual
             raise ConnectionRefusedError(f"{REFUSED}: {host}")

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.config import Settings
 from torale.db.models import Task
+from torale.engine.evaluate import model_problem
 from torale.engine.search.registry import missing_setting
 from torale.errors import FieldValidationError, NotFoundError, field_error
 from torale.net import OutboundPolicy
@@ -47,6 +48,8 @@ class TaskPolicy:
     notifications: OutboundPolicy  # where its notifications may go
     # Search providers this server cannot use, with the reason (a missing key or URL).
     unusable_search: tuple[tuple[str, str], ...] = ()
+    # Models a task may choose (TORALE_ALLOWED_MODELS and TORALE_MODEL); None: any.
+    allowed_models: tuple[str, ...] | None = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskPolicy:
@@ -56,6 +59,7 @@ class TaskPolicy:
             pages=OutboundPolicy.from_settings(settings, purpose="pages"),
             notifications=OutboundPolicy.from_settings(settings, purpose="notifications"),
             unusable_search=tuple((n, why) for n, why in unusable if why),
+            allowed_models=settings.allowed_model_list,
         )
 
 
@@ -92,6 +96,15 @@ def source_errors(
     return []
 
 
+def model_errors(config: dict[str, Any], policy: TaskPolicy) -> list[dict[str, Any]]:
+    """A model the task chooses must be one this server allows."""
+    model = config.get("model")
+    problem = model_problem(model, policy.allowed_models) if model else None
+    if problem:
+        return [field_error(["body", "config", "model"], problem, "model_not_allowed")]
+    return []
+
+
 def _resolve_state(
     current: TaskState | None, state: TaskState | None, is_active: bool | None
 ) -> TaskState | None:
@@ -125,6 +138,7 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
         _schedule_errors(data.schedule, policy)
         + url_errors(data.urls, policy)
         + source_errors(data.urls, data.config.model_dump(exclude_none=True), policy)
+        + model_errors(data.config.model_dump(exclude_none=True), policy)
         + channel_errors(notifications, policy.notifications)
     )
     if errors:
@@ -209,6 +223,8 @@ async def update_task(
         urls = (data.urls or []) if "urls" in sent else task.urls
         config = data.config.model_dump(exclude_none=True) if data.config else task.config
         errors += source_errors(urls, config, policy)
+    if "config" in sent and data.config is not None:
+        errors += model_errors(data.config.model_dump(exclude_none=True), policy)
     notifications = None
     if "notifications" in sent:
         channels: list[AnyChannel] = data.notifications or []

@@ -34,6 +34,7 @@ class SearxngSearch:
     base_url: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "searxng"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -45,6 +46,7 @@ class SearxngSearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            deadline=self.deadline,
         )
         return _results(
             data.get("results") if isinstance(data, dict) else None, "url", "title", "content"
@@ -58,6 +60,7 @@ class TavilySearch:
     api_key: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "tavily"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -70,6 +73,7 @@ class TavilySearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            deadline=self.deadline,
             key_setting="TORALE_TAVILY_API_KEY",
         )
         items = data.get("results") if isinstance(data, dict) else None
@@ -83,6 +87,7 @@ class BraveSearch:
     api_key: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "brave"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -95,6 +100,7 @@ class BraveSearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            deadline=self.deadline,
             key_setting="TORALE_BRAVE_API_KEY",
         )
         web = data.get("web") if isinstance(data, dict) else None
