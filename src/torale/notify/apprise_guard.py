@@ -76,7 +76,11 @@ _PLUGIN_MODULES = frozenset(f"apprise.plugins.{module}" for module in APPRISE_SC
 PLAIN_HTTP_SCHEMES = frozenset(
     {"json", "xml", "form", "ntfy", "gotify", "mmost", "rocket", "hassio", "signal", "apprise"}
 )
-_SCHEME_LIST = ", ".join(f"{scheme}://" for scheme in APPRISE_SCHEMES)
+_SCHEME_LIST = ", ".join(
+    f"{scheme}(s)://" if f"{scheme}s" in APPRISE_SCHEMES else f"{scheme}://"
+    for scheme in APPRISE_SCHEMES
+    if not (scheme.endswith("s") and scheme[:-1] in APPRISE_SCHEMES)
+)
 
 
 def _plugin(url: str) -> NotifyBase | None:
@@ -89,14 +93,17 @@ def _plugin(url: str) -> NotifyBase | None:
 def apprise_url_problem(url: str, policy: OutboundPolicy) -> str | None:
     """Why Torale will not send to this Apprise URL, as far as the URL tells, or None."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    refused = (
+        f"{scheme}:// is not a service this server sends to: it accepts services that speak "
+        f"HTTP, {_SCHEME_LIST} (e-mail goes in an email channel)"
+    )
+    if scheme not in APPRISE_SCHEMES and scheme not in ("http", "https"):
+        return refused
     plugin = _plugin(url)
     if plugin is None:
         return "Not a notification URL Apprise supports (see its documentation for formats)"
-    if type(plugin).__module__ not in _PLUGIN_MODULES:
-        return (
-            f"{scheme}:// is not a service this server sends to: it accepts services that "
-            f"speak HTTP, {_SCHEME_LIST} (e-mail goes in an email channel)"
-        )
+    if type(plugin).__module__ not in _PLUGIN_MODULES:  # a native https:// URL of another one
+        return refused
     if (scheme in PLAIN_HTTP_SCHEMES or scheme == "http") and not policy.allow_http:
         return f"{scheme}:// is plain http, which this server does not allow (use {scheme}s://)"
     headers = getattr(plugin, "headers", None)
