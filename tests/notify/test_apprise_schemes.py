@@ -93,7 +93,7 @@ def test_every_accepted_service_speaks_only_http(scheme: str) -> None:
     through `requests`, where the guard checks them)."""
     from apprise.manager_plugins import NotificationManager
 
-    plugin = NotificationManager()[scheme]
+    plugin = NotificationManager()[scheme]  # type: ignore[no-untyped-call]
     assert plugin.__module__ == f"apprise.plugins.{APPRISE_SCHEMES[scheme]}"
     source = inspect.getsource(importlib.import_module(plugin.__module__))
     imports = [

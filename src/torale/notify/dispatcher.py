@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from torale.config import Settings
 from torale.db.engine import session_scope
 from torale.db.models import Delivery, DeliveryAttempt, Task, User, WebhookConfig
+from torale.logs import silence_secret_bearing_loggers
 from torale.net import OutboundPolicy
 from torale.notify.apprise_sender import AppriseSender
 from torale.notify.email import EmailSender
@@ -53,6 +54,7 @@ class Dispatcher:
         self.write_lock = write_lock
         self.concurrency = concurrency
         self.poll_seconds = settings.scheduler_poll_seconds
+        silence_secret_bearing_loggers()  # their lines carry channel URLs and tokens
         policy = OutboundPolicy.from_settings(settings, purpose="notifications")
         timeout = settings.webhook_timeout_seconds
         self.webhooks = WebhookSender(policy, timeout=timeout)
