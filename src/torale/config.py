@@ -48,7 +48,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `torale serve` binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `torale serve` binds to.")
-    log_level: str = Field(default="info", description="Log level (debug, info, warning, error).")
+    log_level: str = Field(
+        default="info",
+        description="Log level (debug, info, warning, error). At every level, URLs in the log "
+        "show only their scheme and host, and the HTTP and Apprise libraries (whose lines carry "
+        "request paths and channel URLs) log nothing.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="`torale serve` brings the schema up to date before serving."
     )
@@ -129,7 +134,9 @@ class Settings(BaseSettings):
         default=5, ge=1, le=20, description="Search results read per run (besides `urls`)."
     )
     fetch_timeout_seconds: float = Field(
-        default=15.0, gt=0, description="Time limit for fetching one page."
+        default=15.0,
+        gt=0,
+        description="Time limit for fetching one page, and for each search request, all of it.",
     )
     fetch_max_bytes: int = Field(
         default=2_000_000, ge=10_000, description="Largest page read; larger ones are skipped."
@@ -138,7 +145,7 @@ class Settings(BaseSettings):
         default=8_000, ge=500, description="Readable text kept per page for the model."
     )
     model_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="Time limit for one model request."
+        default=60.0, gt=0, description="Time limit for one model request, all of it."
     )
     run_timeout_seconds: float = Field(
         default=180.0, gt=0, description="Time limit for a whole run; past it the run fails."
@@ -178,7 +185,9 @@ class Settings(BaseSettings):
         description="Emails one user can be sent per hour; more wait for the next hour.",
     )
     webhook_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Time limit for one webhook or Apprise delivery."
+        default=10.0,
+        gt=0,
+        description="Time limit for one webhook or Apprise delivery, all of it.",
     )
     delivery_retry_delays: str = Field(
         default="30,120,600,3600,21600,43200",
