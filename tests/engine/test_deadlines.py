@@ -47,7 +47,7 @@ async def test_search_to_a_trickling_server_ends_at_its_deadline(
     async with httpx.AsyncClient(timeout=DEADLINE) as client:
         provider = SearxngSearch(client, trickle.url, 1, 0.01, deadline=DEADLINE)
         started = time.monotonic()
-        with pytest.raises(SearchError, match=r"no answer within 1 s\) after 2 attempts"):
+        with pytest.raises(SearchError, match="did not answer in time after 2 attempts"):
             await asyncio.wait_for(provider.search("q", max_results=3), 2 * DEADLINE + 10)
     assert time.monotonic() - started < 2 * DEADLINE + 3
 

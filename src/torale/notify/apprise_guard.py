@@ -222,7 +222,9 @@ def _limited_send(original: Any) -> Any:
         if remaining <= 0:
             raise requests.Timeout("the notification's time limit passed")
         parts = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        limited = tuple(min(p, remaining) if p is not None else remaining for p in parts)
+        limited = tuple(
+            min(float(p), remaining) if isinstance(p, int | float) else remaining for p in parts
+        )
         response = original(self, request, stream=True, timeout=limited, **kwargs)
         body = bytearray()
         try:

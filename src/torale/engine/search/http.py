@@ -24,6 +24,10 @@ from torale.net import ResponseTooLargeError, read_limited
 MAX_ANSWER_BYTES = 1_000_000  # a page of search results is a few KB
 
 
+class _NoAnswerError(TransientError):
+    """The attempt's deadline passed."""
+
+
 async def request_json(
     client: httpx.AsyncClient,
     method: str,
@@ -48,17 +52,17 @@ async def request_json(
                     return status, b""
                 return status, await read_limited(response, MAX_ANSWER_BYTES)
         except TimeoutError:
-            raise TransientError(f"no answer within {deadline:g} s") from None
+            raise _NoAnswerError(f"no answer within {deadline:g} s") from None
 
     try:
         status, body = await with_retries(attempt, retries=retries, backoff=backoff)
+    except (_NoAnswerError, httpx.TimeoutException) as exc:
+        raise SearchError(
+            f"Search provider {provider} did not answer in time after {retries + 1} attempts"
+        ) from exc
     except TransientError as exc:
         raise SearchError(
             f"Search provider {provider} is unavailable ({exc}) after {retries + 1} attempts"
-        ) from exc
-    except httpx.TimeoutException as exc:
-        raise SearchError(
-            f"Search provider {provider} did not answer in time after {retries + 1} attempts"
         ) from exc
     except httpx.TransportError as exc:
         raise SearchError(
