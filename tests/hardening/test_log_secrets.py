@@ -9,8 +9,6 @@ and again through pytest's own capture (another handler, no Torale formatter).""
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,35 +16,14 @@ import pytest
 from tests.conftest import ApiUser
 from tests.fakes import WebhookReceiver
 from tests.hardening.conftest import ServerLog
+from tests.notify.outgoing import apprise_outgoing
 from torale.net import OutboundPolicy
 from torale.notify.apprise_sender import AppriseSender
-from torale.notify.sending import Outgoing
 from torale.notify.webhook import WebhookSender, new_secret
 
 TOKEN = "tok3nSECRETb0dy9x8"
 LEVELS = ["debug", "info", "warning", "error"]
 LOCAL = OutboundPolicy(allow_http=True, allow_private=True)
-
-
-def apprise_outgoing(url: str) -> Outgoing:
-    return Outgoing(
-        id=uuid.uuid4(),
-        user_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        execution_id=uuid.uuid4(),
-        channel_index=0,
-        channel_type="apprise",
-        channel={"type": "apprise", "url": url},
-        payload={
-            "data": {
-                "task": {"name": "Watch"},
-                "execution": {"notification": "it happened"},
-                "result": {"answer": "yes"},
-            }
-        },
-        attempt=1,
-        lease_until=datetime.now(UTC),
-    )
 
 
 async def leak_everything(

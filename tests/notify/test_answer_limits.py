@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,9 +18,9 @@ import pytest
 
 from tests.conftest import ApiUser
 from tests.fakes import StallingServer
+from tests.notify.outgoing import apprise_outgoing
 from torale.net import OutboundPolicy
 from torale.notify.apprise_sender import AppriseSender
-from torale.notify.sending import Outgoing
 from torale.notify.webhook import WebhookSender, new_secret
 
 LOCAL = OutboundPolicy(allow_http=True, allow_private=True)
@@ -42,28 +40,6 @@ def endless() -> Iterator[StallingServer]:
 def trickle() -> Iterator[StallingServer]:
     with StallingServer("trickle") as server:
         yield server
-
-
-def outgoing(url: str) -> Outgoing:
-    payload = {
-        "data": {
-            "task": {"name": "Watch"},
-            "execution": {"notification": "it happened"},
-            "result": {"answer": "yes"},
-        }
-    }
-    return Outgoing(
-        id=uuid.uuid4(),
-        user_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        execution_id=uuid.uuid4(),
-        channel_index=0,
-        channel_type="apprise",
-        channel={"type": "apprise", "url": url},
-        payload=payload,
-        attempt=1,
-        lease_until=datetime.now(UTC),
-    )
 
 
 async def timed(call: Any) -> tuple[Any, float]:
@@ -120,7 +96,7 @@ async def test_webhook_test_route_reads_no_endless_answer(
 
 async def test_apprise_reads_no_endless_answer(endless: StallingServer) -> None:
     sender = AppriseSender(LOCAL, timeout=DEADLINE)
-    result, _ = await timed(sender.send(outgoing(f"json://127.0.0.1:{endless.port}/n")))
+    result, _ = await timed(sender.send(apprise_outgoing(f"json://127.0.0.1:{endless.port}/n")))
     assert result.ok is True, result
     assert endless.wait_closed(2)
     assert endless.bytes_sent < CAP, endless.bytes_sent
@@ -130,7 +106,7 @@ async def test_apprise_to_a_trickling_receiver_ends_at_its_deadline(
     trickle: StallingServer,
 ) -> None:
     sender = AppriseSender(LOCAL, timeout=DEADLINE)
-    result, took = await timed(sender.send(outgoing(f"json://127.0.0.1:{trickle.port}/n")))
+    result, took = await timed(sender.send(apprise_outgoing(f"json://127.0.0.1:{trickle.port}/n")))
     assert result.ok is False
     assert result.error == "the service did not answer in time"
     assert took < DEADLINE + 2

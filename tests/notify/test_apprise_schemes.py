@@ -9,9 +9,7 @@ import inspect
 import ipaddress
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -20,6 +18,7 @@ import requests
 import torale.notify.apprise_guard as guard_module
 from tests.conftest import ApiUser
 from tests.fakes import WebhookReceiver
+from tests.notify.outgoing import apprise_outgoing
 from torale.net import REFUSED, OutboundPolicy
 from torale.notify.apprise_guard import (
     APPRISE_SCHEMES,
@@ -27,7 +26,6 @@ from torale.notify.apprise_guard import (
     guarded,
 )
 from torale.notify.apprise_sender import AppriseSender
-from torale.notify.sending import Outgoing
 
 HTTPS_ONLY = OutboundPolicy(allow_http=False)
 
@@ -160,32 +158,11 @@ def listener() -> Iterator[Listener]:
     server.close()
 
 
-def outgoing(url: str) -> Outgoing:
-    return Outgoing(
-        id=uuid.uuid4(),
-        user_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        execution_id=uuid.uuid4(),
-        channel_index=0,
-        channel_type="apprise",
-        channel={"type": "apprise", "url": url},
-        payload={
-            "data": {
-                "task": {"name": "Watch"},
-                "execution": {"notification": "it happened"},
-                "result": {"answer": "yes"},
-            }
-        },
-        attempt=1,
-        lease_until=datetime.now(UTC),
-    )
-
-
 async def test_email_pointed_at_loopback_is_refused_when_sent(listener: Listener) -> None:
     """A channel saved before this rule (or written to the database by other means)."""
     sender = AppriseSender(OutboundPolicy(), timeout=2)
     url = f"mailto://u:p@example.com?smtp=127.0.0.1&port={listener.port}&to=a@example.com"
-    result = await sender.send(outgoing(url))
+    result = await sender.send(apprise_outgoing(url))
     assert (result.ok, result.permanent) == (False, True)
     assert result.error is not None
     assert result.error.startswith(REFUSED)
@@ -213,7 +190,7 @@ async def test_a_name_resolving_to_a_forbidden_address_is_refused_when_sent(
     with WebhookReceiver(host="127.0.0.2") as forbidden:
         blocking_dns["hooks.test"] = ["127.0.0.2"]
         sender = AppriseSender(OutboundPolicy(allow_http=True), timeout=2)
-        result = await sender.send(outgoing(f"json://hooks.test:{forbidden.port}/x"))
+        result = await sender.send(apprise_outgoing(f"json://hooks.test:{forbidden.port}/x"))
         assert (result.ok, result.error, result.permanent) == (False, REFUSED, True)
         assert forbidden.requests == []
 
