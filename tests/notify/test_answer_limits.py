@@ -112,3 +112,14 @@ async def test_apprise_to_a_trickling_receiver_ends_at_its_deadline(
     assert took < DEADLINE + 2
     # Apprise's own thread is not left reading either: its connection is ended.
     assert trickle.wait_closed(2), "Apprise still holds the connection past the deadline"
+
+
+def test_connection_headers_saved_before_they_were_refused_are_not_sent() -> None:
+    """A channel written before the save-time rule (or straight into the database) cannot make
+    a request with both a length and chunked framing, or one that asks to switch protocols."""
+    from torale.notify.webhook import signed_headers
+
+    extra = {"Transfer-Encoding": "chunked", "Connection": "upgrade", "X-Token": "t"}
+    sent = {k.lower() for k in signed_headers(new_secret(), "msg_1", b"{}", extra=extra)}
+    assert "x-token" in sent
+    assert not {"transfer-encoding", "connection"} & sent

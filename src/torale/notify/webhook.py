@@ -26,7 +26,7 @@ from standardwebhooks.webhooks import Webhook
 
 from torale import __version__
 from torale.net import OutboundPolicy, UnsafeURLError, guarded_client
-from torale.notify.channels import TORALE_HEADERS
+from torale.notify.channels import RESERVED_HEADERS
 from torale.notify.sending import Outgoing, SendResult
 
 USER_AGENT = f"Torale-Webhooks/{__version__}"
@@ -47,8 +47,9 @@ def signed_headers(
 ) -> dict[str, str]:
     now = datetime.now(UTC)
     signature = Webhook(secret).sign(message_id, now, body.decode())
-    # Torale's own headers last: a channel cannot replace them (whatever their case).
-    headers = {k: v for k, v in (extra or {}).items() if k.lower() not in TORALE_HEADERS}
+    # Torale's own headers last: a channel cannot replace them (whatever their case); nor send
+    # connection headers (a channel saved before they were refused when saving).
+    headers = {k: v for k, v in (extra or {}).items() if k.lower() not in RESERVED_HEADERS}
     headers.update(
         {
             "webhook-id": message_id,
