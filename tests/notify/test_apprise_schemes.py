@@ -208,3 +208,18 @@ def test_every_connection_inside_the_guard_is_checked() -> None:
         assert forbidden.requests == []
         # Outside the guard, requests is left as it was.
         assert requests.post(forbidden.url_for("/other"), json={}, timeout=2).status_code < 500
+
+
+def test_an_environment_proxy_does_not_carry_guarded_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy would make the address checks meaningless: inside the guard, requests go to
+    their host, not to the proxy the environment names."""
+    with WebhookReceiver() as proxy, WebhookReceiver() as target:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "")
+        allowed = OutboundPolicy(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+        with guarded(allowed, within=2):
+            requests.post(target.url_for("/direct"), json={}, timeout=2)
+        assert [r.path for r in target.requests] == ["/direct"]
+        assert proxy.requests == []

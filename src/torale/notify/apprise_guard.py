@@ -17,6 +17,7 @@ client of `torale.net`, and some of its services connect to hosts the URL does n
   trickles its headers cannot keep a thread. No answer is read further than
   `ANSWER_PEEK_BYTES`.
 
+Proxies from the environment are not used inside `guarded` (as the httpx guard ignores them).
 Outside `guarded` (another library using `requests` or `urllib3`), nothing changes.
 """
 
@@ -225,6 +226,9 @@ def _limited_send(original: Any) -> Any:
         limited = tuple(
             min(float(p), remaining) if isinstance(p, int | float) else remaining for p in parts
         )
+        # No proxy from the environment: it would make the address checks meaningless (as in
+        # the httpx guard, which ignores them too).
+        kwargs["proxies"] = {}
         response = original(self, request, stream=True, timeout=limited, **kwargs)
         body = bytearray()
         try:
