@@ -1,5 +1,5 @@
-"""Search and model requests end at their deadline, whatever the server does, and a search
-answer is read no further than its limit."""
+"""Page, search and model requests end at their deadline, whatever the server does, and page
+and search answers are read no further than their limits."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import pytest
 from tests.fakes import StallingServer
 from torale.config import Settings
 from torale.engine.evaluate import EvaluationError, Evaluator
+from torale.engine.fetch import Fetcher, FetchFailedError
 from torale.engine.search.base import SearchError
 from torale.engine.search.http import MAX_ANSWER_BYTES
 from torale.engine.search.providers import SearxngSearch
+from torale.net import OutboundPolicy
 
 DEADLINE = 1.0
 
@@ -68,3 +70,31 @@ async def test_model_to_a_trickling_server_ends_at_its_deadline(
     with pytest.raises(EvaluationError, match="did not answer within 1 s"):
         await asyncio.wait_for(evaluator.evaluate(model="slow-model", prompt="p"), DEADLINE + 10)
     assert time.monotonic() - started < DEADLINE + 3
+
+
+async def test_page_fetch_to_a_trickling_server_ends_at_its_deadline(
+    trickle: StallingServer,
+) -> None:
+    fetcher = Fetcher(
+        OutboundPolicy(allow_private=True), timeout=DEADLINE, max_bytes=100_000, max_chars=1000
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchFailedError, match="no answer within 1 s"):
+            await asyncio.wait_for(fetcher.fetch(trickle.url_for("/page")), DEADLINE + 10)
+    finally:
+        await fetcher.close()
+    assert time.monotonic() - started < DEADLINE + 3
+
+
+async def test_page_fetch_reads_no_more_than_its_limit(endless: StallingServer) -> None:
+    fetcher = Fetcher(
+        OutboundPolicy(allow_private=True), timeout=10, max_bytes=100_000, max_chars=1000
+    )
+    try:
+        with pytest.raises(FetchFailedError, match="larger than 100000 bytes"):
+            await asyncio.wait_for(fetcher.fetch(endless.url_for("/page")), 20)
+    finally:
+        await fetcher.close()
+    assert endless.wait_closed(2)
+    assert endless.bytes_sent < 100_000 + 512 * 1024, endless.bytes_sent
