@@ -33,14 +33,14 @@ from torale.db import migrate
 from torale.db.engine import create_engine, create_sessionmaker
 from torale.db.models import Delivery, Execution, Task
 from torale.executions.lifecycle import ORPHANED
+from torale.net import OutboundPolicy
 from torale.tasks import service as tasks_service
 from torale.tasks.schemas import TaskCreate
 
 POLICY = tasks_service.TaskPolicy(
     min_schedule_seconds=60,
-    allow_http_webhooks=False,
-    allow_private_networks=False,
-    allowed_networks=(ip_network("127.0.0.1/32"),),
+    pages=OutboundPolicy(allowed_networks=(ip_network("127.0.0.1/32"),)),
+    notifications=OutboundPolicy(allow_http=False, allowed_networks=(ip_network("127.0.0.1/32"),)),
 )
 
 StartWorker = Callable[[dict[str, str], str], subprocess.Popen[bytes]]

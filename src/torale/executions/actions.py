@@ -89,12 +89,14 @@ async def list_executions(
 
 
 async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
-    """Run the engine once for an unsaved task; nothing is stored. 422 for pages or a search
-    provider the server refuses, 503 without a model or a search provider's setting, 502 when
-    a provider fails, 504 past the run time limit."""
+    """Run the engine once for an unsaved task; nothing is stored. 422 for pages, a search
+    provider or a model the server refuses, 503 without a model or a search provider's setting,
+    502 when a provider fails, 504 past the run time limit."""
     config = data.config.model_dump(exclude_none=True)
-    errors = tasks_service.url_errors(data.urls, rt.policy) + tasks_service.source_errors(
-        data.urls, config, rt.policy
+    errors = (
+        tasks_service.url_errors(data.urls, rt.policy)
+        + tasks_service.source_errors(data.urls, config, rt.policy)
+        + tasks_service.model_errors(config, rt.policy)
     )
     if errors:
         raise FieldValidationError(errors)
