@@ -19,6 +19,8 @@ from pydantic import (
     field_validator,
 )
 
+from torale.inputs import TEXT, Text
+
 MASK = "********"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
 # Headers Torale sets itself on every delivery; a channel cannot replace them.
@@ -39,8 +41,10 @@ class WebhookChannel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["webhook"]
-    url: str = Field(min_length=1, max_length=2048, description="https URL the event is POSTed to.")
-    headers: dict[str, str] = Field(
+    url: Text = Field(
+        min_length=1, max_length=2048, description="https URL the event is POSTed to."
+    )
+    headers: dict[Text, Text] = Field(
         default_factory=dict,
         max_length=20,
         description="Extra request headers. Values are shown masked in responses.",
@@ -74,7 +78,7 @@ class EmailChannel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["email"]
-    address: EmailStr = Field(description="Where the email is sent.")
+    address: Annotated[EmailStr, TEXT] = Field(description="Where the email is sent.")
 
 
 def mask_apprise_url(url: str) -> str:
@@ -96,7 +100,7 @@ class AppriseChannel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["apprise"]
-    url: str = Field(
+    url: Text = Field(
         min_length=3,
         max_length=2048,
         description="An Apprise notification URL (`slack://…`, `tgram://…`, `mailto://…`, "

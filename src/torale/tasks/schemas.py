@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from torale.executions.schemas import ExecutionRead
+from torale.inputs import TEXT, Context
 from torale.notify.channels import NotificationChannel
 from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
@@ -27,10 +28,15 @@ from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize
 NotifyBehavior = Literal["once", "always", "track_state"]
 SearchProvider = Literal["searxng", "duckduckgo", "tavily", "brave", "none"]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Condition = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-PageURL = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+# Every string below carries TEXT, the shared text rules (torale/inputs.py).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), TEXT]
+Query = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), TEXT
+]
+Condition = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), TEXT]
+PageURL = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048), TEXT
+]
 
 
 def _cron(value: str) -> str:
@@ -48,8 +54,9 @@ def _timezone(value: str) -> str:
     return value
 
 
-Cron = Annotated[str, StringConstraints(max_length=120), AfterValidator(_cron)]
-Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
+Cron = Annotated[str, StringConstraints(max_length=120), AfterValidator(_cron), TEXT]
+Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone), TEXT]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200), TEXT]
 
 
 class TaskConfig(BaseModel):
@@ -57,10 +64,8 @@ class TaskConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(
+    model: ModelName | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
         description="Model for this task (any name the model library knows, "
         "e.g. `openai:gpt-4o-mini`); default: the server's `TORALE_MODEL`.",
     )
@@ -105,8 +110,10 @@ class TaskCreate(BaseModel):
         default=None, description="Initial state (default active)."
     )
     is_active: bool | None = Field(default=None, description="Same as `state`, as a boolean.")
-    context: JsonValue = Field(
-        default=None, description="Free JSON, passed back verbatim in webhook payloads."
+    context: Context = Field(
+        default=None,
+        description="Free JSON, passed back verbatim in webhook payloads; at most 16 KB "
+        "(16,384 bytes as compact UTF-8 JSON), without NaN or Infinity.",
     )
     run_immediately: bool = Field(
         default=False, description="Make the first run due now instead of at the first cron time."
@@ -136,7 +143,7 @@ class TaskUpdate(BaseModel):
     is_active: bool | None = Field(
         default=None, description="true resumes (from paused or completed); false pauses."
     )
-    context: JsonValue = None
+    context: Context = Field(default=None, description="Free JSON; null removes it.")
 
 
 class TaskRead(BaseModel):
