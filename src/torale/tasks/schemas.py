@@ -83,8 +83,10 @@ class TaskConfig(BaseModel):
 
 
 _SCHEDULE_DOC = (
-    "5-field cron (`minute hour day month weekday`), read in `timezone`. The macros "
-    "`@hourly`, `@daily`, `@weekly`, `@monthly` and `@yearly` are accepted and stored as 5 fields."
+    "Standard 5-field cron (`minute hour day month weekday`), read in `timezone`: numbers, `*`, "
+    "ranges, lists, steps (`*/15`, `0-30/5`) and month/weekday names. The macros `@hourly`, "
+    "`@daily`, `@weekly`, `@monthly` and `@yearly` are accepted and stored as 5 fields. "
+    "Extensions (`L`, `W`, `#`, `?`, `R`, `H`, seconds, `@reboot`) are refused."
 )
 
 
