@@ -109,7 +109,10 @@ def check_url(
         raise UnsafeURLError("URL must not contain control characters or line breaks")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise UnsafeURLError("URL must start with https://")
+        schemes = "http:// or https://" if allow_http else "https://"
+        raise UnsafeURLError(
+            f"URL must be a full address starting with {schemes} (e.g. https://example.com)"
+        )
     if parts.scheme == "http" and not allow_http:
         raise UnsafeURLError("URL must use https (plain http is not allowed on this server)")
     if parts.username or parts.password:

@@ -167,3 +167,27 @@ async def test_context_is_capped_at_16_kb(client: httpx.AsyncClient, alice: ApiU
         _assert_422_at(response, ["body", "context"])
         assert response.json()["detail"][0]["type"] == "context_too_large"
         assert "16384 bytes" in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("url", ["example.com", "www.example.com/page", "ftp://example.com/x"])
+async def test_a_url_without_http_says_what_a_full_url_is(
+    client: httpx.AsyncClient, alice: ApiUser, url: str
+) -> None:
+    response = await client.post(
+        TASKS, json={"search_query": "q", "urls": [url]}, headers=alice.headers
+    )
+    _assert_422_at(response, ["body", "urls", 0])
+    message = response.json()["detail"][0]["msg"]
+    # Task pages may be plain http: the message must not say https only.
+    assert message == (
+        "URL must be a full address starting with http:// or https:// (e.g. https://example.com)"
+    )
+    webhook = {"type": "webhook", "url": url}
+    response = await client.post(
+        TASKS, json={"search_query": "q", "notifications": [webhook]}, headers=alice.headers
+    )
+    _assert_422_at(response, ["body", "notifications", 0, "url"])
+    # Webhooks are https only on this server (TORALE_ALLOW_HTTP_WEBHOOKS is off).
+    assert response.json()["detail"][0]["msg"] == (
+        "URL must be a full address starting with https:// (e.g. https://example.com)"
+    )

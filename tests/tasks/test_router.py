@@ -229,13 +229,17 @@ async def test_default_minimum_refuses_every_minute(
     assert "300 seconds" in response.json()["detail"][0]["msg"]
 
 
-@pytest.mark.parametrize("timezone", ["Mars/Olympus", "../../etc/passwd", "utc+2", ""])
+@pytest.mark.parametrize(
+    "timezone",
+    ["Mars/Olympus", "../../etc/passwd", "utc+2", "", "localtime", "Factory", "posix/UTC"],
+)
 async def test_invalid_timezone(client: httpx.AsyncClient, alice: ApiUser, timezone: str) -> None:
     response = await client.post(
         TASKS, json={"search_query": "q", "timezone": timezone}, headers=alice.headers
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "timezone"]
+    assert "IANA" in response.json()["detail"][0]["msg"]
 
 
 @pytest.mark.parametrize(

@@ -128,3 +128,15 @@ def test_timezones() -> None:
     assert is_valid_timezone("Asia/Kolkata")
     assert not is_valid_timezone("Asia/Atlantis")
     assert not is_valid_timezone("../../etc/passwd")
+
+
+@pytest.mark.parametrize("name", ["UTC", "Europe/Berlin", "America/Argentina/Salta", "US/Eastern"])
+def test_iana_names_and_their_aliases_are_zones(name: str) -> None:
+    assert is_valid_timezone(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["localtime", "Factory", "posixrules", "posix/Europe/Berlin", "right/UTC", "zone.tab"]
+)
+def test_host_files_that_are_not_iana_zones_are_refused(name: str) -> None:
+    assert not is_valid_timezone(name)

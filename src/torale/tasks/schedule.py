@@ -7,6 +7,7 @@ import re
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from importlib import resources
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
@@ -149,12 +150,24 @@ def _fires_on_consecutive_days(expression: str) -> bool:
     return False
 
 
+# In the IANA database but not a place: "Factory" is the zone for "not set yet".
+_NOT_PLACES = frozenset({"Factory"})
+
+
 @lru_cache(maxsize=1)
 def _timezones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """The IANA time zone names, from the tzdata package (a dependency), whatever the host has.
+
+    The host's zoneinfo directory also holds files that are not zones in the IANA sense
+    (`localtime`, `posixrules`, `posix/…`, `right/…`): a task's zone must mean the same on
+    every server and every scheduler backend, so only the IANA list counts.
+    """
+    listed = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
+    return frozenset(listed.split()) - _NOT_PLACES
 
 
 def is_valid_timezone(name: str) -> bool:
+    """An IANA time zone name (canonical, or one of its backward-compatible aliases)."""
     return name in _timezones()
 
 
