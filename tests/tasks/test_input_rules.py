@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import ApiUser
 from torale.inputs import MAX_CONTEXT_BYTES
+from torale.tasks.service import default_name
 
 TASKS = "/api/v1/tasks"
 
@@ -191,3 +192,35 @@ async def test_a_url_without_http_says_what_a_full_url_is(
     assert response.json()["detail"][0]["msg"] == (
         "URL must be a full address starting with https:// (e.g. https://example.com)"
     )
+
+
+async def test_an_unnamed_task_is_named_after_its_query(
+    client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    async def name_of(**body: Any) -> str:
+        response = await client.post(TASKS, json=body, headers=alice.headers)
+        assert response.status_code == 200, response.text
+        name: str = response.json()["name"]
+        return name
+
+    assert await name_of(search_query="  Is the\nRust 2.0   release out? ") == (
+        "Is the Rust 2.0 release out?"
+    )
+    long_query = "When will " + "the next very long named product " * 5 + "ship"
+    shortened = await name_of(search_query=long_query)
+    assert len(shortened) <= 80
+    assert shortened.endswith("…")
+    assert long_query.startswith(shortened[:-1])  # cut at a word
+    assert await name_of(search_query="q", name="Mine") == "Mine"
+    # Only a name that is not sent is made up: an empty one is still refused.
+    response = await client.post(
+        TASKS, json={"search_query": "q", "name": " "}, headers=alice.headers
+    )
+    _assert_422_at(response, ["body", "name"])
+
+
+def test_a_default_name_comes_from_the_first_url_without_a_query() -> None:
+    assert default_name("", ["https://example.com/pricing/", "https://b.io"]) == (
+        "example.com/pricing"
+    )
+    assert default_name("  ", []) == "New monitor"

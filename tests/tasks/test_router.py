@@ -32,7 +32,7 @@ def parse_time(value: str) -> datetime:
 async def test_create_with_defaults(client: httpx.AsyncClient, alice: ApiUser) -> None:
     before = datetime.now(UTC)
     task = await create(client, alice, search_query="  iPhone 18 release date  ")
-    assert task["name"] == "New Monitor"
+    assert task["name"] == "iPhone 18 release date"  # named after its query
     assert task["search_query"] == "iPhone 18 release date"
     assert task["condition_description"] == "iPhone 18 release date"
     assert task["schedule"] == "0 9 * * *"

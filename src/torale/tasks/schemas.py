@@ -93,7 +93,11 @@ _SCHEDULE_DOC = (
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name = "New Monitor"
+    name: Name | None = Field(
+        default=None,
+        description="A label. Default: the search query (its first 80 characters), or the first "
+        "URL's host and path.",
+    )
     search_query: Query = Field(description="What to search for.")
     condition_description: Condition | None = Field(
         default=None, description="When to notify, in plain language. Default: the search query."
