@@ -15,12 +15,13 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     computed_field,
+    field_validator,
     model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
 from torale.executions.schemas import ExecutionRead
-from torale.inputs import TEXT, Context
+from torale.inputs import TEXT, Context, clean_json
 from torale.notify.channels import NotificationChannel
 from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
@@ -184,6 +185,13 @@ class TaskRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     state_changed_at: datetime
+
+    @field_validator("notifications", "config", mode="before")
+    @classmethod
+    def _readable(cls, value: Any) -> Any:
+        # These share the input schemas and their text rules; a row saved before the rules
+        # existed (SQLite stored NULs) must still read back, not fail its owner's list.
+        return clean_json(value)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
