@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser, set_user_active
+from tests.fixtures.users import ApiUser, set_user_active
 
 PUBLIC_PATHS = {"/health", "/metrics"}
 METHODS = {"get", "post", "put", "patch", "delete"}

@@ -1,23 +1,29 @@
-"""The shared input rules (torale/inputs.py), and that every request schema uses them."""
+"""The shared input rules (torale/inputs.py): that every request schema uses them, the rules
+themselves, and what a client sees at the HTTP edge on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 
+from tests.fixtures.users import ApiUser
 from torale import inputs
 from torale.app import create_app
 from torale.config import Settings
 from torale.inputs import MAX_CONTEXT_BYTES, Context, Text, UtcDateTime, clean_text
 
 _GUARDS = {inputs._check_text, inputs._check_context}
+TASKS = "/api/v1/tasks"
 
 
 def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
@@ -74,14 +80,14 @@ def _unguarded_strings(schema: Any) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+def bare_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     data = tmp_path_factory.mktemp("inputs")
     return create_app(Settings(_env_file=None, data_dir=Path(data), secret_key="k"))
 
 
-def test_every_text_input_of_every_route_follows_the_text_rules(app: FastAPI) -> None:
+def test_every_text_input_of_every_route_follows_the_text_rules(bare_app: FastAPI) -> None:
     checked, problems = 0, []
-    for route in _api_routes(app.routes):
+    for route in _api_routes(bare_app.routes):
         params = route.dependant.body_params + route.dependant.query_params
         for param in params:
             annotation = param.field_info.annotation
@@ -160,3 +166,158 @@ def test_clean_text() -> None:
     assert clean_text("a\x00b\x00") == "ab"
     assert clean_text("x\udfffy") == "x\ufffdy"
     assert clean_text("plain é \U0001f600") == "plain é \U0001f600"
+
+
+# --- at the HTTP edge ----------------------------------------------------------------
+
+_FULL_TASK: dict[str, Any] = {
+    "name": "n",
+    "search_query": "q",
+    "condition_description": "c",
+    "urls": ["https://example.com/"],
+    "schedule": "0 9 * * *",
+    "timezone": "UTC",
+    "config": {"model": "openai:gpt-4o-mini"},
+    "notifications": [
+        {"type": "webhook", "url": "https://example.com/hook", "headers": {"X-Key": "v"}},
+        {"type": "email", "address": "me@example.com"},
+        {"type": "apprise", "url": "jsons://example.com/"},
+    ],
+    "context": {"key": ["value"]},
+}
+_TASK_TEXT: list[tuple[list[Any], list[Any]]] = [
+    # (where the bad text goes in the body, the loc expected to start with)
+    (["name"], ["body", "name"]),
+    (["search_query"], ["body", "search_query"]),
+    (["condition_description"], ["body", "condition_description"]),
+    (["urls", 0], ["body", "urls", 0]),
+    (["schedule"], ["body", "schedule"]),
+    (["timezone"], ["body", "timezone"]),
+    (["config", "model"], ["body", "config", "model"]),
+    (["notifications", 0, "url"], ["body", "notifications", 0, "webhook", "url"]),
+    (["notifications", 0, "headers", "X-Key"], ["body", "notifications", 0, "webhook"]),
+    (["notifications", 1, "address"], ["body", "notifications", 1, "email", "address"]),
+    (["notifications", 2, "url"], ["body", "notifications", 2, "apprise", "url"]),
+    (["context", "key", 0], ["body", "context"]),
+]
+_BAD_TEXT = {"nul": "\\u0000", "surrogate": "\\udfff"}
+
+
+def _with_bad_text(body: dict[str, Any], where: list[Any], escape: str) -> bytes:
+    """`body` as JSON with the string at `where` spoiled by a raw JSON escape."""
+    body = copy.deepcopy(body)
+    target: Any = body
+    for step in where[:-1]:
+        target = target[step]
+    target[where[-1]] = f"{target[where[-1]]}@@BAD@@"
+    return json.dumps(body).replace("@@BAD@@", escape).encode()
+
+
+async def _send(
+    client: httpx.AsyncClient, user: ApiUser, method: str, url: str, content: bytes
+) -> httpx.Response:
+    headers = {**user.headers, "Content-Type": "application/json"}
+    return await client.request(method, url, content=content, headers=headers)
+
+
+def _assert_422_at(response: httpx.Response, loc: list[Any]) -> None:
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(item["loc"][: len(loc)] == loc for item in detail), detail
+    assert all(set(item) == {"loc", "msg", "type"} for item in detail)
+
+
+async def test_the_full_body_is_valid(client: httpx.AsyncClient, alice: ApiUser) -> None:
+    response = await _send(client, alice, "POST", TASKS, json.dumps(_FULL_TASK).encode())
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("bad", sorted(_BAD_TEXT))
+@pytest.mark.parametrize(("where", "loc"), _TASK_TEXT, ids=lambda v: ".".join(map(str, v)))
+async def test_text_that_cannot_be_stored_is_a_422_at_its_field(
+    client: httpx.AsyncClient, alice: ApiUser, where: list[Any], loc: list[Any], bad: str
+) -> None:
+    content = _with_bad_text(_FULL_TASK, where, _BAD_TEXT[bad])
+    _assert_422_at(await _send(client, alice, "POST", TASKS, content), loc)
+    task = (await client.post(TASKS, json={"search_query": "q"}, headers=alice.headers)).json()
+    update = {where[0]: _FULL_TASK[where[0]]}
+    content = _with_bad_text(update, where, _BAD_TEXT[bad])
+    _assert_422_at(await _send(client, alice, "PATCH", f"{TASKS}/{task['id']}", content), loc)
+    # Nothing was saved, and the owner's list still reads.
+    listing = await client.get(TASKS, headers=alice.headers)
+    assert listing.status_code == 200
+    assert [t["id"] for t in listing.json()["items"]] == [task["id"]]
+
+
+@pytest.mark.parametrize("bad", sorted(_BAD_TEXT))
+@pytest.mark.parametrize(
+    ("method", "url", "body", "where"),
+    [
+        ("POST", "/api/v1/tasks/preview", {"search_query": "q"}, ["search_query"]),
+        (
+            "POST",
+            "/api/v1/tasks/preview",
+            {"search_query": "q", "condition_description": "c"},
+            ["condition_description"],
+        ),
+        ("POST", "/api/v1/tasks/preview", {"search_query": "q", "urls": ["https://a.io"]}, None),
+        ("POST", "/auth/api-keys", {"name": "laptop"}, ["name"]),
+        ("PUT", "/api/v1/webhooks/config", {"url": "https://example.com/h"}, ["url"]),
+        ("POST", "/api/v1/webhooks/test", {"url": "https://example.com/h"}, ["url"]),
+    ],
+)
+async def test_other_bodies_follow_the_same_text_rules(
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    method: str,
+    url: str,
+    body: dict[str, Any],
+    where: list[Any] | None,
+    bad: str,
+) -> None:
+    where = where or ["urls", 0]
+    content = _with_bad_text(body, where, _BAD_TEXT[bad])
+    _assert_422_at(await _send(client, alice, method, url, content), ["body", *where])
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+async def test_numbers_json_cannot_hold_are_refused_in_context(
+    client: httpx.AsyncClient, alice: ApiUser, number: str
+) -> None:
+    content = f'{{"search_query": "q", "context": {{"a": [1, {number}]}}}}'.encode()
+    response = await _send(client, alice, "POST", TASKS, content)
+    _assert_422_at(response, ["body", "context"])
+    assert "NaN and Infinity" in response.json()["detail"][0]["msg"]
+    task = (await client.post(TASKS, json={"search_query": "q"}, headers=alice.headers)).json()
+    content = f'{{"context": {number}}}'.encode()
+    response = await _send(client, alice, "PATCH", f"{TASKS}/{task['id']}", content)
+    _assert_422_at(response, ["body", "context"])
+    assert (await client.get(f"{TASKS}/{task['id']}", headers=alice.headers)).json()[
+        "context"
+    ] is None
+
+
+async def test_a_key_with_nul_in_context_is_refused(
+    client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    content = b'{"search_query": "q", "context": {"a\\u0000": 1}}'
+    _assert_422_at(await _send(client, alice, "POST", TASKS, content), ["body", "context"])
+
+
+async def test_context_is_capped_at_16_kb(client: httpx.AsyncClient, alice: ApiUser) -> None:
+    just_fits = {"k": "x" * (MAX_CONTEXT_BYTES - len('{"k":""}'))}
+    task = (
+        await client.post(
+            TASKS, json={"search_query": "q", "context": just_fits}, headers=alice.headers
+        )
+    ).json()
+    assert task["context"] == just_fits
+    too_big = {"k": "x" * MAX_CONTEXT_BYTES}
+    for method, url, body in (
+        ("POST", TASKS, {"search_query": "q", "context": too_big}),
+        ("PATCH", f"{TASKS}/{task['id']}", {"context": too_big}),
+    ):
+        response = await client.request(method, url, json=body, headers=alice.headers)
+        _assert_422_at(response, ["body", "context"])
+        assert response.json()["detail"][0]["type"] == "context_too_large"
+        assert "16384 bytes" in response.json()["detail"][0]["msg"]

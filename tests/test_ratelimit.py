@@ -1,4 +1,4 @@
-"""Rate limits (SPEC §3) in one process: memory storage, and Redis shared by two app instances.
+"""Rate limits (docs/api.md §3) in one process: memory storage, and Redis shared by two apps.
 
 The two-process proof (150 concurrent requests across two servers → exactly 100 pass) is in
 tests/e2e/test_serve.py.
@@ -18,7 +18,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from tests.conftest import ApiUser, create_test_user
+from tests.fixtures.users import ApiUser, create_test_user
 from torale.app import create_app
 from torale.auth.keys import hash_api_key
 from torale.config import Settings

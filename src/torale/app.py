@@ -30,6 +30,7 @@ from torale.middleware import (
 )
 from torale.notify.dispatcher import Dispatcher
 from torale.notify.router import router as webhooks_router
+from torale.openapi import install as install_openapi_examples
 from torale.ratelimit import RateLimiter
 from torale.scheduling.factory import build_scheduler
 from torale.state import AppState
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     )
     app.state.torale = state
     install_error_handlers(app)
+    install_openapi_examples(app)
     # The busiest router first (routes match in order); each documents the errors it can answer.
     app.include_router(tasks_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     app.include_router(executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502))

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _default_data_dir() -> Path:
+def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "torale"
 
@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(
-        default_factory=_default_data_dir,
+        default_factory=default_data_dir,
         description="Where the SQLite database and the generated secret key live.",
     )
     database_url: str | None = Field(
@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     model: str | None = Field(
         default=None,
         description="Model for evaluating tasks, as pydantic-ai names it: `openai:gpt-4o-mini`, "
-        "`google-gla:gemini-2.5-flash`, `anthropic:claude-sonnet-4-5`, … (with the provider's "
-        "key in its usual variable, e.g. OPENAI_API_KEY, GEMINI_API_KEY), or a model name on "
+        "`google:gemini-2.5-flash`, `anthropic:claude-sonnet-4-5`, … (with the provider's "
+        "key in its usual variable, e.g. OPENAI_API_KEY, GOOGLE_API_KEY), or a model name on "
         "the `TORALE_OPENAI_BASE_URL` server. Tasks may set their own in `config.model`.",
     )
     openai_base_url: str | None = Field(

@@ -1,4 +1,4 @@
-"""Per-key rate limits (SPEC §3) with `limits`: memory in one process, Redis when shared.
+"""Per-key rate limits (docs/api.md §3) with `limits`: memory in one process, Redis when shared.
 
 Each window is a fixed window that starts at its first hit. Windows are hit shortest first and
 the first exhausted one stops the request, so requests refused by the minute window never use

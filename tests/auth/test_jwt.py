@@ -1,4 +1,4 @@
-"""Identity-provider (OIDC JWT) sign-in against a real JWKS server on 127.0.0.1 (SPEC §2).
+"""Identity-provider (OIDC JWT) sign-in against a real JWKS server on 127.0.0.1 (docs/api.md §2).
 
 The JWKS server is a stdlib ThreadingHTTPServer in a background thread: each test can swap the
 key set it serves, make it fail, and count how often the API fetched it. Tokens are RS256 JWTs
@@ -32,7 +32,7 @@ from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import func, select
 
 import torale.auth.jwt as jwt_module
-from tests.conftest import ApiUser, set_user_active
+from tests.fixtures.users import ApiUser, set_user_active
 from torale.db.models import ApiKey, User
 
 ISSUER = "https://issuer.torale.test"
@@ -81,6 +81,7 @@ def claims_for(subject: str, **overrides: Any) -> dict[str, Any]:
         "aud": AUDIENCE,
         "sub": subject,
         "email": f"{subject}@users.example.com",
+        "email_verified": True,
         "first_name": "Jo",
         "iat": now,
         "nbf": now - 1,
@@ -744,6 +745,36 @@ async def test_subject_with_an_email_of_another_user_conflicts(
     assert mine.status_code == 200
     assert mine.json()["id"] == str(alice.id)
     assert mine.json()["clerk_user_id"] is None
+
+
+@pytest.mark.parametrize("verified", [None, False, "false", "yes", 1])
+async def test_an_unverified_email_is_not_trusted(
+    client: httpx.AsyncClient, app: FastAPI, alice: ApiUser, key_a: SigningKey, verified: Any
+) -> None:
+    # A squatter signed up at the provider with Alice's address, which nobody verified.
+    squatter = make_token(key_a, "user_squat", email="alice@example.com", email_verified=verified)
+    signed_in = await sync(client, squatter)
+    assert signed_in.status_code == 200, signed_in.text
+    body = signed_in.json()["user"]
+    assert body["email"] is None  # the account is theirs by subject, with no address
+    assert body["id"] != str(alice.id)
+    # Alice keeps her account and her address.
+    mine = await client.get("/auth/me", headers=alice.headers)
+    assert (mine.json()["id"], mine.json()["email"]) == (str(alice.id), "alice@example.com")
+
+    # An account with a verified address keeps it when a later token's is unverified.
+    owner = make_token(key_a, "user_own", email="own@example.com")
+    assert (await sync(client, owner)).json()["user"]["email"] == "own@example.com"
+    unverified = make_token(key_a, "user_own", email="other@example.com", email_verified=verified)
+    assert (await sync(client, unverified)).json()["user"]["email"] == "own@example.com"
+    assert (await me(client, unverified)).json()["email"] == "own@example.com"
+
+
+async def test_a_verified_email_as_the_string_true_is_trusted(
+    client: httpx.AsyncClient, key_a: SigningKey
+) -> None:
+    token = make_token(key_a, "user_str", email="Str@Example.com", email_verified="true")
+    assert (await sync(client, token)).json()["user"]["email"] == "str@example.com"
 
 
 async def test_changing_email_to_a_taken_one_conflicts(

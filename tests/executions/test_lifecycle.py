@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.conftest import ApiUser
+from tests.fixtures.users import ApiUser
 from torale.db.engine import session_scope
 from torale.db.models import Execution, Task
 from torale.engine.run import Engine

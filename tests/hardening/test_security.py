@@ -26,9 +26,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from tests.conftest import ApiUser, create_test_user
 from tests.fakes import Answer, FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
-from tests.hardening.conftest import ServerLog
+from tests.fixtures.logs import ServerLog
+from tests.fixtures.users import ApiUser, create_test_user
 from tests.hardening.routes import operations
 from torale.db.models import ApiKey, Delivery, Task, WebhookConfig
 from torale.notify.channels import MASK

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.e2e.conftest import clean_env
-from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
+from tests.fakes import Delay, FakeOpenAI, FakeWeb, ToolCall, sequence
+from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as fixtures here
     MET,
     NOT_MET,
     _fresh_fakes,
@@ -27,7 +27,7 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as
     fake_web,
     page,
 )
-from tests.fakes import Delay, FakeOpenAI, FakeWeb, ToolCall, sequence
+from tests.fixtures.processes import clean_env
 from torale.auth import service as auth_service
 from torale.db import migrate
 from torale.db.engine import create_engine, create_sessionmaker

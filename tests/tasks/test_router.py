@@ -1,4 +1,4 @@
-"""Task routes (SPEC §4) on SQLite and PostgreSQL."""
+"""Task routes (docs/api.md §4) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser
+from tests.fixtures.users import ApiUser
 from torale.db.models import Task
 from torale.tasks.schedule import ACCEPTED
 

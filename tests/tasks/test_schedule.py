@@ -40,7 +40,7 @@ def test_normalize(given: str, stored: str) -> None:
     ("expression", "why"),
     [
         ("", "it has 0 fields, not 5"),
-        ("x", "it has 1 fields, not 5"),
+        ("x", "it has 1 field, not 5"),
         ("* * * *", "it has 4 fields, not 5"),
         ("0 0 * * * *", "it has 6 fields, not 5"),  # seconds or years
         ("0 0 9 * * * 2030", "it has 7 fields, not 5"),

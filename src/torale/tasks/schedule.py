@@ -98,7 +98,7 @@ def normalize_cron(expression: str) -> str:
         return MACROS[text.lower()]
     fields = text.split(" ") if text else []
     if len(fields) != 5:
-        raise _invalid(f"it has {len(fields)} fields, not 5")
+        raise _invalid(f"it has {len(fields)} field{'' if len(fields) == 1 else 's'}, not 5")
     for index, field in enumerate(fields):
         _check_field(field, index)
     if not croniter.is_valid(text):

@@ -1,4 +1,4 @@
-"""Task request and response bodies (SPEC §4)."""
+"""Task request and response bodies (docs/api.md §4)."""
 
 from __future__ import annotations
 

@@ -276,16 +276,8 @@ async def list_tasks(
     return await paginate(session, statement, page)
 
 
-async def get_task(
-    session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID, for_change: bool = False
-) -> Task:
-    """The owner's task (404 otherwise). `for_change` locks its row until the transaction ends
-    (PostgreSQL; SQLite has one writer at a time anyway): a change that waited for a concurrent
-    delete then finds no task (404) instead of updating a row that is gone."""
-    statement = _owned(user_id).where(Task.id == task_id)
-    if for_change:
-        statement = statement.with_for_update()
-    task = await session.scalar(statement)
+async def get_task(session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID) -> Task:
+    task = await session.scalar(_owned(user_id).where(Task.id == task_id))
     if task is None:
         raise NotFoundError("Task not found")
     return task
@@ -299,7 +291,7 @@ async def update_task(
     data: TaskUpdate,
     policy: TaskPolicy,
 ) -> Task:
-    task = await get_task(session, user_id=user_id, task_id=task_id, for_change=True)
+    task = await get_task(session, user_id=user_id, task_id=task_id)
     sent = data.model_fields_set
     nulls = [f for f in _NOT_NULL if f in sent and getattr(data, f) is None]
     if nulls:
@@ -357,6 +349,6 @@ async def update_task(
 
 
 async def delete_task(session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID) -> None:
-    task = await get_task(session, user_id=user_id, task_id=task_id, for_change=True)
+    task = await get_task(session, user_id=user_id, task_id=task_id)
     await session.delete(task)
     await session.flush()

@@ -24,8 +24,13 @@ async def request_json(
     retries: int,
     backoff: float,
     key_setting: str | None = None,
+    url_setting: str | None = None,
     **kwargs: Any,
 ) -> Any:
+    """The JSON answer of one request to a search API. Failures are SearchErrors that name the
+    provider and, where it helps, the setting to check; never the request's URL (it carries
+    the user's query)."""
+
     async def attempt() -> Any:
         response = await client.request(method, url, **kwargs)
         if is_transient_status(response.status_code):
@@ -45,8 +50,9 @@ async def request_json(
             f"Search provider {provider} did not answer in time after {retries + 1} attempts"
         ) from exc
     except httpx.TransportError as exc:
+        check = f": check {url_setting} and that this server can reach it" if url_setting else ""
         raise SearchError(
-            f"Cannot reach search provider {provider} ({type(exc).__name__})"
+            f"Cannot reach search provider {provider} ({type(exc).__name__}){check}"
         ) from exc
     if response.status_code in (401, 403) and key_setting:
         raise SearchError(

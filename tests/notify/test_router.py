@@ -9,10 +9,9 @@ import pytest
 from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import new_task
 from tests.fakes import Answer, WebhookReceiver
-from tests.notify.conftest import (
+from tests.fixtures.engine import new_task
+from tests.fixtures.notify import (
     attempts_api,
     is_standard_secret,
     notifying_task,
@@ -21,6 +20,7 @@ from tests.notify.conftest import (
     settled,
     webhook_secret,
 )
+from tests.fixtures.users import ApiUser
 
 CONFIG = "/api/v1/webhooks/config"
 ROTATE = "/api/v1/webhooks/config/rotate-secret"
