@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from torale import __version__
+from torale.inputs import clean_text
 from torale.net import (
     OutboundPolicy,
     ResponseTooLargeError,
@@ -135,10 +136,12 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise FetchFailedError(type(exc).__name__) from None
         title, text = await asyncio.to_thread(extract_text, body, content_type, url)
-        text = " ".join(text.split(" ")).strip()[: self.max_chars]
+        # Pages are stored and judged as text: NUL characters (PostgreSQL cannot store them)
+        # and lone surrogates go here, before anything else sees the text.
+        text = " ".join(clean_text(text).split(" ")).strip()[: self.max_chars]
         return FetchedPage(
             url=url,
-            title=title,
+            title=clean_text(title),
             text=text,
             text_hash=text_hash(text),
             etag=etag,
