@@ -9,8 +9,12 @@ so do the database drivers, whose debug lines carry statement parameters (channe
 from __future__ import annotations
 
 import logging
+import re
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# One-time sign-in links carry their secret in the query string (`/signin?token=…`), which the
+# access log would print: the value is replaced wherever `token=` appears.
+_TOKEN_VALUE = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
 _QUIET = (
     "httpx",
     "httpcore",
@@ -28,10 +32,12 @@ _QUIET = (
 
 class OneLineFormatter(logging.Formatter):
     """One line per record: CR and LF are escaped in the message and in tracebacks too, whose
-    last line quotes the exception's text (a provider's error, a user's model name)."""
+    last line quotes the exception's text (a provider's error, a user's model name); the value
+    of any `token=` is redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+        line = super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+        return _TOKEN_VALUE.sub(r"\1[redacted]", line)
 
 
 def configure_logging(level: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from torale.auth import sessions as web_sessions
 from torale.db.models import ApiKey, Delivery, Execution, Task, User
 from torale.errors import ConflictError, NotFoundError
 from torale.pagination import PageParams, paginate_rows
@@ -209,12 +210,14 @@ async def _user(session: AsyncSession, user_id: uuid.UUID) -> User:
 async def deactivate(
     session: AsyncSession, *, user_id: uuid.UUID, actor_id: uuid.UUID
 ) -> tuple[User, list[Task]]:
-    """The user can no longer authenticate; their active tasks are paused (with the reason).
+    """The user can no longer authenticate (their browser sessions end); their active tasks are
+    paused (with the reason).
     Returns the user and the tasks it paused."""
     if user_id == actor_id:
         raise ConflictError("You cannot deactivate your own account")
     user = await _user(session, user_id)
     user.is_active = False
+    await web_sessions.end_all(session, user_id=user_id)  # signed out of every browser at once
     now = datetime.now(UTC)
     paused = list(
         await session.scalars(
