@@ -76,11 +76,12 @@ async def list_tasks(
     page: PageParams,
     state: TaskState | None = None,
     is_active: bool | None = None,
+    text: str | None = None,
 ) -> Page[TaskRead]:
-    """Newest first."""
+    """Newest first; `text` narrows to tasks whose name, query or condition contains it."""
     async with session_scope(rt.sessions, writes=False) as session:
         tasks, total = await service.list_tasks(
-            session, user_id=user_id, page=page, state=state, is_active=is_active
+            session, user_id=user_id, page=page, state=state, is_active=is_active, text=text
         )
         return Page[TaskRead].of(await read_tasks(session, tasks), total, page)
 
