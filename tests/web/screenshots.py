@@ -116,10 +116,10 @@ def capture(browser: Browser, s: Stage, ids: dict[str, str], size: str, scheme: 
     page.wait_for_selector("#test-result .alert")
     shoot(page, "settings-webhooks", variant)
     for path, name in (
-        ("/admin", "admin"),
-        ("/admin/users", "admin-users"),
-        ("/admin/errors", "admin-errors"),
-        ("/admin/runs", "admin-runs"),
+        ("/manage", "admin"),
+        ("/manage/users", "admin-users"),
+        ("/manage/errors", "admin-errors"),
+        ("/manage/runs", "admin-runs"),
     ):
         page.goto(s.base_url + path)
         shoot(page, name, variant)

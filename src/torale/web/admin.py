@@ -1,5 +1,6 @@
-"""Admin pages (admins only; anyone else gets the 404 of a page that does not exist): stats
-with executions per day, users with deactivate/activate, errors, schedules and runs."""
+"""Admin pages under /manage (the JSON admin API has /admin), for admins only: anyone else
+gets the 404 of a page that does not exist. Stats with executions per day, users with
+deactivate/activate, errors, schedules and runs."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _chart(days: list[tuple[str, int, int]]) -> dict[str, Any]:
     return {"bars": bars, "width": len(days) * BAR_STEP + 24, "height": CHART_HEIGHT, "top": top}
 
 
-@router.get("/admin")
+@router.get("/manage")
 async def overview(request: Request, viewer: AdminViewerDep) -> Response:
     rt = Runtime.of_request(request)
     now = datetime.now(UTC)
@@ -61,7 +62,7 @@ async def overview(request: Request, viewer: AdminViewerDep) -> Response:
     )
 
 
-@router.get("/admin/users")
+@router.get("/manage/users")
 async def users(request: Request, viewer: AdminViewerDep) -> Response:
     rt = Runtime.of_request(request)
     async with session_scope(rt.sessions, writes=False) as session:
@@ -78,21 +79,21 @@ async def users(request: Request, viewer: AdminViewerDep) -> Response:
     )
 
 
-@router.post("/admin/users/{user_id}/deactivate")
+@router.post("/manage/users/{user_id}/deactivate")
 async def deactivate(request: Request, viewer: AdminViewerDep, user_id: uuid.UUID) -> Response:
     await actions.deactivate_user(
         Runtime.of_request(request), user_id=user_id, actor_id=viewer.user.id
     )
-    return RedirectResponse("/admin/users", status_code=303)
+    return RedirectResponse("/manage/users", status_code=303)
 
 
-@router.post("/admin/users/{user_id}/activate")
+@router.post("/manage/users/{user_id}/activate")
 async def activate(request: Request, viewer: AdminViewerDep, user_id: uuid.UUID) -> Response:
     await actions.activate_user(Runtime.of_request(request), user_id=user_id)
-    return RedirectResponse("/admin/users", status_code=303)
+    return RedirectResponse("/manage/users", status_code=303)
 
 
-@router.get("/admin/errors")
+@router.get("/manage/errors")
 async def errors(request: Request, viewer: AdminViewerDep) -> Response:
     rt = Runtime.of_request(request)
     async with session_scope(rt.sessions, writes=False) as session:
@@ -106,7 +107,7 @@ async def errors(request: Request, viewer: AdminViewerDep) -> Response:
     )
 
 
-@router.get("/admin/runs")
+@router.get("/manage/runs")
 async def runs(request: Request, viewer: AdminViewerDep) -> Response:
     rt = Runtime.of_request(request)
     async with session_scope(rt.sessions, writes=False) as session:

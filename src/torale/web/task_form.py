@@ -112,7 +112,9 @@ class TaskForm:
         """Show a cron as the preset it is, when it is one."""
         minute, hour, day, month, weekday = cron.split()
         self.schedule_kind = "cron"
-        if (day, month, weekday) == ("*", "*", "*") and minute == "0" and hour.startswith("*/"):
+        if (day, month, weekday) == ("*", "*", "*") and minute == "0" and hour == "*":
+            self.schedule_kind, self.every_hours = "hours", "1"
+        elif (day, month, weekday) == ("*", "*", "*") and minute == "0" and hour.startswith("*/"):
             if hour[2:].isdigit() and int(hour[2:]) in HOUR_CHOICES:
                 self.schedule_kind, self.every_hours = "hours", hour[2:]
         elif (day, month) == ("*", "*") and minute.isdigit() and hour.isdigit():
