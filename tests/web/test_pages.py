@@ -250,13 +250,20 @@ async def test_every_page_renders_safely(
         "/settings/webhooks",
     ]
     for path in pages:
-        _assert_page_is_safe(await as_alice.get(path))
+        response = await as_alice.get(path)
+        _assert_page_is_safe(response)
+        # Every form carries this session's token (a form with an empty one could never post).
+        tokens = CSRF_RE.findall(response.text)
+        assert tokens, path
+        assert set(tokens) == {as_alice.csrf_token}, path
     _assert_page_is_safe(await anonymous.get("/signin"))
 
 
 async def test_admin_pages_for_admins_only(as_admin: Browserless, as_alice: Browserless) -> None:
     for path in ("/manage", "/manage/users", "/manage/errors", "/manage/runs"):
-        _assert_page_is_safe(await as_admin.get(path))
+        response = await as_admin.get(path)
+        _assert_page_is_safe(response)
+        assert set(CSRF_RE.findall(response.text)) == {as_admin.csrf_token}, path
         denied = await as_alice.get(path)
         assert denied.status_code == 404, path
     response = await as_alice.post(f"/manage/users/{as_admin.user.id}/deactivate")

@@ -223,6 +223,13 @@ async def task_page(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> 
     return render(request, "task.html", context)
 
 
+@router.get("/tasks/{task_id}/header")
+async def task_header(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    """The title, state and actions (refreshed when a run finishes: it may complete the task)."""
+    task = await _task(request, viewer, task_id)
+    return render(request, "fragments/task_header.html", {"task": task})
+
+
 @router.get("/tasks/{task_id}/history")
 async def task_history(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
     task = await _task(request, viewer, task_id)
