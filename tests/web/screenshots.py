@@ -79,6 +79,7 @@ def seed(s: Stage) -> dict[str, str]:
 
 def shoot(page: Page, name: str, variant: str) -> None:
     page.wait_for_load_state("networkidle")
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar at the top of the picture
     page.screenshot(path=str(OUT / f"{name}-{variant}.png"), full_page=True)
 
 
