@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from tests.conftest import ApiUser
 from tests.fakes import FakeSearxng, FakeWeb, WebhookReceiver, article_html
 from tests.web.conftest import CSRF_RE, Browserless, api_task, sign_in
 from torale.auth import signin_links
-from torale.db.models import WebSession
+from torale.db.models import Task, WebSession
 from torale.state import AppState
 
 pytestmark = pytest.mark.timeout(60)
@@ -508,6 +509,39 @@ async def test_edit_a_task(as_alice: Browserless, alice: ApiUser) -> None:
             "enabled": True,
         }
     ]
+
+
+async def test_channel_secrets_never_reach_a_page(
+    app: FastAPI, as_alice: Browserless, alice: ApiUser
+) -> None:
+    task = await api_task(
+        as_alice.client,
+        alice,
+        notifications=[
+            {"type": "apprise", "url": "tgram://123456:SECRETbottoken/987"},
+            {"type": "webhook", "url": "https://example.com/h", "headers": {"X-Key": "s3cret"}},
+        ],
+    )
+    for path in (f"/tasks/{task['id']}", f"/tasks/{task['id']}/edit", "/tasks"):
+        text = (await as_alice.get(path)).text
+        assert "SECRETbottoken" not in text, path
+        assert "s3cret" not in text, path
+    # Saving the edit form, masks and all, keeps the real secrets.
+    response = await as_alice.post(
+        f"/tasks/{task['id']}/edit",
+        TASK_FORM
+        | {"apprise": "tgram://********", "webhooks": "https://example.com/h", "emails": ""},
+    )
+    assert response.status_code == 303, response.text
+    async with _state(app).sessions() as session:
+        stored = await session.get(Task, uuid.UUID(task["id"]))
+        assert stored is not None
+        assert {c["type"]: c for c in stored.notifications}["apprise"]["url"] == (
+            "tgram://123456:SECRETbottoken/987"
+        )
+        assert {c["type"]: c for c in stored.notifications}["webhook"]["headers"] == {
+            "X-Key": "s3cret"
+        }
 
 
 async def test_another_users_task_is_a_404_everywhere(

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from torale import __version__
+from torale.notify.channels import mask_apprise_url
 from torale.web import assets, csrf, formatting
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -24,6 +25,7 @@ templates.env.filters.update(
     utc=formatting.utc_text,
     host=formatting.host,
     schedule=formatting.describe_schedule,
+    masked_apprise=mask_apprise_url,  # an Apprise URL carries its service's credentials
 )
 
 
