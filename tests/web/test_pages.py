@@ -623,8 +623,10 @@ async def test_tasks_list_filters_and_searches(as_alice: Browserless, alice: Api
     assert "Rust edition" in found.text
     assert "Marathon" not in found.text
     assert "<html" not in found.text  # the list only
-    none = await as_alice.get("/tasks", params={"q": "100%_"})
-    assert "No task matches" in none.text
+    # LIKE wildcards are searched for literally ("_" unescaped would match every task).
+    for wildcard in ("_", "%"):
+        none = await as_alice.get("/tasks", params={"q": wildcard})
+        assert "No task matches" in none.text, wildcard
 
 
 # --- settings ---------------------------------------------------------------------------------

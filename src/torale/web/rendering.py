@@ -18,6 +18,10 @@ templates.env.globals.update(
     asset=lambda name: assets.load().url(name),
     version=__version__,
     csrf_field=csrf.FIELD,
+    when=formatting.when,
+    verdict_of=formatting.verdict_of,
+    status_label=formatting.status_label,
+    dot=formatting.dot,
 )
 templates.env.filters.update(
     relative=formatting.relative,
