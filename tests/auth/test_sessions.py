@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from tests.conftest import ApiUser, create_test_user
+from tests.conftest import ApiUser, create_test_user, set_user_active
 from torale.admin import service as admin_service
 from torale.auth import sessions, signin_links
 from torale.config import Settings
@@ -159,6 +159,26 @@ async def test_a_signin_link_works_once(app: FastAPI, alice: ApiUser) -> None:
     assert await _redeem(app, token) == alice.id
     assert await _redeem(app, token) is None
     assert await _redeem(app, "not-a-token") is None
+
+
+async def test_a_deactivated_users_link_does_not_sign_in(app: FastAPI, alice: ApiUser) -> None:
+    token = await _link(app, alice.id)
+    await set_user_active(app, alice.id, False)
+    assert await _redeem(app, token) is None
+    await set_user_active(app, alice.id, True)
+    assert await _redeem(app, token) == alice.id  # not used up by the refused attempt
+
+
+async def test_old_links_are_removed_when_a_new_one_is_made(app: FastAPI, alice: ApiUser) -> None:
+    await _link(app, alice.id)
+    async with _state(app).sessions() as session:
+        await session.execute(
+            update(SignInLink).values(expires_at=datetime.now(UTC) - timedelta(days=2))
+        )
+        await session.commit()
+    await _link(app, alice.id)
+    async with _state(app).sessions() as session:
+        assert len(list(await session.scalars(select(SignInLink)))) == 1
 
 
 async def test_a_signin_link_expires_after_15_minutes(app: FastAPI, alice: ApiUser) -> None:

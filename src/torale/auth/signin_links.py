@@ -11,10 +11,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from torale.db.models import SignInLink
+from torale.db.models import SignInLink, User
 
 VALID_FOR = timedelta(minutes=15)
 
@@ -28,9 +28,11 @@ def link_url(base_url: str, token: str) -> str:
 
 
 async def create(session: AsyncSession, *, user_id: uuid.UUID, hashing_key: bytes) -> str:
-    """A new link's token for the user (shown once, stored hashed)."""
+    """A new link's token for the user (shown once, stored hashed). Links expired a day ago
+    or more are removed on the way."""
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
+    await session.execute(delete(SignInLink).where(SignInLink.expires_at < now - timedelta(days=1)))
     session.add(
         SignInLink(
             token_hash=hash_token(token, hashing_key),
@@ -44,8 +46,8 @@ async def create(session: AsyncSession, *, user_id: uuid.UUID, hashing_key: byte
 
 
 async def redeem(session: AsyncSession, *, token: str, hashing_key: bytes) -> uuid.UUID | None:
-    """Use the link: its user's id, or None when it is unknown, expired or used already.
-    One conditional UPDATE, so two concurrent uses cannot both succeed."""
+    """Use the link: its user's id, or None when it is unknown, expired or used already, or its
+    user is deactivated. One conditional UPDATE, so two concurrent uses cannot both succeed."""
     now = datetime.now(UTC)
     token_hash = hash_token(token, hashing_key)
     result = await session.execute(
@@ -54,6 +56,7 @@ async def redeem(session: AsyncSession, *, token: str, hashing_key: bytes) -> uu
             SignInLink.token_hash == token_hash,
             SignInLink.used_at.is_(None),
             SignInLink.expires_at > now,
+            SignInLink.user_id.in_(select(User.id).where(User.is_active.is_(True))),
         )
         .values(used_at=now)
     )
