@@ -187,9 +187,13 @@ async def test_htmx_requests_without_a_session_are_sent_to_signin(
     assert response.headers["HX-Redirect"] == "/signin?next=/tasks"
 
 
-async def test_a_session_cookie_does_not_authenticate_the_api(as_alice: Browserless) -> None:
+async def test_a_session_cookie_does_not_authenticate_the_api(
+    as_alice: Browserless, as_admin: Browserless
+) -> None:
     response = await as_alice.get("/api/v1/tasks")
     assert response.status_code == 401
+    assert (await as_alice.get("/auth/me")).status_code == 401
+    assert (await as_admin.get("/admin/stats")).status_code == 401
     response = await as_alice.client.post(
         "/api/v1/tasks",
         json={"search_query": "x"},
