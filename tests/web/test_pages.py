@@ -215,6 +215,23 @@ async def test_deactivation_ends_the_users_open_session(
     assert (await as_bob.get("/tasks")).status_code == 303  # ended, not just suspended
 
 
+async def test_an_unexpected_error_is_a_page_that_tells_nothing(
+    as_alice: Browserless, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from torale.tasks import actions
+
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr(actions, "list_tasks", broken)
+    response = await as_alice.get("/tasks")
+    assert response.status_code == 500
+    assert "text/html" in response.headers["content-type"]
+    assert "Something went wrong" in response.text
+    assert "internal detail" not in response.text
+    assert any("unhandled error on GET /tasks" in r.getMessage() for r in caplog.records)
+
+
 # --- pages, headers, assets -----------------------------------------------------------------
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)

@@ -1,8 +1,10 @@
 """The pages' route class: CSRF is checked before any state-changing handler runs, a missing
-session sends the browser to the sign-in page, and errors are pages, not JSON."""
+session sends the browser to the sign-in page, and errors are pages, not JSON (unexpected ones
+logged, as the API's handler logs them, and never shown)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
@@ -12,12 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
+from torale.db.engine import CommitOutcomeUnknownError, database_unavailable
 from torale.errors import ToraleError
 from torale.web import csrf
 from torale.web.rendering import is_htmx, render
 from torale.web.viewer import SignInRequiredError
 
+logger = logging.getLogger("torale.web")
 _TITLES = {
+    500: "Something went wrong",
     401: "Sign in again",
     403: "Not allowed",
     404: "Not found",
@@ -65,5 +70,19 @@ class WebRoute(APIRoute):
                 return error_page(request, 404, "There is no such page.")
             except ToraleError as exc:
                 return error_page(request, exc.status_code, exc.detail)
+            except CommitOutcomeUnknownError:
+                return error_page(request, 504, CommitOutcomeUnknownError.detail)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    logger.warning(
+                        "database unavailable on %s %s: %s", request.method, request.url.path, exc
+                    )
+                    return error_page(
+                        request, 503, "The database is unavailable; try again shortly."
+                    )
+                logger.exception("unhandled error on %s %s", request.method, request.url.path)
+                return error_page(
+                    request, 500, "Something went wrong on our side. It has been logged."
+                )
 
         return route
