@@ -23,8 +23,10 @@ from torale.executions import actions as run_actions
 from torale.executions.preview import PreviewRequest
 from torale.executions.schemas import ExecutionRead
 from torale.notify import service as notify_service
+from torale.pages import Page
 from torale.pagination import PageParams
 from torale.runtime import Runtime
+from torale.state import app_state
 from torale.statuses import ExecutionStatus, TaskState
 from torale.tasks import actions
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone
@@ -59,13 +61,23 @@ async def tasks_page(
     request: Request, viewer: ViewerDep, state: str = "", q: str = "", page: int = 1
 ) -> Response:
     wanted = TaskState(state) if state in {s.value for s in TaskState} else None
-    listing = await actions.list_tasks(
-        Runtime.of_request(request),
-        user_id=viewer.user.id,
-        page=PageParams(page=max(page, 1), limit=LIST_LIMIT),
-        state=wanted,
-        text=q.strip()[:200] or None,
-    )
+    rt = Runtime.of_request(request)
+    params = PageParams(page=max(page, 1), limit=LIST_LIMIT)
+    text = q.strip()[:200]
+    if text:
+        listing = await actions.list_tasks(
+            rt, user_id=viewer.user.id, page=params, state=wanted, text=text
+        )
+    else:  # the API's cached pages, current by the owner's tasks_version
+        body = await actions.list_tasks_body(
+            rt,
+            app_state(request).task_lists,
+            user_id=viewer.user.id,
+            tasks_version=viewer.user.tasks_version,
+            page=params,
+            state=wanted,
+        )
+        listing = Page[TaskRead].model_validate_json(body)
     context = {
         "tasks": listing.items,
         "total": listing.total,
