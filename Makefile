@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format install dev bench bench-engine bench-scheduler bench-memory clean
+.PHONY: serve test lint format install dev bench bench-engine bench-scheduler bench-memory bench-web screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,15 @@ bench-scheduler: dev
 ## Memory of one server process, idle and with 10,000 tasks.
 bench-memory: dev
 	$(BIN)/python bench/memory.py
+
+## Web pages (tasks list with 100 tasks, a task with 50 runs) against the JSON list route.
+bench-web: dev
+	$(BIN)/python bench/web.py
+
+## Screenshots of every page at 1280 and 375 px, light and dark, into docs/screenshots/ (needs
+## Debian's Chromium: apt-get install -y chromium).
+screenshots: dev
+	$(BIN)/python -m tests.web.screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -64,9 +64,9 @@ def _exists_as_path(span: str) -> bool:
         return (ROOT / name).is_dir() or any(p.is_dir() for p in SRC.rglob(name))
     if "/" not in span:
         return (ROOT / span).exists() or any(SRC.rglob(span))
+    if any((base / span).exists() for base in (ROOT, SRC, ROOT / "tests")):
+        return True
     path, _, symbol = span.partition(".")
-    if symbol in ("py", "md", "toml") or not symbol:
-        return any((base / span).exists() for base in (ROOT, SRC, ROOT / "tests"))
     module = next((m for m in SRC.rglob(path + ".py")), None)
     return module is not None and symbol in _module_names(module)
 

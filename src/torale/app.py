@@ -38,6 +38,7 @@ from torale.state import AppState
 from torale.tasks.list_cache import TaskListCache
 from torale.tasks.list_fast_path import CachedTaskListMiddleware
 from torale.tasks.router import router as tasks_router
+from torale.web import install_web
 
 DESCRIPTION = """\
 Torale watches the web for you: a task names a search query, a condition in plain language,
@@ -121,8 +122,9 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # /docs and /redoc come from the web package, with their scripts shipped in it.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.torale = state
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     app.include_router(metrics_router, responses=error_responses(401, 413))
     app.include_router(auth_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     app.include_router(admin_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
+    install_web(app)
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(CachedTaskListMiddleware, state=state)

@@ -57,6 +57,22 @@ class Settings(BaseSettings):
     migrate_on_start: bool = Field(
         default=True, description="`torale serve` brings the schema up to date before serving."
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The address people open Torale at (`https://torale.example.com`), used in "
+        "printed sign-in links; session cookies are `Secure` when it is https. Default: "
+        "`http://localhost:PORT`.",
+    )
+    session_idle_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="A browser session unused this long ends (sign in again).",
+    )
+    session_max_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        description="A browser session ends this long after sign-in, however active.",
+    )
     admin_email: str = Field(
         default="admin@localhost",
         description="Email of the admin user created on first start with an empty database.",
@@ -317,6 +333,13 @@ class Settings(BaseSettings):
         parts = filter(None, (p.strip() for p in self.allowed_networks.split(",")))
         return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("use a full URL starting with http:// or https://")
+        return value
+
     @model_validator(mode="after")
     def _check_identity_provider(self) -> Settings:
         if bool(self.jwt_issuer) != bool(self.jwt_jwks_url):
@@ -331,6 +354,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'torale.db'}"
+
+    @property
+    def public_base_url(self) -> str:
+        """Where people reach the server, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host in ("0.0.0.0", "127.0.0.1", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_base_url.startswith("https://")
 
     @property
     def is_sqlite(self) -> bool:

@@ -502,3 +502,21 @@ def test_an_unreachable_database_in_process(
     assert "TORALE_DATABASE_URL" in result.stderr
     assert result.stdout == ""
     assert not any(data_dir.glob("*.db"))  # no SQLite fallback behind the operator's back
+
+
+# --- torale signin-link ---------------------------------------------------------------------------
+
+
+def test_signin_link_for_a_user_and_not_for_a_stranger(sqlite: Backend) -> None:
+    new_key("--email", "link@example.com")
+    result = ok("signin-link", "--email", "link@example.com")
+    link = result.stdout.strip()
+    assert re.fullmatch(r"http://localhost:8000/signin\?token=[A-Za-z0-9_-]{43}", link), link
+    failed("signin-link", "--email", "nobody@example.com")
+
+
+def test_signin_link_uses_the_public_url(sqlite: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    new_key("--email", "link@example.com")
+    monkeypatch.setenv("TORALE_PUBLIC_URL", "https://torale.example.com")
+    link = ok("signin-link", "--email", "link@example.com").stdout.strip()
+    assert link.startswith("https://torale.example.com/signin?token=")

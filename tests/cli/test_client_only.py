@@ -60,7 +60,7 @@ def test_the_client_commands_work_without_the_server() -> None:
     listing = cli("--help")
     assert listing.returncode == 0, listing.stderr
     assert "Server (needs: pip install 'torale[server]')" in listing.stdout
-    for command in ("serve", "worker", "migrate", "keys", "users", "auth", "task"):
+    for command in ("serve", "worker", "migrate", "keys", "users", "signin-link", "auth", "task"):
         assert command in listing.stdout
     tasks = cli("task", "--help")
     assert tasks.returncode == 0, tasks.stderr
@@ -80,6 +80,7 @@ def test_the_client_commands_work_without_the_server() -> None:
         ["users", "list"],
         ["users", "promote", "a@example.com"],
         ["users", "demote", "a@example.com"],
+        ["signin-link", "--email", "a@example.com"],
     ],
     ids=lambda args: "-".join(a for a in args if not a.startswith("-") and "@" not in a),
 )

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from torale.auth import sessions as web_sessions
 from torale.db import locks
 from torale.db.models import ApiKey, Delivery, Execution, Task, User
 from torale.errors import ConflictError, NotFoundError
@@ -210,13 +211,15 @@ async def _user(session: AsyncSession, user_id: uuid.UUID) -> User:
 async def deactivate(
     session: AsyncSession, *, user_id: uuid.UUID, actor_id: uuid.UUID
 ) -> tuple[User, list[Task]]:
-    """The user can no longer authenticate; their active tasks are paused (with the reason).
+    """The user can no longer authenticate (their browser sessions end); their active tasks are
+    paused (with the reason).
     Returns the user and the tasks it paused."""
     if user_id == actor_id:
         raise ConflictError("You cannot deactivate your own account")
     await locks.lock_users(session, [user_id])  # first: see db.locks
     user = await _user(session, user_id)
     user.is_active = False
+    await web_sessions.end_all(session, user_id=user_id)  # signed out of every browser at once
     await session.flush()
     paused = await transitions.pause_for_deactivation(
         session, user_ids=[user_id], now=datetime.now(UTC)
@@ -241,3 +244,33 @@ async def activate(session: AsyncSession, *, user_id: uuid.UUID) -> tuple[User, 
     resumed = [t for t in paused if transitions.resume_paused_for(t, DEACTIVATED, now=now)]
     await session.flush()
     return user, resumed
+
+
+async def executions_per_day(
+    session: AsyncSession, *, now: datetime, days: int = 14
+) -> list[tuple[str, int, int]]:
+    """(YYYY-MM-DD, succeeded, failed) for each of the last `days` UTC days, oldest first,
+    days without runs included."""
+    start = (now.astimezone(UTC) - timedelta(days=days - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    if session.get_bind().dialect.name == "sqlite":
+        day_of = func.date(Execution.created_at)  # stored as UTC text
+    else:
+        day_of = func.date(func.timezone("UTC", Execution.created_at))
+    rows = await session.execute(
+        select(day_of, Execution.status, func.count())
+        .where(
+            Execution.created_at >= start,
+            Execution.status.in_((ExecutionStatus.SUCCESS, ExecutionStatus.FAILED)),
+        )
+        .group_by(day_of, Execution.status)
+    )
+    counts: dict[str, list[int]] = {
+        (start + timedelta(days=i)).date().isoformat(): [0, 0] for i in range(days)
+    }
+    for day_value, status, n in rows:
+        day = counts.get(str(day_value)[:10])
+        if day is not None:
+            day[0 if status == ExecutionStatus.SUCCESS else 1] += int(n)
+    return [(day, ok, failed) for day, (ok, failed) in counts.items()]

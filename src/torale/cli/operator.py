@@ -193,3 +193,32 @@ def demote(
 ) -> None:
     """Take the admin role away from a user."""
     _set_role(email, "user", user_id)
+
+
+def signin_link(
+    email: Annotated[str, typer.Option(help="The user's email (the user must exist).")],
+) -> None:
+    """Print a one-time browser sign-in link for a user (valid 15 minutes, single use)."""
+    with server_imports("signin-link"):
+        from torale.auth import service as auth_service
+        from torale.auth import signin_links
+        from torale.cli.database import open_session, run_db
+        from torale.config import Settings
+        from torale.errors import NotFoundError
+
+    settings = Settings()
+
+    async def work() -> str:
+        async with open_session(settings) as session:
+            user = await auth_service.get_user_by_email(session, email=email)
+            if user is None:
+                raise NotFoundError(f"No user with email {email} (create one: torale keys create)")
+            if not user.is_active:
+                raise NotFoundError(f"{email} is deactivated; activate the account first")
+            return await signin_links.create(
+                session, user_id=user.id, hashing_key=settings.hashing_key
+            )
+
+    token = run_db(settings, work)
+    err.print(f"Sign-in link for {email} (one use, valid 15 minutes):")
+    out.print(signin_links.link_url(settings.public_base_url, token), markup=False)

@@ -49,7 +49,9 @@ def operator_prefix(settings: Settings) -> tuple[str, str]:
     return prefix, note
 
 
-def print_bootstrap_key(email: str, key: str, base_url: str, settings: Settings) -> None:
+def print_bootstrap_key(
+    email: str, key: str, base_url: str, signin_url: str, settings: Settings
+) -> None:
     """The first-start banner: the key, and commands that work exactly as printed."""
     torale = torale_command()
     prefix, note = operator_prefix(settings)
@@ -58,6 +60,9 @@ def print_bootstrap_key(email: str, key: str, base_url: str, settings: Settings)
     out.print("It is shown only this once; store it now:")
     out.print()
     out.print(f"    {key}", markup=False)
+    out.print()
+    out.print("Open Torale in your browser (this link signs you in once, within 15 minutes):")
+    out.print(f"    {signin_url}", markup=False)
     out.print()
     out.print("Try it:", markup=False)
     out.print(f'    curl -H "Authorization: Bearer {key}" {base_url}/api/v1/tasks', markup=False)
@@ -130,6 +135,7 @@ def serve(
         import uvicorn
 
         from torale.auth import service as auth_service
+        from torale.auth import signin_links
         from torale.cli.database import open_session, run_db
         from torale.config import Settings
         from torale.logs import configure_logging
@@ -141,17 +147,24 @@ def serve(
         settings.port = port
     configure_logging(settings.log_level)
 
-    async def bootstrap() -> tuple[str, str] | None:
+    async def bootstrap() -> tuple[str, str, str] | None:
         async with open_session(settings) as session:
             made = await auth_service.bootstrap_admin(
                 session, email=settings.admin_email, hashing_key=settings.hashing_key
             )
-        return (made[0].email or settings.admin_email, made[1]) if made else None
+            if made is None:
+                return None
+            token = await signin_links.create(
+                session, user_id=made[0].id, hashing_key=settings.hashing_key
+            )
+        return made[0].email or settings.admin_email, made[1], token
 
     made = run_db(settings, bootstrap)
-    shown_host = "localhost" if settings.host in ("0.0.0.0", "127.0.0.1", "::") else settings.host  # noqa: S104
     if made:
-        print_bootstrap_key(made[0], made[1], f"http://{shown_host}:{settings.port}", settings)
+        base_url = settings.public_base_url
+        email, key, token = made
+        signin_url = signin_links.link_url(base_url, token)
+        print_bootstrap_key(email, key, base_url, signin_url, settings)
     _warn_about_the_model(settings)
 
     from torale.app import create_app
@@ -161,6 +174,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # uvicorn's loggers (the access log too) go through ours: one line each, `token=` redacted.
+        log_config=None,
         proxy_headers=False,
     )
 

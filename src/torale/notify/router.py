@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from torale.auth.deps import CurrentUser
 from torale.db.session import SessionDep
-from torale.errors import FieldValidationError
-from torale.net import OutboundPolicy
-from torale.notify import service
+from torale.notify import actions, service
 from torale.notify.channels import mask_apprise_url
 from torale.notify.schemas import (
     DeliveryAttemptRead,
@@ -22,7 +18,6 @@ from torale.notify.schemas import (
     WebhookTest,
     WebhookTestResult,
 )
-from torale.notify.validation import url_error
 from torale.pages import Page
 from torale.pagination import PageDep
 from torale.state import app_state
@@ -31,10 +26,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
 def _check(request: Request, url: str) -> None:
-    policy = OutboundPolicy.from_settings(app_state(request).settings, purpose="notifications")
-    refused = url_error(url, policy, ["body", "url"])
-    if refused:
-        raise FieldValidationError([refused])
+    actions.check_webhook_url(app_state(request).settings, url)
 
 
 @router.get(
@@ -85,32 +77,13 @@ async def rotate_secret(user: CurrentUser, session: SessionDep) -> WebhookConfig
 async def test_webhook(
     request: Request, body: WebhookTest, user: CurrentUser, session: SessionDep
 ) -> WebhookTestResult:
-    config = await service.webhook_config(session, user_id=user.id)
-    url = body.url or config.url
-    if not url:
-        raise FieldValidationError.single(
-            ["body", "url"], "Give a URL, or set one with PUT /api/v1/webhooks/config"
-        )
-    _check(request, url)
-    message_id = f"test_{uuid.uuid4().hex}"
-    event = {
-        "id": message_id,
-        "event_type": "webhook.test",
-        "created_at": datetime.now(UTC).isoformat(),
-        "api_version": "v1",
-        "data": {"message": "This is a test event from Torale."},
-    }
-    started = time.perf_counter()
-    result = await app_state(request).dispatcher.webhooks.post(
-        url, message_id, event, secret=config.secret, headers={}
-    )
-    return WebhookTestResult(
-        delivered=result.ok,
-        url=url,
-        webhook_id=message_id,
-        status_code=result.status_code,
-        error=result.error,
-        duration_ms=int((time.perf_counter() - started) * 1000),
+    state = app_state(request)
+    return await actions.send_test(
+        session,
+        settings=state.settings,
+        dispatcher=state.dispatcher,
+        user_id=user.id,
+        url=body.url,
     )
 
 

@@ -23,6 +23,7 @@ from torale.pagination import PageParams
 from torale.runtime import Runtime
 from torale.statuses import TaskState
 from torale.tasks import service
+from torale.tasks.list_cache import ListKey, TaskListCache
 from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 
 
@@ -82,13 +83,35 @@ async def list_tasks(
     page: PageParams,
     state: TaskState | None = None,
     is_active: bool | None = None,
+    text: str | None = None,
 ) -> Page[TaskRead]:
-    """Newest first."""
+    """Newest first; `text` narrows to tasks whose name, query or condition contains it."""
     async with session_scope(rt.sessions, writes=False) as session:
         tasks, total = await service.list_tasks(
-            session, user_id=user_id, page=page, state=state, is_active=is_active
+            session, user_id=user_id, page=page, state=state, is_active=is_active, text=text
         )
         return Page[TaskRead].of(await read_tasks(session, tasks), total, page)
+
+
+async def list_tasks_body(
+    rt: Runtime,
+    cache: TaskListCache,
+    *,
+    user_id: uuid.UUID,
+    tasks_version: int,
+    page: PageParams,
+    state: TaskState | None = None,
+    is_active: bool | None = None,
+) -> bytes:
+    """A page of `list_tasks` as JSON, from the cache while the owner's tasks_version (read at
+    authentication) says it is current; the API's list route and the tasks page use it."""
+    key = ListKey(user_id, tasks_version, page.page, page.limit, state, is_active)
+    body = cache.get(key)
+    if body is None:
+        listing = await list_tasks(rt, user_id=user_id, page=page, state=state, is_active=is_active)
+        body = listing.model_dump_json().encode()
+        cache.put(key, body)
+    return body
 
 
 async def update_task(

@@ -14,7 +14,6 @@ from torale.runtime import Runtime
 from torale.state import app_state
 from torale.statuses import TaskState
 from torale.tasks import actions
-from torale.tasks.list_cache import ListKey
 from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -43,19 +42,15 @@ async def list_tasks(
     state: Annotated[TaskState | None, Query(description="Only tasks in this state.")] = None,
     is_active: Annotated[bool | None, Query(description="Only active (or inactive) tasks.")] = None,
 ) -> Response:
-    app = app_state(request)
-    key = ListKey(user.id, user.tasks_version, page.page, page.limit, state, is_active)
-    body = app.task_lists.get(key)
-    if body is None:
-        listing = await actions.list_tasks(
-            Runtime.of_request(request),
-            user_id=user.id,
-            page=page,
-            state=state,
-            is_active=is_active,
-        )
-        body = listing.model_dump_json().encode()
-        app.task_lists.put(key, body)
+    body = await actions.list_tasks_body(
+        Runtime.of_request(request),
+        app_state(request).task_lists,
+        user_id=user.id,
+        tasks_version=user.tasks_version,
+        page=page,
+        state=state,
+        is_active=is_active,
+    )
     return Response(body, media_type="application/json")
 
 

@@ -195,8 +195,17 @@ async def list_tasks(
     page: PageParams,
     state: TaskState | None = None,
     is_active: bool | None = None,
+    text: str | None = None,
 ) -> tuple[list[Task], int]:
+    """Newest first; `text` matches name, query or condition (case-insensitive substring)."""
     statement = _owned(user_id)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(
+            Task.name.ilike(pattern, escape="\\")
+            | Task.search_query.ilike(pattern, escape="\\")
+            | Task.condition_description.ilike(pattern, escape="\\")
+        )
     if state is not None:
         statement = statement.where(Task.state == state)
     if is_active is True:

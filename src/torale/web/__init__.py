@@ -1,0 +1,17 @@
+"""The web app: server-rendered pages (Jinja2 + htmx) served by the same process as the API,
+calling the same actions and services. `install_web(app)` adds it to an app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from torale.web import admin, assets, docs, settings, signin, tasks
+from torale.web.headers import SecurityHeadersMiddleware
+
+
+def install_web(app: FastAPI) -> None:
+    """Pages, their assets, offline /docs and /redoc, and the security headers of every page.
+    The JSON API is unchanged: it never reads the session cookie."""
+    for module in (signin, tasks, settings, admin, assets, docs):
+        app.include_router(module.router)
+    app.add_middleware(SecurityHeadersMiddleware)

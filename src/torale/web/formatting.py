@@ -1,0 +1,121 @@
+"""How values read on a page: schedules in words, times relative to now, hosts of URLs."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from markupsafe import Markup
+
+_DAY_NAMES = list(calendar.day_name)  # Monday first
+_CRON_DAYS = {"0": "Sunday", "7": "Sunday"} | {
+    str(i + 1): name for i, name in enumerate(_DAY_NAMES[:6])
+}
+
+
+def _time(hour: str, minute: str) -> str:
+    return f"{int(hour):02d}:{int(minute):02d}"
+
+
+def describe_schedule(cron: str, timezone: str) -> str:
+    """A cron in words: "every day at 09:00 Europe/Berlin"; the cron itself when it has no
+    simple reading."""
+    fields = cron.split()
+    if len(fields) != 5:
+        return cron
+    minute, hour, day, month, weekday = fields
+    numeric = minute.isdigit() and hour.isdigit()
+    if (day, month) == ("*", "*"):
+        if numeric and weekday == "*":
+            return f"every day at {_time(hour, minute)} {timezone}"
+        if numeric and weekday in _CRON_DAYS:
+            return f"every {_CRON_DAYS[weekday]} at {_time(hour, minute)} {timezone}"
+        if numeric and weekday == "1-5":
+            return f"every weekday at {_time(hour, minute)} {timezone}"
+        if minute.isdigit() and weekday == "*":
+            if hour == "*":
+                return "every hour"
+            if hour.startswith("*/") and hour[2:].isdigit():
+                return f"every {int(hour[2:])} hours"
+        if minute.startswith("*/") and minute[2:].isdigit() and (hour, weekday) == ("*", "*"):
+            return f"every {int(minute[2:])} minutes"
+    return f"{cron} ({timezone})"
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} days"
+
+
+def relative(moment: datetime | None, now: datetime | None = None) -> str:
+    """ "5 min ago" / "in 3 h" / "just now"."""
+    if moment is None:
+        return "never"
+    delta = (moment - (now or datetime.now(UTC))).total_seconds()
+    if abs(delta) < 30:
+        return "just now"
+    return f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago"
+
+
+def iso(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else ""
+
+
+def utc_text(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+# --- helpers the templates call per row (Python functions: much cheaper than Jinja macros) ---
+
+_LABELS = {
+    "paused": "Paused",
+    "failed": "Failed",
+    "running": "Running",
+    "met": "Condition met",
+    "not-met": "Not met",
+    "new": "Not run yet",
+}
+
+
+def when(moment: datetime | None) -> Markup:
+    """A <time> with the moment relative to now; the exact time in its title (app.js shows it
+    in the viewer's zone)."""
+    if moment is None:
+        return Markup("never")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        iso(moment), utc_text(moment), relative(moment)
+    )
+
+
+def verdict_of(task: Any) -> str:
+    """What a task's dot says: paused, failed, running, met, not-met or new."""
+    run = task.last_execution
+    if task.state == "paused":
+        return "paused"
+    if run is not None and run.status == "failed":
+        return "failed"
+    if run is not None and run.status in ("pending", "running"):
+        return "running"
+    if task.condition_met or task.state == "completed":
+        return "met"
+    return "not-met" if run is not None else "new"
+
+
+def status_label(kind: str) -> str:
+    return _LABELS[kind]
+
+
+def dot(kind: str) -> Markup:
+    return Markup('<span class="dot dot-{}" aria-hidden="true"></span>').format(kind)

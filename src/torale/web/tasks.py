@@ -1,0 +1,320 @@
+"""Task pages: the list, new and edit (with live schedule and preview), the task page with its
+history, run now, pause/resume and delete. Every change goes through the same actions as the
+API (tasks.actions, executions.actions); nothing here decides a rule."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+
+from torale.db.engine import session_scope
+from torale.errors import (
+    FieldValidationError,
+    NotFoundError,
+    ToraleError,
+    validation_error_items,
+)
+from torale.executions import actions as run_actions
+from torale.executions.preview import PreviewRequest
+from torale.executions.schemas import ExecutionRead
+from torale.notify import service as notify_service
+from torale.pages import Page
+from torale.pagination import PageParams
+from torale.runtime import Runtime
+from torale.state import app_state
+from torale.statuses import ExecutionStatus, TaskState
+from torale.tasks import actions
+from torale.tasks.schedule import InvalidCronError, is_valid_timezone
+from torale.tasks.schemas import TaskRead
+from torale.web.rendering import is_htmx, render
+from torale.web.routing import WebRoute
+from torale.web.task_form import HOUR_CHOICES, NOTIFY_BEHAVIORS, WEEKDAYS, TaskForm, next_runs
+from torale.web.viewer import Viewer, ViewerDep
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+LIST_LIMIT = 50
+HISTORY_LIMIT = 20
+_FINISHED = (ExecutionStatus.SUCCESS, ExecutionStatus.FAILED)
+
+
+def _form_context(form: TaskForm, task: TaskRead | None = None) -> dict[str, Any]:
+    return {
+        "form": form,
+        "task": task,
+        "hour_choices": HOUR_CHOICES,
+        "weekdays": WEEKDAYS,
+        "behaviors": NOTIFY_BEHAVIORS,
+        "title": f"Edit {task.name}" if task else "New task",
+    }
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+
+@router.get("/tasks")
+async def tasks_page(
+    request: Request, viewer: ViewerDep, state: str = "", q: str = "", page: int = 1
+) -> Response:
+    wanted = TaskState(state) if state in {s.value for s in TaskState} else None
+    rt = Runtime.of_request(request)
+    params = PageParams(page=max(page, 1), limit=LIST_LIMIT)
+    text = q.strip()[:200]
+    if text:
+        listing = await actions.list_tasks(
+            rt, user_id=viewer.user.id, page=params, state=wanted, text=text
+        )
+    else:  # the API's cached pages, current by the owner's tasks_version
+        body = await actions.list_tasks_body(
+            rt,
+            app_state(request).task_lists,
+            user_id=viewer.user.id,
+            tasks_version=viewer.user.tasks_version,
+            page=params,
+            state=wanted,
+        )
+        listing = Page[TaskRead].model_validate_json(body)
+    context = {
+        "tasks": listing.items,
+        "total": listing.total,
+        "page": listing.page,
+        "pages": max(1, -(-listing.total // LIST_LIMIT)),
+        "state": wanted.value if wanted else "",
+        "q": q,
+        "states": [s.value for s in TaskState],
+        "title": "Tasks",
+    }
+    if is_htmx(request) and request.headers.get("hx-target") == "task-list":
+        return render(request, "fragments/task_list.html", context)
+    return render(request, "tasks.html", context)
+
+
+# --- new and edit -----------------------------------------------------------------------------
+
+
+@router.get("/tasks/new")
+async def new_task_page(request: Request, viewer: ViewerDep) -> Response:
+    return render(request, "task_form.html", _form_context(TaskForm()))
+
+
+@router.post("/tasks/new")
+async def create_task(request: Request, viewer: ViewerDep) -> Response:
+    form = TaskForm.from_form(await request.form())
+    data = form.create()
+    if data is not None:
+        try:
+            task = await actions.create_task(
+                Runtime.of_request(request), user_id=viewer.user.id, data=data
+            )
+        except FieldValidationError as exc:
+            form.refused(exc)
+        else:
+            return RedirectResponse(f"/tasks/{task.id}", status_code=303)
+    return render(request, "task_form.html", _form_context(form), status_code=422)
+
+
+async def _task(request: Request, viewer: Viewer, task_id: uuid.UUID) -> TaskRead:
+    return await actions.get_task(
+        Runtime.of_request(request), user_id=viewer.user.id, task_id=task_id
+    )
+
+
+@router.get("/tasks/{task_id}/edit")
+async def edit_task_page(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    task = await _task(request, viewer, task_id)
+    return render(request, "task_form.html", _form_context(TaskForm.from_task(task), task))
+
+
+@router.post("/tasks/{task_id}/edit")
+async def update_task(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    task = await _task(request, viewer, task_id)
+    form = TaskForm.from_form(await request.form(), original=task)
+    data = form.update()
+    if data is not None:
+        try:
+            await actions.update_task(
+                Runtime.of_request(request), user_id=viewer.user.id, task_id=task_id, data=data
+            )
+        except FieldValidationError as exc:
+            form.refused(exc)
+        else:
+            return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+    return render(request, "task_form.html", _form_context(form, task), status_code=422)
+
+
+@router.get("/tasks/schedule-preview")
+async def schedule_preview(request: Request, viewer: ViewerDep) -> Response:
+    """The next three run times of the schedule the form describes, as the user types."""
+    form = TaskForm.from_form(request.query_params)  # type: ignore[arg-type]
+    timezone = form.timezone.strip() or "UTC"
+    context: dict[str, Any] = {"timezone": timezone, "cron": form.schedule()}
+    if not is_valid_timezone(timezone):
+        context["error"] = "Unknown time zone (use a name such as Europe/Berlin)"
+    else:
+        try:
+            context["runs"] = next_runs(form.schedule(), timezone)
+        except InvalidCronError as exc:
+            context["error"] = str(exc)
+    return render(request, "fragments/next_runs.html", context)
+
+
+@router.post("/tasks/preview")
+async def preview(request: Request, viewer: ViewerDep) -> Response:
+    """Run the task as the form describes it, unsaved, and show the verdict with its sources."""
+    form = TaskForm.from_form(await request.form())
+    data = form.data()
+    context: dict[str, Any] = {}
+    try:
+        body = PreviewRequest.model_validate(
+            {
+                "search_query": data["search_query"],
+                "condition_description": data["condition_description"],
+                "urls": data["urls"],
+            }
+        )
+        context["result"] = await run_actions.preview(Runtime.of_request(request), data=body)
+    except ValidationError as exc:
+        form.add_errors(validation_error_items(exc.errors()))
+        context["errors"] = form.errors
+    except FieldValidationError as exc:
+        form.refused(exc)
+        context["errors"] = form.errors
+    except ToraleError as exc:
+        context["failure"] = exc.detail
+    return render(request, "fragments/preview.html", context)
+
+
+# --- one task ---------------------------------------------------------------------------------
+
+
+async def _deliveries(
+    request: Request, viewer: Viewer, task_id: uuid.UUID
+) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Each execution's notifications: channel, target and how its delivery went."""
+    rt = Runtime.of_request(request)
+    async with session_scope(rt.sessions, writes=False) as session:
+        rows, _ = await notify_service.list_attempts(
+            session, user_id=viewer.user.id, page=PageParams(page=1, limit=100), task_id=task_id
+        )
+    by_execution: dict[uuid.UUID, dict[uuid.UUID, dict[str, Any]]] = defaultdict(dict)
+    for attempt, delivery in rows:  # newest attempt first: the first seen is the latest
+        seen = by_execution[delivery.execution_id]
+        if delivery.id not in seen:
+            seen[delivery.id] = {
+                "channel": delivery.channel_type,
+                "status": str(delivery.status),
+                "attempts": delivery.attempts,
+                "status_code": attempt.status_code,
+                "error": attempt.error,
+            }
+    return {execution: list(found.values()) for execution, found in by_execution.items()}
+
+
+async def _history(request: Request, viewer: Viewer, task_id: uuid.UUID) -> dict[str, Any]:
+    runs = await run_actions.list_executions(
+        Runtime.of_request(request),
+        user_id=viewer.user.id,
+        task_id=task_id,
+        page=PageParams(page=1, limit=HISTORY_LIMIT),
+    )
+    return {
+        "runs": runs.items,
+        "runs_total": runs.total,
+        "deliveries": await _deliveries(request, viewer, task_id),
+    }
+
+
+@router.get("/tasks/{task_id}")
+async def task_page(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    task = await _task(request, viewer, task_id)
+    context = {"task": task, "title": task.name} | await _history(request, viewer, task_id)
+    return render(request, "task.html", context)
+
+
+@router.get("/tasks/{task_id}/header")
+async def task_header(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    """The title, state and actions (refreshed when a run finishes: it may complete the task)."""
+    task = await _task(request, viewer, task_id)
+    return render(request, "fragments/task_header.html", {"task": task})
+
+
+@router.get("/tasks/{task_id}/history")
+async def task_history(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    task = await _task(request, viewer, task_id)
+    context = {"task": task} | await _history(request, viewer, task_id)
+    return render(request, "fragments/history.html", context)
+
+
+def _run_fragment(request: Request, task: TaskRead, run: ExecutionRead) -> Response:
+    finished = run.status in _FINISHED
+    # When the run is done, the history (and the task's answer) refresh themselves.
+    headers = {"HX-Trigger": "run-finished"} if finished else None
+    return render(
+        request,
+        "fragments/run_status.html",
+        {"task": task, "run": run, "finished": finished},
+        headers=headers,
+    )
+
+
+@router.post("/tasks/{task_id}/run")
+async def run_now(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    rt = Runtime.of_request(request)
+    run = await run_actions.run_now(rt, user_id=viewer.user.id, task_id=task_id)
+    if not is_htmx(request):
+        return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+    return _run_fragment(request, await _task(request, viewer, task_id), run)
+
+
+@router.get("/tasks/{task_id}/runs/{execution_id}")
+async def run_status(
+    request: Request, viewer: ViewerDep, task_id: uuid.UUID, execution_id: uuid.UUID
+) -> Response:
+    task = await _task(request, viewer, task_id)  # 404 for another user's
+    runs = await run_actions.list_executions(
+        Runtime.of_request(request),
+        user_id=viewer.user.id,
+        task_id=task_id,
+        page=PageParams(page=1, limit=HISTORY_LIMIT),
+    )
+    run = next((r for r in runs.items if r.id == execution_id), None)
+    if run is None:
+        raise NotFoundError("That run is not in this task's recent history")
+    return _run_fragment(request, task, run)
+
+
+async def _set_state(request: Request, viewer: Viewer, task_id: uuid.UUID, pause: bool) -> Response:
+    rt = Runtime.of_request(request)
+    change = actions.pause_task if pause else actions.resume_task
+    task = await change(rt, user_id=viewer.user.id, task_id=task_id)
+    if is_htmx(request):
+        return render(request, "fragments/task_header.html", {"task": task})
+    return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+
+
+@router.post("/tasks/{task_id}/pause")
+async def pause(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    return await _set_state(request, viewer, task_id, pause=True)
+
+
+@router.post("/tasks/{task_id}/resume")
+async def resume(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    return await _set_state(request, viewer, task_id, pause=False)
+
+
+@router.get("/tasks/{task_id}/delete")
+async def confirm_delete(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    task = await _task(request, viewer, task_id)
+    return render(request, "task_delete.html", {"task": task, "title": f"Delete {task.name}"})
+
+
+@router.post("/tasks/{task_id}/delete")
+async def delete(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
+    await actions.delete_task(Runtime.of_request(request), user_id=viewer.user.id, task_id=task_id)
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": "/tasks"})
+    return RedirectResponse("/tasks", status_code=303)

@@ -1,0 +1,71 @@
+"""Who is looking at a page: the signed-in user of the browser's session cookie.
+
+The JSON API never reads this cookie (it takes `Authorization: Bearer` only), so a page of
+another site cannot use a signed-in browser against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from torale.auth import sessions
+from torale.auth.lookup import AuthenticatedUser
+from torale.db.engine import session_scope
+from torale.errors import NotFoundError
+from torale.state import app_state
+from torale.web import csrf
+
+
+class SignInRequiredError(Exception):
+    """No live session: the page redirects to the sign-in page."""
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user: AuthenticatedUser
+    session_token: str
+    csrf_token: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.role == "admin"
+
+
+async def current_viewer(request: Request) -> Viewer | None:
+    token = request.cookies.get(sessions.COOKIE_NAME)
+    if not token:
+        return None
+    state = app_state(request)
+    policy = sessions.SessionPolicy.from_settings(state.settings)
+    async with session_scope(state.sessions, writes=False) as session:
+        found = await sessions.find(
+            session, token=token, hashing_key=state.hashing_key, policy=policy
+        )
+    if found is None:
+        return None
+    if found.needs_touch:
+        async with session_scope(state.sessions, state.write_lock) as session:
+            await sessions.touch(session, id_hash=found.session.id_hash)
+    user = AuthenticatedUser.from_user(found.user)
+    return Viewer(user, token, csrf.token_for(token, state.hashing_key))
+
+
+async def require_viewer(request: Request) -> Viewer:
+    viewer = await current_viewer(request)
+    if viewer is None:
+        raise SignInRequiredError
+    request.state.viewer = viewer
+    return viewer
+
+
+async def require_admin(viewer: Annotated[Viewer, Depends(require_viewer)]) -> Viewer:
+    if not viewer.is_admin:
+        raise NotFoundError("Page not found")  # as if the admin pages did not exist
+    return viewer
+
+
+ViewerDep = Annotated[Viewer, Depends(require_viewer)]
+AdminViewerDep = Annotated[Viewer, Depends(require_admin)]

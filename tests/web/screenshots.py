@@ -1,0 +1,161 @@
+"""`make screenshots`: every page of the web app at 1280 px and 375 px, light and dark, into
+docs/screenshots/. Runs a real `torale serve` against local fakes (tests/web/stage.py) and
+Debian's Chromium (TORALE_TEST_CHROMIUM, default /usr/bin/chromium)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.web.stage import CHROMIUM, MET, Stage, stage
+
+OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+WIDTHS = {"desktop": (1280, 860), "phone": (375, 780)}
+
+
+def seed(s: Stage) -> dict[str, str]:
+    """Tasks with history for the admin; returns ids by name."""
+    key = s.admin_key
+    newsroom = s.publish(
+        "/newsroom/iphone", "Apple Newsroom", "Apple announced the iPhone 18 for September 9."
+    )
+    blog = s.publish("/blog/rust", "Rust Blog", "The team has not set a date for the next edition.")
+    s.search.set_results(
+        "iphone",
+        [(newsroom, "Apple announces iPhone 18", "The iPhone 18 arrives September 9.")],
+    )
+    s.search.set_results("rust", [(blog, "Rust Blog", "Planning the next edition")])
+    s.search.set_results(None, [(blog, "Rust Blog", "Planning")])
+    ids: dict[str, str] = {}
+    specs = [
+        (
+            "iPhone 18 release date",
+            "next iPhone release date",
+            "Apple has announced the date",
+            "0 9 * * *",
+        ),
+        ("Rust 2027 edition", "rust 2027 edition", "The release date is announced", "0 */6 * * *"),
+        (
+            "Berlin marathon entries",
+            "berlin marathon registration",
+            "Registration is open",
+            "30 8 * * 1",
+        ),
+        (
+            "Status page incidents",
+            "status example incident",
+            "There is an open incident",
+            "0 * * * *",
+        ),
+    ]
+    for name, query, condition, cron in specs:
+        task = s.api(
+            key,
+            "POST",
+            "/api/v1/tasks",
+            {
+                "name": name,
+                "search_query": query,
+                "condition_description": condition,
+                "schedule": cron,
+                "timezone": "Europe/Berlin",
+                "notify_behavior": "track_state",
+                "notifications": [{"type": "webhook", "url": s.receiver.url + "/hook"}],
+            },
+        )
+        ids[name] = task["id"]
+    for name in ("iPhone 18 release date", "Rust 2027 edition", "Rust 2027 edition"):
+        s.api(key, "POST", f"/api/v1/tasks/{ids[name]}/execute?wait=true")
+    s.model.fail_next(1, status=500)
+    s.api(key, "POST", f"/api/v1/tasks/{ids['Status page incidents']}/execute?wait=true")
+    s.api(key, "PATCH", f"/api/v1/tasks/{ids['Berlin marathon entries']}", {"state": "paused"})
+    s.api(key, "PUT", "/api/v1/webhooks/config", {"url": s.receiver.url + "/all"})
+    s.new_user("dana@example.com")
+    return ids
+
+
+def shoot(page: Page, name: str, variant: str) -> None:
+    page.wait_for_load_state("networkidle")
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar at the top of the picture
+    page.screenshot(path=str(OUT / f"{name}-{variant}.png"), full_page=True)
+
+
+def capture(browser: Browser, s: Stage, ids: dict[str, str], size: str, scheme: str) -> None:
+    width, height = WIDTHS[size]
+    variant = f"{width}" + ("-dark" if scheme == "dark" else "")
+    context = browser.new_context(
+        viewport={"width": width, "height": height},
+        color_scheme=scheme,  # type: ignore[arg-type]
+        timezone_id="Europe/Berlin",
+        locale="en-GB",
+    )
+    page = context.new_page()
+    page.goto(s.base_url + "/signin")
+    shoot(page, "signin", variant)
+    page.fill("#api_key", s.admin_key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/tasks")
+    shoot(page, "tasks", variant)
+    page.goto(s.base_url + "/tasks/new")
+    page.fill("#search_query", "next iPhone release date")
+    page.fill("#condition_description", "Apple has announced the date")
+    page.click("label[for=kind-weekly]")
+    page.click("button:has-text('Preview')")
+    page.wait_for_selector(".verdict")
+    shoot(page, "task-new", variant)
+    page.goto(s.base_url + f"/tasks/{ids['iPhone 18 release date']}")
+    shoot(page, "task", variant)
+    page.goto(s.base_url + "/settings/api-keys")
+    page.fill("#key-name", "laptop")
+    page.click("button:has-text('Create key')")
+    shoot(page, "settings-api-keys", variant)
+    page.goto(s.base_url + "/settings/webhooks")
+    page.click("button:has-text('Send test')")
+    page.wait_for_selector("#test-result .alert")
+    shoot(page, "settings-webhooks", variant)
+    for path, name in (
+        ("/manage", "admin"),
+        ("/manage/users", "admin-users"),
+        ("/manage/errors", "admin-errors"),
+        ("/manage/runs", "admin-runs"),
+    ):
+        page.goto(s.base_url + path)
+        shoot(page, name, variant)
+    context.close()
+    # A new user's first page: the empty state.
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)  # type: ignore[arg-type]
+    page = context.new_page()
+    page.goto(s.link_for("dana@example.com"))
+    shoot(page, "tasks-empty", variant)
+    context.close()
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, stage(Path(tmp) / "data") as s:
+        s.answer(
+            [("iPhone", MET)],
+            MET
+            | {
+                "condition_met": False,
+                "answer": "No date yet: the Rust team is still planning the edition.",
+            },
+        )
+        ids = seed(s)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+            )
+            for size in ("desktop", "phone"):
+                for scheme in ("light", "dark"):
+                    capture(browser, s, ids, size, scheme)
+            browser.close()
+    print(f"screenshots written to {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
