@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from torale.engine.search.base import SearchProviderName
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -105,7 +107,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, description="API key for `TORALE_OPENAI_BASE_URL`, if it needs one."
     )
-    search_provider: Literal["searxng", "duckduckgo", "tavily", "brave", "none"] = Field(
+    search_provider: SearchProviderName = Field(
         default="duckduckgo",
         description="Web search: `duckduckgo` (no key), `searxng` (with TORALE_SEARXNG_URL), "
         "`tavily`, `brave` (with their keys), or `none` (read only each task's `urls`).",
@@ -338,7 +340,3 @@ class Settings(BaseSettings):
             finally:
                 tmp.unlink()
         return path.read_text().strip().encode()
-
-
-def get_settings() -> Settings:
-    return Settings()

@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from torale.db.engine import CommitOutcomeUnknownError, database_unavailable
+from torale.retry_after import retry_after_header
 
 logger = logging.getLogger("torale.errors")
 
@@ -182,7 +183,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             {"detail": "The database is unavailable; try again shortly"},
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": retry_after_header(5)},
         )
     return await _unexpected_error(request, exc)
 

@@ -14,7 +14,8 @@ from torale.auth.keys import hash_api_key, looks_like_api_key
 from torale.auth.lookup import AuthenticatedUser
 from torale.db.engine import session_scope
 from torale.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
-from torale.middleware import RATE_LIMIT_STATE_KEY
+from torale.retry_after import retry_after_header
+from torale.scope_state import RATE_LIMIT_HEADERS, scope_state
 from torale.state import app_state
 
 _SCHEME_DOC = "An API key (`sk_…`) or a token from the configured identity provider."
@@ -71,11 +72,11 @@ async def _enforce(request: Request, principal: Principal) -> Principal:
     )
     result = await app_state(request).rate_limiter.hit(identity)
     if result is not None:
-        request.scope.setdefault("state", {})[RATE_LIMIT_STATE_KEY] = result.headers()
+        scope_state(request.scope)[RATE_LIMIT_HEADERS] = result.headers()
         if not result.allowed:
             raise RateLimitedError(
                 f"Rate limit exceeded: {result.exceeded}",
-                headers={"Retry-After": str(result.retry_after)},
+                headers={"Retry-After": retry_after_header(result.retry_after)},
             )
     return principal
 

@@ -65,12 +65,7 @@ async def create_api_key(
 @router.get("/api-keys", summary="List your API keys (revoked ones too)")
 async def list_api_keys(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[ApiKeyRead]:
     keys, total = await service.list_api_keys(session, user_id=user.id, page=page)
-    return Page(
-        items=[ApiKeyRead.model_validate(key) for key in keys],
-        total=total,
-        page=page.page,
-        limit=page.limit,
-    )
+    return Page.of([ApiKeyRead.model_validate(key) for key in keys], total, page)
 
 
 @router.delete(

@@ -23,7 +23,8 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from torale.auth.keys import hash_api_key, looks_like_api_key
-from torale.metrics import ROUTE_STATE_KEY
+from torale.retry_after import retry_after_header
+from torale.scope_state import ROUTE_TEMPLATE, scope_state
 from torale.state import AppState
 from torale.tasks.list_cache import ListKey
 
@@ -101,7 +102,7 @@ class CachedTaskListMiddleware:
             return False
 
         # A hit: from here on the request is ours, counted once.
-        scope.setdefault("state", {})[ROUTE_STATE_KEY] = LIST_PATH
+        scope_state(scope)[ROUTE_TEMPLATE] = LIST_PATH
         state.key_usage.record(owner.key_id)
         status = 200
         headers = [(b"content-type", b"application/json")]
@@ -111,7 +112,7 @@ class CachedTaskListMiddleware:
             if not result.allowed:
                 status = 429
                 body = json.dumps({"detail": f"Rate limit exceeded: {result.exceeded}"}).encode()
-                headers.append((b"retry-after", str(result.retry_after).encode()))
+                headers.append((b"retry-after", retry_after_header(result.retry_after).encode()))
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

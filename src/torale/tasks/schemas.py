@@ -19,13 +19,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from torale.engine.search.base import SearchProviderName
 from torale.executions.schemas import ExecutionRead
 from torale.notify.channels import NotificationChannel
 from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
 
 NotifyBehavior = Literal["once", "always", "track_state"]
-SearchProvider = Literal["searxng", "duckduckgo", "tavily", "brave", "none"]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
@@ -64,7 +64,7 @@ class TaskConfig(BaseModel):
         description="Model for this task (any name the model library knows, "
         "e.g. `openai:gpt-4o-mini`); default: the server's `TORALE_MODEL`.",
     )
-    search_provider: SearchProvider | None = Field(
+    search_provider: SearchProviderName | None = Field(
         default=None,
         description="Search provider for this task; default: the server's. `none` reads only "
         "the task's urls (then at least one is required).",
