@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
 
 from fastapi import FastAPI
 
@@ -16,8 +17,6 @@ from torale.auth.lookup import KeyLookup
 from torale.auth.router import router as auth_router
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
-from torale.db.engine import create_engine, create_sessionmaker
-from torale.engine.run import Engine
 from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
 from torale.health import router as health_router
@@ -28,10 +27,9 @@ from torale.middleware import (
     RateLimitHeadersMiddleware,
     TrailingSlashMiddleware,
 )
-from torale.notify.dispatcher import Dispatcher
 from torale.notify.router import router as webhooks_router
 from torale.ratelimit import RateLimiter
-from torale.scheduling.factory import build_scheduler
+from torale.services import Services, build_services
 from torale.state import AppState
 from torale.tasks.list_cache import TaskListCache
 from torale.tasks.list_fast_path import CachedTaskListMiddleware
@@ -49,41 +47,31 @@ running out; past a limit the answer is 429 with `Retry-After`.
 """
 
 
-def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
-    engine = create_engine(
-        settings.effective_database_url, timeout=settings.database_timeout_seconds
+def _jwt_verifier(settings: Settings) -> JWTVerifier | None:
+    if not settings.jwt_enabled:
+        return None
+    assert settings.jwt_issuer
+    assert settings.jwt_jwks_url
+    return JWTVerifier(
+        issuer=settings.jwt_issuer,
+        jwks_url=settings.jwt_jwks_url,
+        audience=settings.jwt_audience,
+        cache_seconds=settings.jwks_cache_seconds,
     )
-    sessions = create_sessionmaker(engine)
-    write_lock = asyncio.Lock() if settings.is_sqlite else None
-    runner = Engine.build(settings, sessions, write_lock)
-    dispatcher = Dispatcher(settings, sessions, write_lock)
-    runner.on_queued = dispatcher.wake
-    jwt = None
-    if settings.jwt_enabled:
-        assert settings.jwt_issuer
-        assert settings.jwt_jwks_url
-        jwt = JWTVerifier(
-            issuer=settings.jwt_issuer,
-            jwks_url=settings.jwt_jwks_url,
-            audience=settings.jwt_audience,
-            cache_seconds=settings.jwks_cache_seconds,
-        )
+
+
+def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
+    """The API process's state: the background services and the web parts on them."""
+    services = build_services(settings, dispatch=dispatch)
     return AppState(
-        settings=settings,
-        engine=engine,
-        key_lookup=KeyLookup(engine),
-        task_lists=TaskListCache(settings.task_list_cache_bytes),
-        write_lock=write_lock,
-        metrics=Metrics(),
-        run_engine=runner,
-        scheduler=build_scheduler(settings, runner, dispatch=dispatch),
-        dispatcher=dispatcher,
-        dispatch=dispatch,
-        sessions=sessions,
+        **{field.name: getattr(services, field.name) for field in fields(Services)},
         rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         key_usage=KeyUsageRecorder(),
-        jwt=jwt,
+        jwt=_jwt_verifier(settings),
         hashing_key=settings.hashing_key,
+        key_lookup=KeyLookup(services.database),
+        task_lists=TaskListCache(settings.task_list_cache_bytes),
+        metrics=Metrics(),
     )
 
 
@@ -107,10 +95,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            await state.run_engine.close()
-            await state.rate_limiter.close()
-            state.key_lookup.close()
-            await state.engine.dispose()
+            await state.close()
 
     app = FastAPI(
         title="Torale API",
