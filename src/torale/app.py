@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from torale import __version__
 from torale.admin.router import router as admin_router
+from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
 from torale.auth.lookup import KeyLookup
 from torale.auth.router import router as auth_router
@@ -43,7 +44,8 @@ Errors are `{"detail": "message"}`; validation errors (422) are
 `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`. Lists take `?page=&limit=` and
 answer `{"items", "total", "page", "limit"}`, newest first. Authenticated responses carry
 `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` for the window closest to
-running out; past a limit the answer is 429 with `Retry-After`.
+running out; past a limit the answer is 429 with `Retry-After`. Limits are per user (all of a
+user's keys share them); failed authentication is throttled per client address.
 """
 
 
@@ -63,15 +65,31 @@ def _jwt_verifier(settings: Settings) -> JWTVerifier | None:
 def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
     """The API process's state: the background services and the web parts on them."""
     services = build_services(settings, dispatch=dispatch)
+    rate_limiter = RateLimiter(
+        settings.rate_limits, settings.redis_url, failure_spec=settings.auth_failure_limits
+    )
+    key_usage = KeyUsageRecorder()
+    jwt = _jwt_verifier(settings)
+    key_lookup = KeyLookup(services.database)
     return AppState(
         **{field.name: getattr(services, field.name) for field in fields(Services)},
-        rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
-        key_usage=KeyUsageRecorder(),
-        jwt=_jwt_verifier(settings),
+        rate_limiter=rate_limiter,
+        key_usage=key_usage,
+        jwt=jwt,
         hashing_key=settings.hashing_key,
-        key_lookup=KeyLookup(services.database),
+        key_lookup=key_lookup,
         task_lists=TaskListCache(settings.task_list_cache_bytes),
         metrics=Metrics(),
+        authenticator=Authenticator(
+            key_lookup=key_lookup,
+            hashing_key=settings.hashing_key,
+            key_usage=key_usage,
+            rate_limiter=rate_limiter,
+            jwt=jwt,
+            role_claim=settings.jwt_role_claim,
+            sessions=services.sessions,
+            write_lock=services.write_lock,
+        ),
     )
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
 from torale.auth.lookup import KeyLookup
 from torale.auth.usage import KeyUsageRecorder
@@ -27,6 +28,7 @@ class AppState(Services):
     key_lookup: KeyLookup
     task_lists: TaskListCache
     metrics: Metrics
+    authenticator: Authenticator  # on the parts above
 
     async def close(self) -> None:
         await self.rate_limiter.close()

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Request
 
 from torale.auth import service
-from torale.auth.deps import ClaimsDep, CurrentUser, enforce_for
+from torale.auth.deps import ClaimsDep, CurrentUser, admit
 from torale.auth.lookup import AuthenticatedUser
 from torale.auth.schemas import (
     ApiKeyCreate,
@@ -38,7 +38,7 @@ async def sync_user(request: Request, session: SessionDep, claims: ClaimsDep) ->
         claims=dict(claims),
         path=app_state(request).settings.jwt_role_claim,
     )
-    await enforce_for(request, AuthenticatedUser.from_user(user))
+    await admit(request, AuthenticatedUser.from_user(user))
     return SyncUserResponse(user=UserRead.model_validate(user), created=created)
 
 
