@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from torale.db.engine import CommitOutcomeUnknownError, database_unavailable
+from torale.db.database import CommitOutcomeUnknownError, database_unavailable
 from torale.retry_after import retry_after_header
 
 logger = logging.getLogger("torale.errors")

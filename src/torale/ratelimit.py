@@ -65,14 +65,11 @@ class RateLimitResult:
     exceeded: RateLimitItem | None = None
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """`X-RateLimit-*` as ASGI header pairs."""
-        return [(name.lower().encode(), value.encode()) for name, value in self._headers()]
-
-    def _headers(self) -> list[tuple[str, str]]:
+        """`X-RateLimit-*` as ASGI header pairs (built on every request: kept direct)."""
         return [
-            ("X-RateLimit-Limit", str(self.limit)),
-            ("X-RateLimit-Remaining", str(self.remaining)),
-            ("X-RateLimit-Reset", str(math.ceil(self.reset))),
+            (b"x-ratelimit-limit", str(self.limit).encode()),
+            (b"x-ratelimit-remaining", str(self.remaining).encode()),
+            (b"x-ratelimit-reset", str(math.ceil(self.reset)).encode()),
         ]
 
     @property
@@ -83,8 +80,9 @@ class RateLimitResult:
     def refusal(self) -> RateLimitedError:
         """The 429 of a request over its budget: the documented body, `Retry-After` and the
         `X-RateLimit-*` headers."""
-        headers = dict(self._headers())
-        headers["Retry-After"] = retry_after_header(self.retry_after)
+        # Header names are case-insensitive (and sent in lower case, as ASGI has them).
+        headers = {name.decode(): value.decode() for name, value in self.raw_headers()}
+        headers["retry-after"] = retry_after_header(self.retry_after)
         return RateLimitedError(f"Rate limit exceeded: {self.exceeded}", headers=headers)
 
     def failure_refusal(self) -> RateLimitedError:
@@ -175,14 +173,27 @@ class RateLimiter:
         # Addresses seen past their failure budget, until their window ends (Unix time).
         self._blocked: dict[str, RateLimitResult] = {}
 
-    async def hit(self, identity: str) -> RateLimitResult | None:
-        """Count one request. None when the counter store is unreachable (the request passes)."""
-        return await self._count(identity, self.items)
+    async def hit(
+        self, identity: str, items: list[RateLimitItem] | None = None
+    ) -> RateLimitResult | None:
+        """Count one request against `items` (the request windows by default). None when the
+        counter store is unreachable (the request passes)."""
+        if not self.breaker.allows():
+            return None  # fail open at once: Redis failed a moment ago
+        try:
+            return await self._hit(identity, items or self.items)
+        except StorageError:
+            # Fail open: an unreachable Redis must not take the API down with it.
+            self.breaker.failed()
+            return None
+
+    @property
+    def blocking(self) -> bool:
+        """Whether this process refuses any address (past its failure budget) right now."""
+        return bool(self._blocked)
 
     def blocked(self, identity: str) -> RateLimitResult | None:
         """The exhausted failure budget of `identity`, if this process saw it go past; no I/O."""
-        if not self._blocked:
-            return None
         result = self._blocked.get(identity)
         if result is not None and result.reset <= time.time():
             del self._blocked[identity]
@@ -191,7 +202,7 @@ class RateLimiter:
 
     async def hit_failure(self, identity: str) -> RateLimitResult | None:
         """Count one failed authentication; the result tells whether the budget is exhausted."""
-        result = await self._count("auth-failure:" + identity, self.failure_items)
+        result = await self.hit("auth-failure:" + identity, self.failure_items)
         if result is not None and not result.allowed:
             if len(self._blocked) >= _MAX_BLOCKED:
                 now = time.time()
@@ -200,16 +211,6 @@ class RateLimiter:
                     del self._blocked[next(iter(self._blocked))]  # the oldest
             self._blocked[identity] = result
         return result
-
-    async def _count(self, identity: str, items: list[RateLimitItem]) -> RateLimitResult | None:
-        if not self.breaker.allows():
-            return None  # fail open at once: Redis failed a moment ago
-        try:
-            return await self._hit(identity, items)
-        except StorageError:
-            # Fail open: an unreachable Redis must not take the API down with it.
-            self.breaker.failed()
-            return None
 
     async def _hit(self, identity: str, items: list[RateLimitItem]) -> RateLimitResult:
         tightest: tuple[int, RateLimitItem, str] | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from torale.config import Settings
-from torale.db.engine import create_engine, create_sessionmaker
+from torale.db.database import create_engine, create_sessionmaker
 from torale.engine.run import Engine
 from torale.notify.dispatcher import Dispatcher
 from torale.scheduling.base import Scheduler

@@ -62,7 +62,7 @@ from tests.fakes import (
 )
 from tests.scheduling.conftest import temporal_binary
 from torale.config import Settings
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Delivery, Execution, Task
 from torale.scheduling.temporal.scheduler import schedule_id
 from torale.scheduling.temporal.workflows import WORKFLOW_NAME

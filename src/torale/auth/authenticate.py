@@ -24,8 +24,7 @@ import asyncio
 import functools
 import ipaddress
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Scope
@@ -35,21 +34,21 @@ from torale.auth.jwt import JWTVerifier
 from torale.auth.keys import hash_api_key, looks_like_api_key
 from torale.auth.lookup import AuthenticatedUser, KeyLookup
 from torale.auth.usage import KeyUsageRecorder
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.errors import AuthenticationError, PermissionDeniedError
 from torale.ratelimit import RateLimiter
 
 MISSING_CREDENTIALS = "Missing credentials: send `Authorization: Bearer <API key>`"
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+# Tuples: made on every request, and a tuple is made several times faster than a frozen
+# dataclass.
+class Caller(NamedTuple):
     user: AuthenticatedUser
     api_key_id: uuid.UUID | None  # None for identity-provider tokens
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """An admitted request: its caller and the `X-RateLimit-*` headers for its response (none
     while the counter store is unreachable)."""
 
@@ -142,6 +141,8 @@ class Authenticator:
 
     def check_client(self, client: str | None) -> None:
         """429 for an address past its budget of failed attempts."""
+        if not self.rate_limiter.blocking:
+            return  # no address is refused in this process: the common case, no work
         identity = client_identity(client)
         refused = self.rate_limiter.blocked(identity) if identity is not None else None
         if refused is not None:

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Delivery, DeliveryAttempt, Task, User, WebhookConfig
 from torale.net import OutboundPolicy
 from torale.notify.apprise_sender import AppriseSender

@@ -19,7 +19,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Task
 from torale.engine.run import Engine, run_execution
 from torale.executions import lifecycle
