@@ -10,7 +10,6 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +21,26 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import delete
 
+from tests.fixtures.services import (
+    IN_CI,
+    POSTGRES_ADMIN_URL,
+    REDIS_URL,
+    TEST_SECRET,
+    require_service,
+)
+from tests.fixtures.users import ApiUser, create_test_user
 from torale.app import create_app
-from torale.auth import service as auth_service
 from torale.config import Settings
 from torale.db import migrate
-from torale.db.models import Base, User
+from torale.db.models import Base
 from torale.state import AppState
 
 # Tests never read the developer's own configuration.
 for _name in [n for n in os.environ if n.startswith("TORALE_") and not n.startswith("TORALE_TEST")]:
     del os.environ[_name]
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TORALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("TORALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TEST_SECRET = "test-hashing-key"
-
-
-def require_service(name: str, reason: str) -> None:
-    """Skip (locally) or fail (in CI) a test whose service is missing."""
-    message = f"{name} unavailable: {reason}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true makes every service-backed test mandatory)")
-    pytest.skip(message)
+# The CLI's rich consoles read COLUMNS once, when first imported: make it the same in every
+# process (pytest-xdist workers have no terminal), whichever test imports them first.
+os.environ["COLUMNS"] = "200"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -174,37 +168,6 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 # --- users ------------------------------------------------------------------------------
-
-
-@dataclass
-class ApiUser:
-    id: uuid.UUID
-    email: str
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
-async def create_test_user(app: FastAPI, email: str, *, role: str = "user") -> ApiUser:
-    state: AppState = app.state.torale
-    async with state.sessions() as session:
-        user = await auth_service.create_user(session, email=email, role=role)  # type: ignore[arg-type]
-        _, key = await auth_service.create_api_key(
-            session, user_id=user.id, name="test", hashing_key=state.hashing_key
-        )
-        await session.commit()
-    return ApiUser(id=user.id, email=email, key=key)
-
-
-async def set_user_active(app: FastAPI, user_id: uuid.UUID, active: bool) -> None:
-    state: AppState = app.state.torale
-    async with state.sessions() as session:
-        user = await session.get(User, user_id)
-        assert user is not None
-        user.is_active = active
-        await session.commit()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser, set_user_active
+from tests.fixtures.users import ApiUser, set_user_active
 
 PUBLIC_PATHS = {"/health", "/metrics"}
 METHODS = {"get", "post", "put", "patch", "delete"}

@@ -10,7 +10,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser
+from tests.fixtures.users import ApiUser
 from torale.app import create_app
 from torale.config import Settings
 

@@ -21,8 +21,8 @@ import redis
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser, create_test_user
 from tests.fakes.silent import SilentServer
+from tests.fixtures.users import ApiUser, create_test_user
 from torale.app import create_app
 from torale.config import Settings
 from torale.ratelimit import RateLimiter, parse_rate_limits

@@ -21,6 +21,7 @@ from torale.config import Settings
 from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
 from torale.health import router as health_router
+from torale.logs import silence_secret_bearing_loggers
 from torale.metrics import Metrics, MetricsMiddleware
 from torale.metrics import router as metrics_router
 from torale.middleware import (
@@ -29,6 +30,7 @@ from torale.middleware import (
     TrailingSlashMiddleware,
 )
 from torale.notify.router import router as webhooks_router
+from torale.openapi import install as install_openapi_examples
 from torale.ratelimit import RateLimiter
 from torale.services import Services, build_services
 from torale.state import AppState
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     """The API. `scheduler=False` (`torale serve --no-scheduler`) leaves scheduled runs to
     `torale worker` processes."""
     settings = settings or Settings()
+    silence_secret_bearing_loggers()  # whoever configured logging: no channel secret in it
     state = build_state(settings, dispatch=scheduler)
 
     @asynccontextmanager
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     )
     app.state.torale = state
     install_error_handlers(app)
+    install_openapi_examples(app)
     # The busiest router first (routes match in order); each documents the errors it can answer.
     app.include_router(tasks_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     app.include_router(executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502))

@@ -1,4 +1,4 @@
-"""The admin API (SPEC §9) on SQLite and PostgreSQL."""
+"""The admin API (docs/api.md §9) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, update
 
-from tests.conftest import ApiUser, create_test_user, set_user_active
+from tests.fixtures.users import ApiUser, create_test_user, set_user_active
 from torale.db.models import Delivery, Execution, Task
 from torale.scheduling.local import claim_due_runs
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.auth.test_jwt import (  # noqa: F401 - the JWKS server and keys, as fixtures here
+from tests.fixtures.jwks import (  # noqa: F401 - the JWKS server and keys, as fixtures here
     AUDIENCE,
     ISSUER,
     JWKSServer,

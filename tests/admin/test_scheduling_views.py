@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser, create_test_user
+from tests.fixtures.users import ApiUser, create_test_user
 from torale.db.database import session_scope
 from torale.executions.lifecycle import start_execution
 from torale.statuses import ExecutionStatus, Trigger

@@ -1,4 +1,4 @@
-"""API keys (SPEC §2): creation, format, hashing, listing, revocation, last_used_at."""
+"""API keys (docs/api.md §2): creation, format, hashing, listing, revocation, last_used_at."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from tests.conftest import TEST_SECRET, ApiUser
+from tests.fixtures.services import TEST_SECRET
+from tests.fixtures.users import ApiUser
 from torale.auth.keys import hash_api_key
 from torale.db.models import ApiKey
 

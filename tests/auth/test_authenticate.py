@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser, set_user_active
+from tests.fixtures.users import ApiUser, set_user_active
 from torale.auth.authenticate import Authenticator, client_identity
 from torale.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 

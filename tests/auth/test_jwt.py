@@ -1,4 +1,4 @@
-"""Identity-provider (OIDC JWT) sign-in against a real JWKS server on 127.0.0.1 (SPEC §2).
+"""Identity-provider (OIDC JWT) sign-in against a real JWKS server on 127.0.0.1 (docs/api.md §2).
 
 The JWKS server is a stdlib ThreadingHTTPServer in a background thread: each test can swap the
 key set it serves, make it fail, and count how often the API fetched it. Tokens are RS256 JWTs
@@ -10,181 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
-from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import func, select
 
 import torale.auth.jwt as jwt_module
-from tests.conftest import ApiUser, set_user_active
+from tests.fixtures.jwks import (  # noqa: F401 - fixtures used here
+    AUDIENCE,
+    ISSUER,
+    JWKS_PATH,
+    JWKSServer,
+    SigningKey,
+    b64url,
+    bearer,
+    claims_for,
+    hs256_token_with_public_key,
+    jwks_server,
+    key_a,
+    key_b,
+    make_token,
+    unsigned_token,
+)
+from tests.fixtures.users import ApiUser, set_user_active
 from torale.db.models import ApiKey, User
-
-ISSUER = "https://issuer.torale.test"
-AUDIENCE = "torale-api"
-JWKS_PATH = "/.well-known/jwks.json"
-
-
-# --- keys and tokens ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    kid: str
-    private_key: rsa.RSAPrivateKey
-
-    def jwk(self) -> dict[str, Any]:
-        public = RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
-        assert isinstance(public, dict)
-        return {**public, "kid": self.kid, "alg": "RS256", "use": "sig"}
-
-    def public_pem(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-
-def _new_key(kid: str) -> SigningKey:
-    return SigningKey(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-@pytest.fixture(scope="session")
-def key_a() -> SigningKey:
-    return _new_key("key-a")
-
-
-@pytest.fixture(scope="session")
-def key_b() -> SigningKey:
-    return _new_key("key-b")
-
-
-def claims_for(subject: str, **overrides: Any) -> dict[str, Any]:
-    """Claims of a valid token; an override of None drops the claim."""
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": subject,
-        "email": f"{subject}@users.example.com",
-        "first_name": "Jo",
-        "iat": now,
-        "nbf": now - 1,
-        "exp": now + 600,
-    }
-    claims.update(overrides)
-    return {name: value for name, value in claims.items() if value is not None}
-
-
-def make_token(
-    key: SigningKey, subject: str = "user_1", *, kid: str | None = None, **overrides: Any
-) -> str:
-    return jwt.encode(
-        claims_for(subject, **overrides),
-        key.private_key,
-        algorithm="RS256",
-        headers={"kid": kid if kid is not None else key.kid},
-    )
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def hs256_token_with_public_key(key: SigningKey, subject: str) -> str:
-    """The classic algorithm-confusion forgery: HMAC keyed with the server's public key."""
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": key.kid}).encode())
-    payload = _b64url(json.dumps(claims_for(subject)).encode())
-    signing_input = f"{header}.{payload}".encode()
-    signature = hmac.new(key.public_pem(), signing_input, hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64url(signature)}"
-
-
-def unsigned_token(key: SigningKey, subject: str) -> str:
-    """`alg: none`: no signature at all."""
-    header = _b64url(json.dumps({"alg": "none", "typ": "JWT", "kid": key.kid}).encode())
-    return f"{header}.{_b64url(json.dumps(claims_for(subject)).encode())}."
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-# --- the JWKS server -----------------------------------------------------------------------
-
-
-@dataclass
-class JWKSServer:
-    """A key set over real HTTP: swap it with `serve`, break it with `status`, count fetches."""
-
-    keys: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-    requests: int = 0
-    url: str = ""
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def serve(self, *keys: SigningKey) -> None:
-        with self._lock:
-            self.keys = [key.jwk() for key in keys]
-
-    def respond(self, path: str) -> tuple[int, bytes]:
-        with self._lock:
-            if path != JWKS_PATH:
-                return 404, b'{"error": "not found"}'
-            self.requests += 1
-            if self.status != 200:
-                return self.status, b'{"error": "unavailable"}'
-            return 200, json.dumps({"keys": self.keys}).encode()
-
-
-def _handler_for(owner: JWKSServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = owner.respond(self.path)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def jwks_server(key_a: SigningKey) -> Iterator[JWKSServer]:
-    owner = JWKSServer()
-    owner.serve(key_a)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(owner))
-    httpd.daemon_threads = True
-    owner.url = f"http://127.0.0.1:{httpd.server_address[1]}{JWKS_PATH}"
-    # A short poll interval: shutdown() waits for the next poll.
-    thread = threading.Thread(
-        target=httpd.serve_forever, args=(0.01,), name="jwks-server", daemon=True
-    )
-    thread.start()
-    try:
-        yield owner
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -429,7 +286,7 @@ def _tampered(token: str) -> str:
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["sub"] = "user_admin"
-    return ".".join([header, _b64url(json.dumps(claims).encode()), signature])
+    return ".".join([header, b64url(json.dumps(claims).encode()), signature])
 
 
 @pytest.mark.parametrize("make_bad", list(BAD_TOKENS.values()), ids=list(BAD_TOKENS))
@@ -716,6 +573,36 @@ async def test_subject_with_an_email_of_another_user_conflicts(
     assert mine.status_code == 200
     assert mine.json()["id"] == str(alice.id)
     assert mine.json()["clerk_user_id"] is None
+
+
+@pytest.mark.parametrize("verified", [None, False, "false", "yes", 1])
+async def test_an_unverified_email_is_not_trusted(
+    client: httpx.AsyncClient, app: FastAPI, alice: ApiUser, key_a: SigningKey, verified: Any
+) -> None:
+    # A squatter signed up at the provider with Alice's address, which nobody verified.
+    squatter = make_token(key_a, "user_squat", email="alice@example.com", email_verified=verified)
+    signed_in = await sync(client, squatter)
+    assert signed_in.status_code == 200, signed_in.text
+    body = signed_in.json()["user"]
+    assert body["email"] is None  # the account is theirs by subject, with no address
+    assert body["id"] != str(alice.id)
+    # Alice keeps her account and her address.
+    mine = await client.get("/auth/me", headers=alice.headers)
+    assert (mine.json()["id"], mine.json()["email"]) == (str(alice.id), "alice@example.com")
+
+    # An account with a verified address keeps it when a later token's is unverified.
+    owner = make_token(key_a, "user_own", email="own@example.com")
+    assert (await sync(client, owner)).json()["user"]["email"] == "own@example.com"
+    unverified = make_token(key_a, "user_own", email="other@example.com", email_verified=verified)
+    assert (await sync(client, unverified)).json()["user"]["email"] == "own@example.com"
+    assert (await me(client, unverified)).json()["email"] == "own@example.com"
+
+
+async def test_a_verified_email_as_the_string_true_is_trusted(
+    client: httpx.AsyncClient, key_a: SigningKey
+) -> None:
+    token = make_token(key_a, "user_str", email="Str@Example.com", email_verified="true")
+    assert (await sync(client, token)).json()["user"]["email"] == "str@example.com"
 
 
 async def test_changing_email_to_a_taken_one_conflicts(

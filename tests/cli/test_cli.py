@@ -4,7 +4,7 @@ Most commands run in-process through typer's CliRunner (settings come from TORAL
 set with monkeypatch; cwd is the data dir so no stray `.env` is read). A few run as real
 `python -m torale` processes, where stdout/stderr separation, exit codes and the absence of a
 traceback matter. Keys are checked against the real app (create_app + ASGITransport).
-Key-creating commands also run against PostgreSQL (SPEC §2, §10).
+Key-creating commands also run against PostgreSQL (docs/api.md §2, §10).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner, Result
 
 from torale.app import create_app
+from torale.auth import service as auth_service
 from torale.cli import app as cli_app
 from torale.config import Settings
 from torale.db import migrate
+from torale.db.database import create_engine, create_sessionmaker
 
 KEY_RE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
 UNREACHABLE_URL = "postgresql://postgres:hunter2@127.0.0.1:1/x"
@@ -277,6 +279,55 @@ def test_admin_flag_makes_a_new_admin_and_promotes_an_existing_user(backend: Bac
     }
 
 
+def signed_in(backend: Backend, subject: str, email: str) -> str:
+    """An account made by a sign-in through the identity provider; its id."""
+
+    async def make() -> str:
+        engine = create_engine(backend.settings().effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                claims = {"sub": subject, "email": email, "email_verified": True}
+                user, _ = await auth_service.sync_user_from_claims(session, claims=claims)
+                await session.commit()
+                return str(user.id)
+        finally:
+            await engine.dispose()
+
+    ok("migrate")
+    return asyncio.run(make())
+
+
+def test_an_email_from_a_sign_in_is_not_enough_to_get_a_key_or_admin(backend: Backend) -> None:
+    # Someone signed in through the identity provider with the boss's address.
+    squatter = signed_in(backend, "user_squat", "boss@example.com")
+    for args in (
+        ["keys", "create", "--email", "Boss@example.com", "--admin"],
+        ["users", "promote", "boss@example.com"],
+    ):
+        refused = one_line(failed(*args).stderr)
+        assert "signs in through the identity provider (subject user_squat)" in refused
+        assert f"--user-id {squatter}" in refused
+    assert [(u["id"], u["role"], u["api_keys"]) for u in users_json()] == [(squatter, "user", 0)]
+
+    # Named by id (after checking who it is), it works, and says whom it was for.
+    made = ok("keys", "create", "--user-id", squatter, "--admin")
+    assert f"boss@example.com (id {squatter})" in one_line(made.stderr)
+    assert me(backend, made.stdout.strip())["role"] == "admin"
+    assert "is now a user" in ok("users", "demote", "--user-id", squatter).stdout
+    assert "is now an admin" in ok("users", "promote", "--user-id", squatter).stdout
+
+
+def test_user_id_mistakes_are_clear(sqlite: Backend) -> None:
+    key = new_key("--email", "ida@example.com")
+    ida = me(sqlite, key)["id"]
+    other = "00000000-0000-0000-0000-000000000001"
+    assert f"No user with id {other}" in failed("keys", "create", "--user-id", other).stderr
+    assert "is not a user id" in one_line(failed("keys", "create", "--user-id", "nope").stderr)
+    mismatch = failed("keys", "create", "--user-id", ida, "--email", "x@example.com")
+    assert "has email ida@example.com, not x@example.com" in one_line(mismatch.stderr)
+    assert invoke("keys", "create").exit_code == 2
+
+
 def test_keys_and_server_share_the_generated_secret_or_the_configured_one(
     sqlite: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -350,6 +401,45 @@ def test_users_list_table_shows_whole_emails_and_ids(data_dir: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert "frank.operator@example.com" in table.stdout, table.stdout
     assert user["id"] in table.stdout, table.stdout
+
+    # A header line names the tab-separated columns, then one user a line.
+    header, row = table.stdout.splitlines()
+    columns = header.split("\t")
+    assert columns == ["email", "role", "active", "keys", "tasks", "created", "id"]
+    values = dict(zip(columns, row.split("\t"), strict=True))
+    assert values["email"] == "frank.operator@example.com"
+    assert values["id"] == user["id"]
+    assert values["role"] == "user"
+
+
+# --- a new database is announced ------------------------------------------------------------------
+
+
+def test_an_operator_command_on_a_new_database_says_where_it_is(backend: Backend) -> None:
+    """Run without the server's TORALE_DATA_DIR, an operator command would quietly work on a
+    database of its own: it says (on stderr) that the database is new, and where."""
+    first = ok("users", "list", "--json")
+    assert json.loads(first.stdout) == []  # stdout stays what scripts read
+    said = one_line(first.stderr)
+    assert "New database" in said
+    assert "TORALE_DATA_DIR" in said
+    if backend.name == "sqlite":
+        assert str(backend.data_dir / "torale.db") in said
+    else:
+        assert backend.database_url
+        assert backend.database_url.rsplit("/", 1)[1] in said  # the database's name
+    again = ok("users", "list", "--json")
+    assert "New database" not in again.stderr
+    key = ok("keys", "create", "--email", "later@example.com")
+    assert "New database" not in key.stderr
+
+
+def test_keys_create_on_a_new_database_still_prints_only_the_key(data_dir: Path) -> None:
+    result = run_process(["keys", "create", "--email", "first@example.com"], data_dir)
+    assert result.returncode == 0, result.stderr
+    assert KEY_RE.fullmatch(result.stdout.strip()), result.stdout
+    assert "New database" in result.stderr
+    assert str(data_dir / "torale.db") in one_line(result.stderr)
 
 
 # --- torale users promote / demote ----------------------------------------------------------------

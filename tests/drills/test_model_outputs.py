@@ -25,8 +25,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import (  # noqa: F401 - the engine's fakes and settings, as fixtures
+from tests.fakes import Error, FakeOpenAI, FakeSearxng, FakeWeb, Reply, Text, ToolCall, sequence
+from tests.fixtures.engine import (  # noqa: F401 - the engine's fakes and settings, as fixtures
     MET,
     _fresh_fakes,
     extra_settings,
@@ -38,7 +38,7 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's fakes and setti
     run_now,
     settings_overrides,
 )
-from tests.fakes import Error, FakeOpenAI, FakeSearxng, FakeWeb, Reply, Text, ToolCall, sequence
+from tests.fixtures.users import ApiUser
 
 pytestmark = [
     pytest.mark.timeout(30),

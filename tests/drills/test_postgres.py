@@ -37,7 +37,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.drills.conftest import (
+from tests.drills.proxy import TcpProxy
+from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
+from tests.fixtures.drills import (
     DATABASE_UNAVAILABLE,
     OUTCOME_UNKNOWN,
     Exchange,
@@ -46,9 +48,7 @@ from tests.drills.conftest import (
     eventually,
     keep_sending,
 )
-from tests.drills.proxy import TcpProxy
-from tests.e2e.conftest import Server, StartServer, start_server  # noqa: F401 - a fixture
-from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
+from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as fixtures here
     MET,
     _fresh_fakes,
     fake_model,
@@ -56,7 +56,7 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as
     fake_web,
     page,
 )
-from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
+from tests.fixtures.processes import Server, StartServer, start_server  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.timeout(60)
 

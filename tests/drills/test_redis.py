@@ -33,9 +33,10 @@ import pytest
 import redis
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser, create_test_user, require_service
-from tests.drills.conftest import Exchange, Traffic, eventually, keep_sending
-from tests.e2e.conftest import free_port
+from tests.fixtures.drills import Exchange, Traffic, eventually, keep_sending
+from tests.fixtures.processes import free_port
+from tests.fixtures.services import require_service
+from tests.fixtures.users import ApiUser, create_test_user
 
 pytestmark = [
     pytest.mark.timeout(40),

@@ -39,18 +39,6 @@ from sqlalchemy import func, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from tests.conftest import ApiUser, require_service
-from tests.drills.conftest import eventually
-from tests.e2e.conftest import clean_env, free_port
-from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
-    MET,
-    _fresh_fakes,
-    fake_model,
-    fake_search,
-    fake_web,
-    new_task,
-    page,
-)
 from tests.fakes import (
     Delay,
     FakeOpenAI,
@@ -60,7 +48,20 @@ from tests.fakes import (
     sequence,
     verdict_rules,
 )
-from tests.scheduling.conftest import temporal_binary
+from tests.fixtures.drills import eventually
+from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as fixtures here
+    MET,
+    _fresh_fakes,
+    fake_model,
+    fake_search,
+    fake_web,
+    new_task,
+    page,
+)
+from tests.fixtures.processes import clean_env, free_port
+from tests.fixtures.services import require_service
+from tests.fixtures.temporal import temporal_binary
+from tests.fixtures.users import ApiUser
 from torale.config import Settings
 from torale.db.database import session_scope
 from torale.db.models import Delivery, Execution, Task

@@ -28,9 +28,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser
-from tests.drills.conftest import eventually
-from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
+from tests.fakes import Answer, FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
+from tests.fixtures.drills import eventually
+from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as fixtures here
     MET,
     _fresh_fakes,
     fake_model,
@@ -38,8 +38,7 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as
     fake_web,
     page,
 )
-from tests.fakes import Answer, FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
-from tests.notify.conftest import (
+from tests.fixtures.notify import (
     attempts_api,
     attempts_of,
     deliveries_of,
@@ -48,6 +47,7 @@ from tests.notify.conftest import (
     settled,
     webhook_secret,
 )
+from tests.fixtures.users import ApiUser
 from torale.app import create_app
 from torale.config import Settings
 from torale.db.models import Delivery

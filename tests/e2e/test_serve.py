@@ -1,6 +1,6 @@
 """`torale serve` as a real process: first-start bootstrap key, restart, shared rate limits.
 
-SPEC §2 (bootstrap key on an empty database, shown once), §3 (100/minute per key; with Redis,
+docs/api.md §2 (bootstrap key on an empty database, shown once), §3 (100/minute per key; with Redis,
 several API processes share one budget exactly) and §10 (`torale serve`, `GET /health`).
 """
 
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -20,7 +22,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.conftest import Server, StartServer, run_torale
+from tests.fixtures.processes import Server, StartServer, run_torale
 
 KEY_RE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
 KEY_LINE_RE = re.compile(r"^\s*(sk_[A-Za-z0-9_-]{43})\s*$", re.MULTILINE)
@@ -98,6 +100,15 @@ def test_first_start_prints_one_working_key_and_restart_prints_none(
     assert curl_url == f"http://localhost:{first.port}/api/v1/tasks"
     assert_task_page(httpx.get(curl_url, headers=bearer(curl_key), timeout=REQUEST_TIMEOUT))
 
+    assert_the_printed_commands_work_as_printed(first, key, data_dir)
+
+    # No model is configured here: the start says so, what to set, and what works meanwhile.
+    warning = " ".join(first.stderr.split())
+    assert "no model is configured" in warning, first.describe()
+    for setting in ("TORALE_MODEL", "OPENAI_API_KEY", "TORALE_OPENAI_BASE_URL"):
+        assert setting in warning
+    assert "everything else works" in warning
+
     assert_task_page(get(first, "/api/v1/tasks", key))
     me = get(first, "/auth/me", key)
     assert me.status_code == 200, me.text
@@ -116,6 +127,58 @@ def test_first_start_prints_one_working_key_and_restart_prints_none(
     assert listed.status_code == 200, listed.text
     assert [k["key_prefix"] for k in listed.json()["items"]] == [key[:12]]
     assert_clean_stop(second)
+
+
+def printed_commands(stdout: str) -> list[str]:
+    """The indented lines of the banner that run `torale` (its other lines are prose)."""
+    return [
+        line.strip()
+        for line in stdout.splitlines()
+        if line.startswith("    ")
+        and "torale" in line
+        and not line.strip().startswith(("curl", "sk_"))
+    ]
+
+
+def assert_the_printed_commands_work_as_printed(server: Server, key: str, data_dir: Path) -> None:
+    """Each command of the banner, run by a shell exactly as printed: from another directory,
+    with no TORALE_* variable and no virtualenv on PATH (as in a new terminal after `make
+    serve`). The data dir the server was given is in the printed operator command."""
+    commands = printed_commands(server.stdout)
+    assert len(commands) == 3, server.describe()
+    set_key, list_tasks, create_key_command = commands
+    elsewhere = data_dir.parent / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORALE_")}
+    env["PATH"] = "/usr/bin:/bin"
+    env["TORALE_CONFIG_FILE"] = str(elsewhere / "config.json")  # not the developer's ~/.torale
+
+    def run(command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["/bin/sh", "-c", command],
+            input=stdin,
+            env=env,
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        return done
+
+    assert f"auth set-api-key --api-url http://localhost:{server.port}" in set_key
+    assert "admin@localhost" in run(set_key, stdin=key + "\n").stdout  # asks for the key
+    assert list_tasks.endswith(" task list")
+    run(list_tasks)  # signed in with the saved key: an empty table
+
+    assert "keys create --email you@example.com" in create_key_command
+    made = run(create_key_command)
+    assert "New database" not in made.stderr  # the server's database, not a new one
+    (new_key,) = KEY_RE.findall(made.stdout)
+    me = get(server, "/auth/me", new_key)
+    assert me.status_code == 200, me.text
+    assert me.json()["email"] == "you@example.com"
 
 
 def test_no_bootstrap_key_when_the_cli_made_a_user_first(

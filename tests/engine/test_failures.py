@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import MET, new_task, page, run_now
 from tests.fakes import Delay, Error, FakeOpenAI, FakeSearxng, FakeWeb, ToolCall, sequence
+from tests.fixtures.engine import MET, new_task, page, run_now
+from tests.fixtures.users import ApiUser
 from torale.db.models import Execution
 from torale.executions.lifecycle import ORPHANED
 
@@ -104,8 +104,43 @@ async def test_model_refusing_the_key_is_not_retried(
     fake_model.script = sequence(Error(401))
     task = await new_task(client, alice)
     execution = await run_now(client, alice, task["id"])
-    assert_clean_failure(execution, "refused the credentials", "API key")
+    # The model is served by TORALE_OPENAI_BASE_URL: its key is TORALE_OPENAI_API_KEY.
+    assert_clean_failure(execution, "refused the credentials", "check TORALE_OPENAI_API_KEY")
     assert fake_model.calls == 1
+
+
+LIBRARY_INTERNALS = ("Provider(", "api_key=", "pydantic", "Agent(")
+
+
+@pytest.mark.parametrize(
+    ("extra_settings", "expected"),
+    [
+        (
+            {"model": "anthropic:claude-sonnet-4-5"},
+            "ANTHROPIC_API_KEY is not set: model anthropic:claude-sonnet-4-5 needs it",
+        ),
+        (
+            {"model": "openai:gpt-4o-mini", "openai_base_url": None},
+            "OPENAI_API_KEY is not set: model openai:gpt-4o-mini needs it",
+        ),
+        ({"model": "gpt-nonsense", "openai_base_url": None}, "Unknown model 'gpt-nonsense'"),
+    ],
+    ids=["anthropic-no-key", "openai-no-key", "unknown-name"],
+)
+async def test_a_model_that_cannot_be_set_up_names_the_setting_not_the_library(
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    found_page: str,
+    monkeypatch: pytest.MonkeyPatch,
+    expected: str,
+) -> None:
+    for variable in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    task = await new_task(client, alice)
+    execution = await run_now(client, alice, task["id"])
+    assert_clean_failure(execution, expected, "TORALE_MODEL")
+    for internal in LIBRARY_INTERNALS:
+        assert internal not in execution["error_message"]
 
 
 @pytest.mark.parametrize(

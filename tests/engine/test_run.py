@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import MET, NOT_MET, new_task, page, run_now
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, verdict_rules
+from tests.fixtures.engine import MET, NOT_MET, new_task, page, run_now
+from tests.fixtures.users import ApiUser
 from torale.db.models import Delivery
 
 ANNOUNCED = "Apple announced the iPhone 18 release for September 9."

@@ -10,7 +10,12 @@ import pytest
 from tests.fakes import FakeBrave, FakeSearxng, FakeTavily
 from torale.config import Settings
 from torale.engine.search.base import SearchError
-from torale.engine.search.providers import BraveSearch, SearxngSearch, TavilySearch
+from torale.engine.search.providers import (
+    BraveSearch,
+    DuckDuckGoSearch,
+    SearxngSearch,
+    TavilySearch,
+)
 from torale.engine.search.registry import search_provider
 
 HITS = [
@@ -97,6 +102,36 @@ async def test_unreachable_provider(tmp_path: object) -> None:
         provider = SearxngSearch(client, "http://127.0.0.1:1", retries=1, backoff=0.01)
         with pytest.raises(SearchError, match="Cannot reach search provider searxng"):
             await provider.search("q", max_results=3)
+
+
+async def test_unreachable_provider_names_the_setting_to_check_not_the_query() -> None:
+    async with httpx.AsyncClient() as client:
+        provider = SearxngSearch(client, "http://127.0.0.1:1", retries=0, backoff=0.01)
+        with pytest.raises(SearchError) as failed:
+            await provider.search("my secret plans", max_results=3)
+    message = str(failed.value)
+    assert "TORALE_SEARXNG_URL" in message
+    assert "secret" not in message
+    assert "127.0.0.1" not in message
+
+
+async def test_offline_duckduckgo_says_which_provider_and_setting_without_the_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offline, ddgs's own message lists the engines it tried (Yahoo, Startpage, …) with their
+    request URLs, the query in them. The run's message names our provider and setting only."""
+    # Every request ddgs makes goes through this proxy, where nothing listens: as offline.
+    monkeypatch.setenv("DDGS_PROXY", "http://127.0.0.1:1")
+    provider = DuckDuckGoSearch(timeout=2, retries=0, backoff=0.01)
+    with pytest.raises(SearchError) as failed:
+        await provider.search("my secret plans", max_results=3)
+    message = str(failed.value)
+    assert "duckduckgo" in message
+    assert "TORALE_SEARCH_PROVIDER" in message
+    assert "secret" not in message
+    assert "://" not in message
+    for engine in ("yahoo", "startpage", "brave.com", "mojeek", "wikipedia"):
+        assert engine not in message.lower()
 
 
 @pytest.mark.parametrize(

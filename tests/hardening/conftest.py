@@ -9,12 +9,12 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver
+from tests.fixtures.logs import ServerLog
 from tests.hardening.netguard import ConnectSpy
 from torale.logs import OneLineFormatter, configure_logging
 
@@ -105,21 +105,6 @@ def settings_overrides(
         "webhook_timeout_seconds": 2,
         **extra_settings,
     }
-
-
-@dataclass
-class ServerLog:
-    """What `torale serve` would have written to its log, formatted by its own formatter."""
-
-    stream: io.StringIO
-
-    @property
-    def text(self) -> str:
-        return self.stream.getvalue()
-
-    @property
-    def lines(self) -> list[str]:
-        return self.text.splitlines()
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ApiUser, create_test_user, set_user_active
 from tests.fakes import FakeOpenAI, FakeWeb, WebhookReceiver, sequence
+from tests.fixtures.users import ApiUser, create_test_user, set_user_active
 from tests.hardening.routes import PUBLIC_PATHS, Operation, operations
 
 VERDICT = {

@@ -58,8 +58,8 @@ from sqlalchemy import delete, func, select
 from starlette.types import Receive, Scope, Send
 
 import torale.net
-from tests.conftest import TEST_SECRET
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb
+from tests.fixtures.services import TEST_SECRET
 from tests.hardening.netguard import ConnectSpy
 from torale.app import create_app
 from torale.auth import service as auth_service

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.conftest import ApiUser
+from tests.fixtures.users import ApiUser
 from tests.hardening.routes import Operation, operations
 from torale.db.models import ApiKey, Base, Task
 from torale.middleware import MAX_JSON_DEPTH

@@ -26,9 +26,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from tests.conftest import ApiUser, create_test_user
 from tests.fakes import Answer, FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
-from tests.hardening.conftest import ServerLog
+from tests.fixtures.logs import ServerLog
+from tests.fixtures.users import ApiUser, create_test_user
 from tests.hardening.routes import operations
 from torale.db.models import ApiKey, Delivery, Task, WebhookConfig
 from torale.notify.channels import MASK
@@ -450,6 +450,7 @@ def assert_no_forged_line(log: ServerLog) -> None:
     assert forged == [], f"a line break in outside text forged log lines: {forged}"
 
 
+@pytest.mark.parametrize("extra_settings", [{"allowed_models": "*"}])
 async def test_a_model_name_with_a_line_break_cannot_forge_a_log_line(
     client: httpx.AsyncClient,
     alice: ApiUser,

@@ -23,8 +23,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from tests.conftest import ApiUser
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
+from tests.fixtures.users import ApiUser
 from tests.hardening.netguard import ConnectSpy
 from torale.db.models import Delivery, DeliveryAttempt, Task, WebhookConfig
 

@@ -11,15 +11,15 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from tests.conftest import ApiUser
 from tests.fakes import WebhookReceiver
-from tests.notify.conftest import (
+from tests.fixtures.notify import (
     attempts_api,
     attempts_of,
     notifying_task,
     run_notifying,
     settled,
 )
+from tests.fixtures.users import ApiUser
 from torale.db.models import Task
 
 

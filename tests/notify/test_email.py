@@ -12,10 +12,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import MET, NOT_MET, page
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, verdict_rules
-from tests.notify.conftest import (
+from tests.fixtures.engine import MET, NOT_MET, page
+from tests.fixtures.notify import (
     ANNOUNCED,
     SmtpServer,
     attempts_api,
@@ -26,6 +25,7 @@ from tests.notify.conftest import (
     run_notifying,
     settled,
 )
+from tests.fixtures.users import ApiUser
 from torale.db.models import Delivery, DeliveryAttempt
 from torale.notify.dispatcher import Dispatcher
 

@@ -18,9 +18,8 @@ import pytest
 from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import ApiUser
 from tests.fakes import Answer, WebhookReceiver
-from tests.notify.conftest import (
+from tests.fixtures.notify import (
     ANNOUNCED,
     attempts_api,
     attempts_of,
@@ -31,6 +30,7 @@ from tests.notify.conftest import (
     settled,
     webhook_secret,
 )
+from tests.fixtures.users import ApiUser
 from torale.db.models import Delivery
 from torale.notify.dispatcher import INTERRUPTED, Dispatcher
 

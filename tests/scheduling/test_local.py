@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
 import torale.scheduling.local as local_backend
-from tests.conftest import ApiUser
-from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
+from tests.fakes import FakeOpenAI, FakeWeb, sequence
+from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as fixtures here
     NOT_MET,
     _fresh_fakes,
     extra_settings,
@@ -26,7 +26,7 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as
     page,
     settings_overrides,
 )
-from tests.fakes import FakeOpenAI, FakeWeb, sequence
+from tests.fixtures.users import ApiUser
 from torale.db.database import session_scope
 from torale.db.models import Execution, Task
 from torale.engine.run import Engine, _claim

@@ -44,9 +44,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from tests.conftest import ApiUser
-from tests.e2e.conftest import clean_env, free_port
-from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
+from tests.fakes import Delay, FakeOpenAI, FakeSearxng, FakeWeb, ToolCall, sequence
+from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as fixtures here
     MET,
     _fresh_fakes,
     extra_settings,
@@ -56,8 +55,9 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as
     new_task,
     page,
 )
-from tests.fakes import Delay, FakeOpenAI, FakeSearxng, FakeWeb, ToolCall, sequence
-from tests.scheduling.conftest import TemporalServer
+from tests.fixtures.processes import clean_env, free_port
+from tests.fixtures.temporal import TemporalServer
+from tests.fixtures.users import ApiUser
 from torale.app import create_app
 from torale.config import Settings
 from torale.db.database import session_scope

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.sdk.conftest import Api
-from tests.sdk.helpers import CONDITION, QUERY
+from tests.fixtures.api_server import Api
+from tests.fixtures.sdk_examples import CONDITION, QUERY
 from torale import Torale, ToraleAsync, monitor
 from torale.sdk import Monitor, ValidationError
 from torale.sdk.builder import schedule_for

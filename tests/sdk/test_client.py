@@ -10,10 +10,10 @@ import pytest
 
 import torale
 import torale.sdk.client as sdk_client
-from tests.engine.conftest import MET
 from tests.fakes import WebhookReceiver
-from tests.sdk.conftest import NEWS_TITLE, Api, Fakes
-from tests.sdk.helpers import CONDITION, QUERY, wait_until
+from tests.fixtures.api_server import NEWS_TITLE, Api, Fakes
+from tests.fixtures.engine import MET
+from tests.fixtures.sdk_examples import CONDITION, QUERY, wait_until
 from torale.sdk import (
     ApiKey,
     ApiKeyCreated,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdk.conftest import Api
-from torale.sdk import AuthenticationError, Torale, ToraleAsync
+from tests.fixtures.api_server import Api
+from torale.sdk import APIError, AuthenticationError, ConfigurationError, Torale, ToraleAsync
 from torale.sdk.config import DEFAULT_API_URL, config_path, read_config, resolve, write_config
 
 BAD_KEY = "sk_" + "b" * 43
@@ -121,3 +121,75 @@ def test_a_broken_or_foreign_file_is_ignored(config_file: Path) -> None:
     assert resolve().api_url == DEFAULT_API_URL
     write(config_file, {"api_key": "", "theme": "dark", "api_url": "http://x.example"})
     assert read_config() == {"api_url": "http://x.example"}
+
+
+# --- a missing key, an API URL without a scheme ---------------------------------------------
+
+
+def test_no_key_anywhere_says_where_a_key_goes(api: Api, config_file: Path) -> None:
+    with Torale(api_url=api.url) as client, pytest.raises(AuthenticationError) as refused:
+        client.auth.me()
+    assert refused.value.status_code == 401
+    assert "TORALE_API_KEY" in refused.value.message
+    assert "torale auth set-api-key" in refused.value.message
+    assert "api_key=" in refused.value.message
+
+
+async def test_no_key_async(api: Api, config_file: Path) -> None:
+    async with ToraleAsync(api_url=api.url) as client:
+        with pytest.raises(AuthenticationError, match="TORALE_API_KEY"):
+            await client.auth.me()
+
+
+def test_a_wrong_key_is_not_called_missing(api: Api, config_file: Path) -> None:
+    with (
+        Torale(api_key=BAD_KEY, api_url=api.url) as client,
+        pytest.raises(AuthenticationError) as refused,
+    ):
+        client.auth.me()
+    assert "No API key" not in refused.value.message
+
+
+def test_a_loopback_url_without_a_scheme_is_http(
+    api: Api, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`localhost:8000` is taken as http://: nothing leaves the machine (documented)."""
+    assert api.url.startswith("http://")
+    bare = api.url.removeprefix("http://")  # 127.0.0.1:PORT
+    monkeypatch.setenv("TORALE_API_URL", bare)
+    with Torale(api_key=api.admin_key) as client:
+        assert client.api_url == api.url
+        assert client.auth.me().role == "admin"
+    port = bare.rsplit(":", 1)[1]
+    for host in ("localhost", "LOCALHOST", "127.0.0.5", "[::1]", "app.localhost"):
+        assert resolve(api_url=f"{host}:{port}/").api_url == f"http://{host}:{port}"
+
+
+@pytest.mark.parametrize(
+    ("where", "url"),
+    [
+        ("TORALE_API_URL", "torale.example.com"),
+        ("TORALE_API_URL", "torale.example.com:8000"),
+        ("TORALE_API_URL", "10.0.0.5:8000"),
+        ("api_url", "ftp://torale.example.com"),
+        ("file", "torale.example.com"),
+    ],
+)
+def test_an_api_url_that_cannot_work_is_refused_at_once_with_what_to_write(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, where: str, url: str
+) -> None:
+    api_url: str | None = None
+    if where == "TORALE_API_URL":
+        monkeypatch.setenv("TORALE_API_URL", url)
+    elif where == "file":
+        write(config_file, {"api_url": url})
+    else:
+        api_url = url
+    with pytest.raises(ConfigurationError) as refused:
+        Torale(api_url=api_url)
+    message = refused.value.message
+    assert where.replace("file", str(config_file)) in message
+    assert "https://" in message
+    assert isinstance(refused.value, APIError)
+    with pytest.raises(ConfigurationError):
+        ToraleAsync(api_url=api_url)

@@ -25,10 +25,18 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 import torale.sdk.transport as transport
-from tests.e2e.conftest import free_port
 from tests.fakes import LocalServer
-from tests.sdk.conftest import KEY_RE, Api, Fakes, MakeUser, bootstrap_key, server_env, start_torale
-from tests.sdk.helpers import QUERY, UNKNOWN_ID
+from tests.fixtures.api_server import (
+    KEY_RE,
+    Api,
+    Fakes,
+    MakeUser,
+    bootstrap_key,
+    server_env,
+    start_torale,
+)
+from tests.fixtures.processes import free_port
+from tests.fixtures.sdk_examples import QUERY, UNKNOWN_ID
 from torale.cli import app as cli_app
 from torale.sdk import (
     APIConnectionError,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdk.conftest import Api, MakeUser
+from tests.fixtures.api_server import Api, MakeUser
 from tests.sdk.newer_server import NEW_BEHAVIOR, NEW_STATE, NewerServer
 
 pytestmark = [pytest.mark.light_install, pytest.mark.timeout(900)]

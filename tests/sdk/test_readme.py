@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.engine.conftest import MET
-from tests.sdk.conftest import Api
+from tests.fixtures.api_server import Api
+from tests.fixtures.engine import MET
 from tests.sdk.readme import PYTHON_BLOCKS, SHELL_BLOCKS, TerminalRun
 from torale.sdk import NotFoundError, Torale
 

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as fixtures here
+from tests.fakes import FakeOpenAI, FakeWeb, sequence
+from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as fixtures here
     NOT_MET,
     _fresh_fakes,
     extra_settings,
@@ -22,7 +22,7 @@ from tests.engine.conftest import (  # noqa: F401 - the engine's local fakes, as
     page,
     settings_overrides,
 )
-from tests.fakes import FakeOpenAI, FakeWeb, sequence
+from tests.fixtures.users import ApiUser
 from torale.admin import actions as admin_actions
 from torale.db.database import session_scope
 from torale.db.models import Task

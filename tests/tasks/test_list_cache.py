@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import ApiUser
+from tests.fixtures.users import ApiUser
 from torale.config import Settings
 from torale.tasks.list_cache import ListKey, TaskListCache
 

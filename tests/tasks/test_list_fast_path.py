@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
-from tests.conftest import ApiUser, set_user_active
+from tests.fixtures.users import ApiUser, set_user_active
 from torale.tasks.list_fast_path import CachedTaskListMiddleware, parse_list_query
 
 TASKS = "/api/v1/tasks"

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from torale.db import locks
 from torale.db.models import ApiKey, Delivery, Execution, Task, User
 from torale.errors import ConflictError, NotFoundError
 from torale.pagination import PageParams, paginate_rows
@@ -213,23 +214,20 @@ async def deactivate(
     Returns the user and the tasks it paused."""
     if user_id == actor_id:
         raise ConflictError("You cannot deactivate your own account")
+    await locks.lock_users(session, [user_id])  # first: see db.locks
     user = await _user(session, user_id)
     user.is_active = False
-    now = datetime.now(UTC)
-    paused = list(
-        await session.scalars(
-            select(Task).where(Task.user_id == user_id, Task.state == TaskState.ACTIVE)
-        )
-    )
-    for task in paused:
-        transitions.pause(task, now=now, reason=DEACTIVATED)
     await session.flush()
+    paused = await transitions.pause_for_deactivation(
+        session, user_ids=[user_id], now=datetime.now(UTC)
+    )
     return user, paused
 
 
 async def activate(session: AsyncSession, *, user_id: uuid.UUID) -> tuple[User, list[Task]]:
     """Undo deactivate: the user can sign in again, and exactly the tasks deactivation paused
     run again (from their next cron time)."""
+    await locks.lock_users(session, [user_id])  # first: see db.locks
     user = await _user(session, user_id)
     user.is_active = True
     now = datetime.now(UTC)

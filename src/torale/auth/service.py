@@ -60,17 +60,35 @@ def _claim(claims: dict[str, Any], *names: str) -> str | None:
     return None
 
 
+def verified_email(claims: dict[str, Any]) -> str | None:
+    """The token's email address (lowercased) if the provider says it verified it, else None.
+
+    Only `email_verified: true` (or the string "true", as some providers send it) counts: an
+    address anyone can type at sign-up proves nothing, and a squatter who claimed someone's
+    address must not end up with it on their account. A token without a verified address signs
+    in by its subject alone.
+    """
+    email = _claim(claims, "email", "email_address", "primary_email")
+    verified = claims.get("email_verified")
+    if isinstance(verified, str):
+        verified = verified.strip().lower() == "true"
+    return email.lower() if email and verified is True else None
+
+
 async def sync_user_from_claims(
     session: AsyncSession, *, claims: dict[str, Any], update: bool = True
 ) -> tuple[User, bool]:
     """The local user for an identity-provider subject, made on first sight.
 
+    The account is found by subject only, never by email. Its email comes from the token only
+    when the provider verified it (`verified_email`); an unverified one is ignored (a new
+    account gets none, an existing one keeps its own).
+
     Safe to call concurrently: the insert ignores conflicts and the row is read back.
     With `update`, email and first name are refreshed from the token.
     """
     subject = str(claims["sub"])
-    email = _claim(claims, "email", "email_address", "primary_email")
-    email = email.lower() if email else None
+    email = verified_email(claims)
     first_name = _claim(claims, "first_name", "given_name", "name")
 
     user = await get_user_by_subject(session, subject=subject)
@@ -209,8 +227,58 @@ async def list_users_with_counts(session: AsyncSession) -> list[tuple[User, int,
     return [(user, int(n_keys), int(n_tasks)) for user, n_keys, n_tasks in rows]
 
 
-async def set_role(session: AsyncSession, *, email: str, role: Role) -> User:
-    user = await get_user_by_email(session, email=email)
+async def account_for_operator(
+    session: AsyncSession, *, email: str | None = None, user_id: uuid.UUID | None = None
+) -> User | None:
+    """The account an operator command that gives something (`torale keys create`, `torale
+    users promote`) means, refusing ambiguous cases with what to do instead.
+
+    By `user_id`: that account (404 without it; 409 if `email` is given and is not its
+    address). By `email` alone: None when no account has it (the caller may create one); the
+    account when an operator made it. An account made by a sign-in through the identity
+    provider is refused (409): its address came from a sign-in token, so whoever holds it at the
+    provider would get the key or the role. The operator checks who it is and names it by id.
+    """
+    if user_id is not None:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise NotFoundError(f"No user with id {user_id}")
+        if email is not None and (user.email or "") != email.strip().lower():
+            raise ConflictError(
+                f"The user with id {user_id} has email {user.email or '(none)'}, not {email}"
+            )
+        return user
+    if email is None:
+        raise ValueError("an email or a user id")
+    wanted = email.strip().lower()
+    found = list(await session.scalars(select(User).where(func.lower(User.email) == wanted)))
+    if not found:
+        return None
+    if len(found) > 1:
+        ids = ", ".join(str(u.id) for u in found)
+        raise ConflictError(
+            f"Several accounts have email {email} ({ids}): pick one with --user-id ID"
+        )
+    user = found[0]
+    if user.clerk_user_id is not None:
+        raise ConflictError(
+            f"The account with email {wanted} (id {user.id}, created {user.created_at:%Y-%m-%d}) "
+            f"signs in through the identity provider (subject {user.clerk_user_id}): its address "
+            "came from a sign-in token, not from an operator. Check that it is the person you "
+            f"mean (torale users list), then run the command again with --user-id {user.id}."
+        )
+    return user
+
+
+async def set_role(
+    session: AsyncSession, *, email: str | None, role: Role, user_id: uuid.UUID | None = None
+) -> User:
+    """Give an account a role. Promoting by email refuses the ambiguous cases of
+    `account_for_operator`; demoting takes whatever account has the address."""
+    if role == "admin" or user_id is not None:
+        user = await account_for_operator(session, email=email, user_id=user_id)
+    else:
+        user = await get_user_by_email(session, email=email or "")
     if user is None:
         raise NotFoundError(f"No user with email {email}")
     user.role = role

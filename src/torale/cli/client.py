@@ -1,7 +1,7 @@
 """`torale auth …` and `torale task …`: the API from a terminal, through the SDK.
 
 Tables by default, `--json` for scripts. Exit codes: 0 success, 1 the API refused or could not
-be reached (the message says what to do), 2 a usage error.
+be reached (the message says what to do) or the run `execute` reports failed, 2 a usage error.
 """
 
 from __future__ import annotations
@@ -15,11 +15,19 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from torale.sdk import APIConnectionError, APIError, AuthenticationError, Torale
+from torale.cli.invocation import torale_command
+from torale.sdk import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    Torale,
+)
 from torale.sdk.builder import schedule_for
-from torale.sdk.config import resolve, write_config
+from torale.sdk.config import normalise_api_url, resolve, write_config
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -31,12 +39,13 @@ TaskId = Annotated[uuid.UUID, typer.Argument(help="The task's id.", metavar="TAS
 
 
 def fail(exc: APIError) -> NoReturn:
-    err.print(f"[red]Error:[/red] {exc.message}")
+    err.print(f"[red]Error:[/red] {escape(exc.message)}")
+    torale = escape(torale_command())  # works as printed, also when not on PATH
     if isinstance(exc, AuthenticationError):
-        err.print("Set a valid key with: torale auth set-api-key")
+        err.print(f"Save a valid key with: {torale} auth set-api-key")
     elif isinstance(exc, APIConnectionError):
         err.print(
-            "Check the server runs, or set its address: torale auth set-api-key --api-url URL"
+            f"Check the server runs, or set its address: {torale} auth set-api-key --api-url URL"
         )
     raise typer.Exit(1)
 
@@ -44,7 +53,10 @@ def fail(exc: APIError) -> NoReturn:
 @contextmanager
 def api() -> Iterator[Torale]:
     """A client, with API errors turned into a message and exit code 1."""
-    client = Torale()
+    try:
+        client = Torale()
+    except ConfigurationError as exc:
+        fail(exc)
     try:
         yield client
     except APIError as exc:
@@ -80,7 +92,10 @@ def set_api_key(
     verify: Annotated[bool, typer.Option(help="Check the key with the server first.")] = True,
 ) -> None:
     """Save an API key (and server URL) in ~/.torale/config.json, readable only by you."""
-    url = (api_url or resolve().api_url).rstrip("/")
+    try:
+        url = normalise_api_url(api_url, "--api-url") if api_url else resolve().api_url
+    except ConfigurationError as exc:
+        fail(exc)
     if verify:
         try:
             with Torale(api_key=api_key, api_url=url) as checked:
@@ -95,9 +110,12 @@ def set_api_key(
 @auth_app.command("status")
 def status(as_json: JsonOption = False) -> None:
     """Who you are signed in as, and where."""
-    connection = resolve()
+    try:
+        connection = resolve()
+    except ConfigurationError as exc:
+        fail(exc)
     if not connection.api_key:
-        err.print("Not signed in. Run: torale auth set-api-key")
+        err.print(f"Not signed in. Run: {escape(torale_command())} auth set-api-key")
         raise typer.Exit(1)
     with api() as client:
         user = client.auth.me()
@@ -346,7 +364,7 @@ def execute(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run a task now."""
+    """Run a task now. Exits 1 when the run failed (with --json too, after printing it)."""
     with api() as client:
         if wait and not as_json:
             with err.status("Running… (searching, reading, asking the model)"):
@@ -355,10 +373,12 @@ def execute(
             execution = client.tasks.execute(task_id, wait=wait)
     if as_json:
         emit(execution)
+        if execution.status == "failed":
+            raise typer.Exit(1)  # as in table mode: a script can tell a failed run
         return
     out.print(f"Execution {execution.id}: {execution.status}")
     if execution.status == "failed":
-        err.print(f"[red]{execution.error_message}[/red]")
+        err.print(f"[red]{escape(execution.error_message or '')}[/red]")
         raise typer.Exit(1)
     if execution.result:
         show_verdict(execution.result, execution.grounding_sources)

@@ -6,6 +6,7 @@ They import the server's modules when they run (see `needs_server`).
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Annotated, Literal
 
 import typer
@@ -18,15 +19,46 @@ out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="List users and change their role.", no_args_is_help=True)
+USER_COLUMNS = ("email", "role", "active", "keys", "tasks", "created", "id")
+
+
+def _user_id(value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        err.print(f"[red]--user-id: {value!r} is not a user id (see torale users list)[/red]")
+        raise typer.Exit(1) from None
 
 
 @keys_app.command("create")
 def create_key(
-    email: Annotated[str, typer.Option(help="The user's email; the user is created if new.")],
+    email: Annotated[
+        str | None,
+        typer.Option(help="The user's email; the user is created if new."),
+    ] = None,
+    user_id: Annotated[
+        str | None,
+        typer.Option(
+            "--user-id",
+            help="The user's id (torale users list): needed for an account made by a sign-in "
+            "through the identity provider.",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="A name to recognise the key by.")] = "cli",
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
 ) -> None:
-    """Create an API key (and the user, if new). The key is printed once."""
+    """Create an API key (and the user, if new). The key is printed once.
+
+    An email that belongs to an account made by a sign-in through the identity provider is
+    refused: that address came from a sign-in token, not from you. Check who it is and pass
+    --user-id.
+    """
+    if email is None and user_id is None:
+        err.print("[red]Give the user: --email EMAIL (or --user-id ID).[/red]")
+        raise typer.Exit(2)
+    account_id = _user_id(user_id)
     with server_imports("keys create"):
         from torale.auth import service as auth_service
         from torale.cli.database import open_session, run_db
@@ -34,11 +66,12 @@ def create_key(
 
     settings = Settings()
 
-    async def work() -> tuple[str, bool]:
+    async def work() -> tuple[str, bool, str]:
         async with open_session(settings) as session:
-            user = await auth_service.get_user_by_email(session, email=email)
+            user = await auth_service.account_for_operator(session, email=email, user_id=account_id)
             created = user is None
             if user is None:
+                assert email is not None  # by id, a missing user is an error
                 user = await auth_service.create_user(
                     session, email=email, role="admin" if admin else "user"
                 )
@@ -47,10 +80,14 @@ def create_key(
             _, raw = await auth_service.create_api_key(
                 session, user_id=user.id, name=name, hashing_key=settings.hashing_key
             )
-        return raw, created
+            who = user.email or "(no email)"
+            if account_id is not None:
+                who = f"{who} (id {user.id})"
+        return raw, created, who
 
-    raw, created = run_db(settings, work)
-    who = f"new {'admin' if admin else 'user'} {email}" if created else email
+    raw, created, who = run_db(settings, work)
+    if created:
+        who = f"new {'admin' if admin else 'user'} {who}"
     err.print(f"API key for {who} (shown only once):")
     out.print(raw, markup=False)
 
@@ -100,11 +137,12 @@ def list_users(
         for u in users
     ]
     if not out.is_terminal:
-        # Piped: whole values, one user a line, for grep/cut; rich would truncate to fit.
-        for row in rows:
+        # Piped: a header line, then whole values, one user a line, tab-separated, for
+        # grep/cut/awk; rich would truncate to fit.
+        for row in [list(USER_COLUMNS), *rows]:
             typer.echo("\t".join(row))
         return
-    table = Table("email", "role", "active", "keys", "tasks", "created", "id")
+    table = Table(*USER_COLUMNS)
     for column in (table.columns[0], table.columns[6]):
         column.overflow = "fold"
     for row in rows:
@@ -112,7 +150,11 @@ def list_users(
     out.print(table)
 
 
-def _set_role(email: str, role: Literal["user", "admin"]) -> None:
+def _set_role(email: str | None, role: Literal["user", "admin"], user_id: str | None) -> None:
+    if email is None and user_id is None:
+        err.print("[red]Give the user: EMAIL (or --user-id ID).[/red]")
+        raise typer.Exit(2)
+    account_id = _user_id(user_id)
     with server_imports(f"users {'promote' if role == 'admin' else 'demote'}"):
         from torale.auth import service as auth_service
         from torale.cli.database import open_session, run_db
@@ -120,21 +162,34 @@ def _set_role(email: str, role: Literal["user", "admin"]) -> None:
 
     settings = Settings()
 
-    async def work() -> None:
+    async def work() -> str:
         async with open_session(settings) as session:
-            await auth_service.set_role(session, email=email, role=role)
+            user = await auth_service.set_role(session, email=email, role=role, user_id=account_id)
+            return user.email or str(user.id)
 
-    run_db(settings, work)
-    out.print(f"{email} is now {'an admin' if role == 'admin' else 'a user'}.")
+    who = run_db(settings, work)
+    out.print(f"{who} is now {'an admin' if role == 'admin' else 'a user'}.")
+
+
+_USER_ID_OPTION = typer.Option(
+    "--user-id", help="The user's id instead of the email (torale users list)."
+)
 
 
 @users_app.command("promote")
-def promote(email: Annotated[str, typer.Argument(help="The user's email.")]) -> None:
-    """Give a user the admin role."""
-    _set_role(email, "admin")
+def promote(
+    email: Annotated[str | None, typer.Argument(help="The user's email.")] = None,
+    user_id: Annotated[str | None, _USER_ID_OPTION] = None,
+) -> None:
+    """Give a user the admin role. An account made by a sign-in through the identity provider
+    is named by --user-id (its email came from a sign-in token, not from you)."""
+    _set_role(email, "admin", user_id)
 
 
 @users_app.command("demote")
-def demote(email: Annotated[str, typer.Argument(help="The user's email.")]) -> None:
+def demote(
+    email: Annotated[str | None, typer.Argument(help="The user's email.")] = None,
+    user_id: Annotated[str | None, _USER_ID_OPTION] = None,
+) -> None:
     """Take the admin role away from a user."""
-    _set_role(email, "user")
+    _set_role(email, "user", user_id)

@@ -7,18 +7,52 @@ lists them too.
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import signal
-from typing import Annotated
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from torale.cli.invocation import torale_command
 from torale.cli.needs_server import help_panel, server_imports
 
+if TYPE_CHECKING:
+    from torale.config import Settings
+
 out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
-def _print_bootstrap_key(email: str, key: str, base_url: str) -> None:
+def operator_prefix(settings: Settings) -> tuple[str, str]:
+    """What an operator command needs in front of it to open this server's database, and a
+    note for what cannot be printed. The data dir is printed when it is not the default (as an
+    absolute path, so it works from any directory), a database URL only without a password,
+    a secret key never."""
+    from sqlalchemy.engine import make_url
+
+    from torale.config import default_data_dir
+
+    prefix, missing = "", []
+    if settings.database_url:
+        if make_url(settings.database_url).password is None:
+            prefix = f"TORALE_DATABASE_URL={shlex.quote(settings.database_url)} "
+        else:
+            missing.append("TORALE_DATABASE_URL")
+    elif settings.data_dir.absolute() != default_data_dir().absolute():
+        prefix = f"TORALE_DATA_DIR={shlex.quote(str(settings.data_dir.absolute()))} "
+    if settings.secret_key is not None:
+        missing.append("TORALE_SECRET_KEY")
+    note = f"in a shell with the server's {' and '.join(missing)}" if missing else ""
+    return prefix, note
+
+
+def print_bootstrap_key(email: str, key: str, base_url: str, settings: Settings) -> None:
+    """The first-start banner: the key, and commands that work exactly as printed."""
+    torale = torale_command()
+    prefix, note = operator_prefix(settings)
     out.print()
     out.print(f"[bold]Torale created the admin user {email} and this API key.[/bold]")
     out.print("It is shown only this once; store it now:")
@@ -27,8 +61,56 @@ def _print_bootstrap_key(email: str, key: str, base_url: str) -> None:
     out.print()
     out.print("Try it:", markup=False)
     out.print(f'    curl -H "Authorization: Bearer {key}" {base_url}/api/v1/tasks', markup=False)
-    out.print("More keys and users: torale keys create --email you@example.com [--admin]")
     out.print()
+    out.print("Or with the command line client (paste the key when it asks):", markup=False)
+    out.print(f"    {torale} auth set-api-key --api-url {base_url}", markup=False)
+    out.print(f"    {torale} task list", markup=False)
+    out.print()
+    out.print(
+        "More keys and users (add --admin for an admin)" + (f", {note}" if note else "") + ":",
+        markup=False,
+    )
+    out.print(f"    {prefix}{torale} keys create --email you@example.com", markup=False)
+    out.print()
+
+
+WITHOUT_A_MODEL = (
+    "Until then runs fail (each run's error says what to set) and previews answer 503; "
+    "everything else works: the API and its documentation, users and API keys, creating and "
+    "scheduling tasks, notification channels and webhook tests."
+)
+
+
+def model_warning(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """What a start prints (on stderr) when runs cannot work: no model configured, or the
+    configured model's key not set. None when there is nothing to say."""
+    from torale.engine.evaluate import model_setup_problem
+
+    problem = model_setup_problem(settings, environ)
+    if problem is None:
+        return None
+    if settings.model:
+        return f"Warning: {problem}.\n{WITHOUT_A_MODEL}"
+    return "\n".join(
+        [
+            "Warning: no model is configured, so Torale cannot judge tasks yet. Set "
+            "TORALE_MODEL and the provider's key in the server's environment and start it "
+            "again, for example:",
+            "    TORALE_MODEL=openai:gpt-4o-mini OPENAI_API_KEY=sk-...",
+            "    TORALE_MODEL=google:gemini-2.5-flash GOOGLE_API_KEY=...",
+            "    TORALE_MODEL=anthropic:claude-sonnet-4-5 ANTHROPIC_API_KEY=...",
+            "or, for Ollama or another OpenAI-compatible server (nothing leaves your machine):",
+            "    TORALE_OPENAI_BASE_URL=http://localhost:11434/v1 TORALE_MODEL=llama3.1:8b",
+            WITHOUT_A_MODEL,
+        ]
+    )
+
+
+def _warn_about_the_model(settings: Settings) -> None:
+    warning = model_warning(settings, os.environ)
+    if warning:
+        err.print(warning, markup=False, style="yellow")
+        err.print()
 
 
 def serve(
@@ -69,7 +151,8 @@ def serve(
     made = run_db(settings, bootstrap)
     shown_host = "localhost" if settings.host in ("0.0.0.0", "127.0.0.1", "::") else settings.host  # noqa: S104
     if made:
-        _print_bootstrap_key(made[0], made[1], f"http://{shown_host}:{settings.port}")
+        print_bootstrap_key(made[0], made[1], f"http://{shown_host}:{settings.port}", settings)
+    _warn_about_the_model(settings)
 
     from torale.app import create_app
 
@@ -113,6 +196,7 @@ def worker() -> None:
         return None
 
     run_db(settings, no_op)  # the schema must be current (migrated when allowed)
+    _warn_about_the_model(settings)
     with server_imports("worker"):
         from torale.scheduling.worker import run_worker
 

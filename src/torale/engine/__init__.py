@@ -1,1 +1,1 @@
-"""The engine: one run of a task — search, fetch, evaluate, decide, record (SPEC §6)."""
+"""The engine: one run of a task — search, fetch, evaluate, decide, record (docs/api.md §6)."""

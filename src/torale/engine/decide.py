@@ -1,4 +1,4 @@
-"""Whether a run notifies, per the task's notify_behavior (SPEC §6, step 4). Pure functions."""
+"""Whether a run notifies, per its notify_behavior (docs/api.md §6, step 4). Pure functions."""
 
 from __future__ import annotations
 

@@ -8,8 +8,12 @@ same backoff as searches); everything else ends the run with a message a user ca
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,11 +26,14 @@ from torale.engine.retry import with_retries
 if TYPE_CHECKING:
     # pydantic-ai and the provider SDKs are large: loaded on the first evaluation, not at start.
     from pydantic_ai import Agent
+    from pydantic_ai.agent import AgentRunResult
     from pydantic_ai.exceptions import ModelAPIError
     from pydantic_ai.models import Model
 
 logger = logging.getLogger("torale.engine")
 MAX_STATE_KEYS = 20
+# Models (clients and agents) kept ready per process; the least recently used goes first.
+MAX_CACHED_MODELS = 8
 
 
 class Verdict(BaseModel):
@@ -114,9 +121,82 @@ class NoModelConfiguredError(EvaluationError):
 
 NO_MODEL_MESSAGE = (
     "No model is configured: set TORALE_MODEL (for example openai:gpt-4o-mini with "
-    "OPENAI_API_KEY, or google-gla:gemini-2.5-flash with GEMINI_API_KEY), or "
-    "TORALE_OPENAI_BASE_URL and TORALE_MODEL for an OpenAI-compatible server such as Ollama"
+    "OPENAI_API_KEY, google:gemini-2.5-flash with GOOGLE_API_KEY, or "
+    "anthropic:claude-sonnet-4-5 with ANTHROPIC_API_KEY), or TORALE_OPENAI_BASE_URL and "
+    "TORALE_MODEL for an OpenAI-compatible server such as Ollama"
 )
+
+# The variable each provider reads its key from (pydantic-ai's names), for messages that say
+# what to set. Providers not listed are still usable; their messages are less specific.
+PROVIDER_KEY_VARIABLES = {
+    "openai": "OPENAI_API_KEY",
+    "openai-chat": "OPENAI_API_KEY",
+    "openai-responses": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "google": "GOOGLE_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+}
+WHERE_MODELS_ARE_SET = "TORALE_MODEL, or the task's config.model"
+
+
+def uses_openai_base_url(settings: Settings, name: str) -> bool:
+    """Whether `name` is served by TORALE_OPENAI_BASE_URL (set, and no known provider prefix)."""
+    prefix = name.split(":", 1)[0] if ":" in name else ""
+    return bool(settings.openai_base_url) and prefix not in _PROVIDER_PREFIXES
+
+
+def key_variable(settings: Settings, name: str) -> str | None:
+    """The variable the key of model `name` is read from, when Torale knows it."""
+    if uses_openai_base_url(settings, name):
+        return "TORALE_OPENAI_API_KEY"
+    prefix = name.split(":", 1)[0] if ":" in name else ""
+    return PROVIDER_KEY_VARIABLES.get(prefix)
+
+
+def model_setup_problem(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """What a server start warns about: no model at all, or the model's key not set."""
+    if not settings.model:
+        return NO_MODEL_MESSAGE
+    variable = key_variable(settings, settings.model)
+    if variable and variable != "TORALE_OPENAI_API_KEY" and not environ.get(variable):
+        return (
+            f"TORALE_MODEL is {settings.model}, but {variable} is not set in the server's "
+            "environment: every run will fail until it is"
+        )
+    return None
+
+
+_SET_THE_VARIABLE = re.compile(r"Set the `([A-Z][A-Z0-9_]*)` environment variable")
+
+
+def setup_error_message(name: str, exc: Exception) -> str:
+    """What to fix when the model library cannot even build model `name` (an unknown name, its
+    key not set, its provider's package not installed), in Torale's words, not the library's."""
+    text = str(getattr(exc, "message", None) or exc)
+    if variable := _SET_THE_VARIABLE.search(text):
+        return (
+            f"{variable.group(1)} is not set: model {name} needs it in the server's environment "
+            f"(or choose another model: {WHERE_MODELS_ARE_SET})"
+        )
+    if text.startswith("Unknown model"):
+        return (
+            f"Unknown model {name!r}: name it as provider:model (e.g. openai:gpt-4o-mini, "
+            f"google:gemini-2.5-flash, anthropic:claude-sonnet-4-5) in {WHERE_MODELS_ARE_SET}, "
+            "or set TORALE_OPENAI_BASE_URL to serve it from an OpenAI-compatible server"
+        )
+    if isinstance(exc, ImportError):
+        return (
+            f"The provider of model {name} is not installed on this server: choose an openai:, "
+            f"google: or anthropic: model, or an OpenAI-compatible server ({WHERE_MODELS_ARE_SET})"
+        )
+    return (
+        f"Model {name} cannot be used: its provider could not be set up "
+        f"({type(exc).__name__}); check its credentials, or choose another model "
+        f"({WHERE_MODELS_ARE_SET})"
+    )
 
 
 def _fence(text: str) -> str:
@@ -177,6 +257,8 @@ _PROVIDER_PREFIXES = frozenset(
         "deepseek",
         "fireworks",
         "github",
+        "google",
+        "google-cloud",
         "google-gla",
         "google-vertex",
         "grok",
@@ -193,7 +275,21 @@ _PROVIDER_PREFIXES = frozenset(
 )
 
 
+def model_problem(name: str, allowed: tuple[str, ...] | None) -> str | None:
+    """Why a task may not choose model `name` here (TORALE_ALLOWED_MODELS), or None."""
+    if allowed is None or name in allowed:
+        return None
+    if not allowed:
+        return (
+            f"Model {name!r} is not allowed: this server offers no choice of model (its "
+            "operator can list models in TORALE_ALLOWED_MODELS)"
+        )
+    return f"Model {name!r} is not allowed on this server; allowed: {', '.join(allowed)}"
+
+
 def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):
+        return True
     from pydantic_ai.exceptions import (
         ModelConnectionError,
         ModelRateLimitError,
@@ -213,28 +309,31 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class Evaluator:
-    """Evaluations for a process: models and agents are built once per model name."""
+    """Evaluations for a process: a model and its agent are built once per model name and kept
+    for the MAX_CACHED_MODELS most recently used names."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._agents: dict[str, Agent[None, Verdict]] = {}
+        self._agents: OrderedDict[str, Agent[None, Verdict]] = OrderedDict()
 
     def model_name(self, configured: str | None) -> str:
+        """The model a run uses: the task's (if this server allows it), else the default."""
         name = configured or self.settings.model
         if not name:
             raise NoModelConfiguredError(NO_MODEL_MESSAGE)
+        problem = model_problem(name, self.settings.allowed_model_list)
+        if problem:  # a task saved before the operator narrowed the list
+            raise EvaluationError(problem)
         return name
 
     def _model(self, name: str) -> Model:
         from openai import AsyncOpenAI
-        from pydantic_ai.exceptions import UserError
         from pydantic_ai.models import infer_model
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
 
         settings = self.settings
-        prefix = name.split(":", 1)[0] if ":" in name else ""
-        if settings.openai_base_url and prefix not in _PROVIDER_PREFIXES:
+        if uses_openai_base_url(settings, name):
             key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "-"
             client = AsyncOpenAI(
                 base_url=settings.openai_base_url,
@@ -247,8 +346,11 @@ class Evaluator:
             )
         try:
             return infer_model(name)
-        except UserError as exc:
-            raise EvaluationError(f"Model {name!r} cannot be used: {exc.message}") from None
+        except Exception as exc:
+            # Its message names the library's classes (`OpenAIProvider(api_key=...)`): say
+            # which of our settings, or which variable, to fix instead.
+            logger.info("model %s cannot be set up: %s", name, type(exc).__name__)
+            raise EvaluationError(setup_error_message(name, exc)) from None
 
     def _agent(self, name: str) -> Agent[None, Verdict]:
         from pydantic_ai import Agent
@@ -263,7 +365,15 @@ class Evaluator:
                 model_settings={"temperature": 0, "timeout": self.settings.model_timeout_seconds},
             )
             self._agents[name] = agent
+            while len(self._agents) > MAX_CACHED_MODELS:
+                self._agents.popitem(last=False)
+        self._agents.move_to_end(name)
         return agent
+
+    async def _ask(self, agent: Agent[None, Verdict], prompt: str) -> AgentRunResult[Verdict]:
+        # One deadline for the whole request: the client's timeout is only per read.
+        async with asyncio.timeout(self.settings.model_timeout_seconds):
+            return await agent.run(prompt)
 
     async def evaluate(self, *, model: str, prompt: str) -> Evaluation:
         from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
@@ -272,17 +382,22 @@ class Evaluator:
         settings = self.settings
         try:
             result = await with_retries(
-                lambda: agent.run(prompt),
+                lambda: self._ask(agent, prompt),
                 retries=settings.provider_retries,
                 backoff=settings.retry_backoff_seconds,
                 transient=_is_transient,
             )
+        except TimeoutError:
+            raise EvaluationError(
+                f"Model {model} did not answer within {settings.model_timeout_seconds:g} s, "
+                f"{settings.provider_retries + 1} times"
+            ) from None
         except UnexpectedModelBehavior:
             raise EvaluationError(
                 f"Model {model} did not answer in the expected structure, even when asked again"
             ) from None
         except ModelAPIError as exc:
-            raise EvaluationError(_describe(model, exc, settings.provider_retries)) from exc
+            raise EvaluationError(_describe(model, exc, settings)) from exc
         except Exception as exc:
             # A reply the model library itself cannot take apart (no choices, wrong types…):
             # the provider's fault, so it fails this run like any provider error.
@@ -299,7 +414,7 @@ class Evaluator:
         )
 
 
-def _describe(model: str, exc: ModelAPIError, retries: int) -> str:
+def _describe(model: str, exc: ModelAPIError, settings: Settings) -> str:
     from pydantic_ai.exceptions import (
         ModelAuthenticationError,
         ModelContextWindowExceededError,
@@ -308,7 +423,8 @@ def _describe(model: str, exc: ModelAPIError, retries: int) -> str:
     )
 
     if isinstance(exc, ModelAuthenticationError):
-        return f"The provider of model {model} refused the credentials: check its API key"
+        variable = key_variable(settings, model) or "its API key"
+        return f"The provider of model {model} refused the credentials: check {variable}"
     if isinstance(exc, ModelNotFoundError):
         return f"Model {model} was not found at its provider: check TORALE_MODEL or config.model"
     if isinstance(exc, ModelQuotaExceededError):
@@ -320,6 +436,7 @@ def _describe(model: str, exc: ModelAPIError, retries: int) -> str:
         )
     if _is_transient(exc):
         kind = type(exc).__name__.removeprefix("Model").removesuffix("Error")
-        return f"Model {model} is unavailable ({kind}) after {retries + 1} attempts"
+        attempts = settings.provider_retries + 1
+        return f"Model {model} is unavailable ({kind}) after {attempts} attempts"
     status = getattr(exc, "status_code", None)
     return f"The request to model {model} failed" + (f" (HTTP {status})" if status else "")

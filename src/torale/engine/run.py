@@ -1,4 +1,4 @@
-"""One run of a task (SPEC §6): search, fetch, evaluate, decide, record.
+"""One run of a task (docs/api.md §6): search, fetch, evaluate, decide, record.
 
 `run_execution` is the one way a task runs, whoever asks (a scheduler backend, run-now); preview
 runs the same pipeline (`perform_run`) for an unsaved task and records nothing. A run holds no
@@ -24,6 +24,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
+from torale.db import locks
 from torale.db.database import session_scope
 from torale.db.models import Execution, Page, Task
 from torale.db.statements import upsert
@@ -84,11 +85,7 @@ class Engine:
         sessions: async_sessionmaker[AsyncSession],
         write_lock: asyncio.Lock | None,
     ) -> Engine:
-        policy = OutboundPolicy(
-            allow_http=True,
-            allow_private=settings.allow_private_networks,
-            allowed_networks=settings.allowed_network_list,
-        )
+        policy = OutboundPolicy.from_settings(settings, purpose="pages")
         fetcher = Fetcher(
             policy,
             timeout=settings.fetch_timeout_seconds,
@@ -288,6 +285,14 @@ async def _claim(
     # ORM objects (a scheduler's throughput is mostly this transaction and the record).
     now = datetime.now(UTC)
     async with session_scope(engine.sessions, engine.write_lock) as session:
+        # The owner's row first (db.locks), and whether the account is still active: a
+        # deactivated account's task does not run, whatever its state says.
+        owner = await locks.lock_task_owner(session, task_id)
+        if owner is None:
+            return None  # deleted (with its executions)
+        if not owner[1]:
+            await skip_deactivated(session, owner=owner[0], execution_id=execution_id, now=now)
+            return None
         # The task and its last successful execution (what the run compares against), in one
         # query: the execution claimed below is not a successful one, so the order is the same.
         last_success = (
@@ -365,6 +370,22 @@ async def _claim(
     return execution_id, spec, earlier, previous
 
 
+DEACTIVATED_REASON = "the account is deactivated"
+
+
+async def skip_deactivated(
+    session: AsyncSession, *, owner: uuid.UUID, execution_id: uuid.UUID | None, now: datetime
+) -> list[Task]:
+    """A run of a deactivated account's task does not happen: its queued execution fails (with
+    why) and the account's active tasks are paused as deactivation pauses them (a write that
+    raced the deactivation left them active). The tasks it paused. The owner's row is locked."""
+    if execution_id is not None:
+        await lifecycle.fail_unstarted(
+            session, execution_id=execution_id, reason=DEACTIVATED_REASON
+        )
+    return await transitions.pause_for_deactivation(session, user_ids=[owner], now=now)
+
+
 async def _record_success(
     engine: Engine, task_id: uuid.UUID, execution_id: uuid.UUID, outcome: RunOutcome
 ) -> None:
@@ -379,9 +400,15 @@ async def _record_outcome(
     now = datetime.now(UTC)
     verdict = outcome.verdict
     async with session_scope(engine.sessions, engine.write_lock) as session:
+        owner = await locks.lock_task_owner(session, task_id)  # first: see db.locks
         execution = await session.get(Execution, execution_id)
         task = await session.get(Task, task_id)
-        if execution is None or task is None or execution.status != ExecutionStatus.RUNNING:
+        if (
+            owner is None
+            or execution is None
+            or task is None
+            or execution.status != ExecutionStatus.RUNNING
+        ):
             return False  # the task was deleted, or the run was declared orphaned meanwhile
         # Decide against the task as it is now, not as it was when the run began.
         decision = decide(
@@ -390,8 +417,12 @@ async def _record_outcome(
             was_met=task.condition_met,
             previous_state=task.last_known_state,
         )
-        notify = decision.notify and not (
-            task.notify_behavior == "once" and task.state == TaskState.COMPLETED
+        # A run under way when its owner was deactivated records its result, and notifies
+        # nobody.
+        notify = (
+            decision.notify
+            and owner[1]
+            and not (task.notify_behavior == "once" and task.state == TaskState.COMPLETED)
         )
         lifecycle.succeed(execution, now=now)
         execution.condition_met = verdict.condition_met
@@ -442,6 +473,7 @@ async def _record_outcome(
 async def _record_failure(engine: Engine, execution_id: uuid.UUID, message: str) -> None:
     now = datetime.now(UTC)
     async with session_scope(engine.sessions, engine.write_lock) as session:
+        await locks.lock_execution_owners(session, [execution_id])  # first: see db.locks
         await lifecycle.fail(session, execution_id=execution_id, message=message, now=now)
 
 

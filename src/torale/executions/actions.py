@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from torale.db import locks
 from torale.db.database import session_scope
 from torale.engine.evaluate import EvaluationError, NoModelConfiguredError
 from torale.engine.run import RunFailedError, TaskSpec, preview_run
@@ -38,6 +39,8 @@ async def run_now(
     task is running already, that run: no second one starts. 503 if the scheduler refuses (the
     execution is then failed, so that it does not block the task's next runs)."""
     async with session_scope(rt.sessions, rt.write_lock) as session:
+        # 403 if the account was deactivated since the request authenticated (db.locks).
+        await locks.lock_active_user(session, user_id)
         task = await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
         execution, created = await lifecycle.start_execution(
             session,
@@ -53,6 +56,7 @@ async def run_now(
             await rt.scheduler.run_now(task_id, execution.id)
         except SchedulerUnavailableError as exc:
             async with session_scope(rt.sessions, rt.write_lock) as session:
+                await locks.lock_users(session, [user_id])
                 await lifecycle.fail_unstarted(session, execution_id=execution.id, reason=str(exc))
             raise
     if wait:
@@ -85,12 +89,14 @@ async def list_executions(
 
 
 async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
-    """Run the engine once for an unsaved task; nothing is stored. 422 for pages or a search
-    provider the server refuses, 503 without a model or a search provider's setting, 502 when
-    a provider fails, 504 past the run time limit."""
+    """Run the engine once for an unsaved task; nothing is stored. 422 for pages, a search
+    provider or a model the server refuses, 503 without a model or a search provider's setting,
+    502 when a provider fails, 504 past the run time limit."""
     config = data.config.model_dump(exclude_none=True)
-    errors = tasks_service.url_errors(data.urls, rt.policy) + tasks_service.source_errors(
-        data.urls, config, rt.policy
+    errors = (
+        tasks_service.url_errors(data.urls, rt.policy)
+        + tasks_service.source_errors(data.urls, config, rt.policy)
+        + tasks_service.model_errors(config, rt.policy)
     )
     if errors:
         raise FieldValidationError(errors)

@@ -1,4 +1,4 @@
-"""Execution responses (SPEC §5)."""
+"""Execution responses (docs/api.md §5)."""
 
 from __future__ import annotations
 

@@ -25,8 +25,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
+from torale.db import locks
 from torale.db.database import session_scope
 from torale.db.models import Delivery, DeliveryAttempt, Task, User, WebhookConfig
+from torale.logs import silence_secret_bearing_loggers
 from torale.net import OutboundPolicy
 from torale.notify.apprise_sender import AppriseSender
 from torale.notify.email import EmailSender
@@ -53,11 +55,8 @@ class Dispatcher:
         self.write_lock = write_lock
         self.concurrency = concurrency
         self.poll_seconds = settings.scheduler_poll_seconds
-        policy = OutboundPolicy(
-            allow_http=settings.allow_http_webhooks,
-            allow_private=settings.allow_private_networks,
-            allowed_networks=settings.allowed_network_list,
-        )
+        silence_secret_bearing_loggers()  # their lines carry channel URLs and tokens
+        policy = OutboundPolicy.from_settings(settings, purpose="notifications")
         timeout = settings.webhook_timeout_seconds
         self.webhooks = WebhookSender(policy, timeout=timeout)
         self.email = EmailSender(
@@ -140,7 +139,9 @@ class Dispatcher:
             lease_until = now + self.lease
             for delivery in rows:
                 if delivery.channel_type == "email":
-                    if quota.get(delivery.user_id, 0) <= 0:
+                    if delivery.user_id not in quota:
+                        continue  # the user's row is busy (see _email_quota): the next look
+                    if quota[delivery.user_id] <= 0:
                         # The user's hourly email limit: not now, and not an attempt.
                         await session.execute(
                             update(Delivery)
@@ -189,15 +190,23 @@ class Dispatcher:
 
         Decided in the claim transaction, counting emails sent in the last hour and those being
         sent now, so concurrent sends (in this or another process) cannot exceed the limit; on
-        PostgreSQL the users' rows are locked so two claimants decide one after the other.
+        PostgreSQL the users' rows are locked so two claimants decide one after the other. The
+        deliveries are locked already, so these locks come out of the one order (db.locks) and
+        must not wait: a user whose row is busy is left out (their emails wait for the next look).
         """
         users = sorted({d.user_id for d in rows if d.channel_type == "email"})
         if not users:
             return {}
         if not self.settings.is_sqlite:
-            await session.execute(
-                select(User.id).where(User.id.in_(users)).order_by(User.id).with_for_update()
+            locked = await session.scalars(
+                select(User.id)
+                .where(User.id.in_(users))
+                .order_by(User.id)
+                .with_for_update(skip_locked=True, key_share=True)
             )
+            users = list(locked)
+            if not users:
+                return {}
         sent = await session.execute(
             select(DeliveryAttempt.user_id, func.count())
             .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
@@ -266,6 +275,8 @@ class Dispatcher:
                 "last_error": result.error,
             }
         async with session_scope(self.sessions, self.write_lock) as session:
+            if result.disable_channel:  # writes the task: its owner's row first (db.locks)
+                await locks.lock_users(session, [outgoing.user_id])
             # Only the claim that still holds the lease records: a sender that stalled past it
             # (and was taken over) must not overwrite the new owner's outcome.
             recorded = await session.execute(

@@ -1,6 +1,6 @@
 """The outbox: notifications are rows written in the run's transaction, sent later.
 
-A run that notifies queues one `Delivery` per channel of its task, with the event of SPEC §7
+A run that notifies queues one `Delivery` per channel of its task, with the event of docs/api.md §7
 as it stood at that moment; the unique (execution, channel) key means a run can never queue a
 channel twice. Sending them (webhook, email, Apprise), with retries, is the dispatcher's job.
 """
@@ -36,7 +36,7 @@ def notification_message(
 def event(
     *, delivery_id: uuid.UUID, task: Task, execution: Execution, now: datetime
 ) -> dict[str, Any]:
-    """The event a channel receives (SPEC §7); `id` is the delivery id, stable across retries."""
+    """The event a channel receives (docs/api.md §7); `id` is the delivery id, kept on retries."""
     result = dict(execution.result or {})
     result["grounding_sources"] = execution.grounding_sources
     result["change_summary"] = execution.change_summary

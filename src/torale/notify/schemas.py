@@ -1,4 +1,4 @@
-"""Webhook settings and delivery history (SPEC §7)."""
+"""Webhook settings and delivery history (docs/api.md §7)."""
 
 from __future__ import annotations
 

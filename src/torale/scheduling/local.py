@@ -36,12 +36,13 @@ from typing import cast
 
 from sqlalchemy import Table, func, select
 
+from torale.db import locks
 from torale.db.database import session_scope
-from torale.db.models import Execution, Task, User
+from torale.db.models import Execution, Task
 from torale.engine.run import Engine, run_execution
 from torale.executions import lifecycle
 from torale.scheduling.base import RunView, ScheduleView
-from torale.statuses import TaskState, Trigger
+from torale.statuses import ACTIVE_EXECUTION_STATUSES, TaskState, Trigger
 from torale.tasks import transitions
 from torale.tasks.schedule import next_run_after
 
@@ -55,7 +56,6 @@ BATCH_WINDOW_SECONDS = 0.1
 RECOVER_EVERY_SECONDS = 5.0
 
 _tasks = cast("Table", Task.__table__)
-_users = cast("Table", User.__table__)
 
 
 async def claim_due_runs(
@@ -65,6 +65,28 @@ async def claim_due_runs(
     if limit <= 0:
         return []
     async with session_scope(engine.sessions, engine.write_lock) as session:
+        is_due = (_tasks.c.state == TaskState.ACTIVE, _tasks.c.next_run <= now)
+        # Users before tasks (db.locks): whose tasks are due, then their rows, in id order,
+        # then their due tasks. A claimant that waited here for another's users finds the due
+        # tasks that one left, since it reads them after the wait.
+        owners = (
+            await session.execute(
+                select(_tasks.c.user_id).where(*is_due).order_by(_tasks.c.next_run).limit(limit)
+            )
+        ).scalars()
+        active = await locks.lock_users(session, owners)
+        deactivated = [user for user, is_active in active.items() if not is_active]
+        if deactivated:
+            # A write that raced a deactivation left these active: paused, not run.
+            paused = await transitions.pause_for_deactivation(
+                session, user_ids=deactivated, now=now
+            )
+            logger.info(
+                "paused %d tasks of deactivated accounts instead of running them", len(paused)
+            )
+        live = [user for user, is_active in active.items() if is_active]
+        if not live:
+            return []
         due = (
             select(
                 _tasks.c.id,
@@ -73,7 +95,7 @@ async def claim_due_runs(
                 _tasks.c.schedule,
                 _tasks.c.timezone,
             )
-            .where(_tasks.c.state == TaskState.ACTIVE, _tasks.c.next_run <= now)
+            .where(*is_due, _tasks.c.user_id.in_(live))
             .order_by(_tasks.c.next_run)
             .limit(limit)
         )
@@ -82,17 +104,6 @@ async def claim_due_runs(
         rows = (await session.execute(due)).all()
         if not rows:
             return []
-        if not engine.settings.is_sqlite:
-            # Writing tasks and executions moves their owners' tasks_version (triggers), which
-            # locks the users' rows: take those locks first, in one order in every claimant,
-            # so two of them can never deadlock.
-            owners = sorted({row.user_id for row in rows})
-            await session.execute(
-                select(_users.c.id)
-                .where(_users.c.id.in_(owners))
-                .order_by(_users.c.id)
-                .with_for_update()
-            )
         slots = [transitions.DueSlot(r.id, r.next_run, r.schedule, r.timezone) for r in rows]
         won = await transitions.advance_due_slots(session, slots, now=now)
         started = await lifecycle.start_scheduled_executions(
@@ -116,6 +127,15 @@ async def recover_expired(
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Leases that ran out: fail runs that died half way; take over claimed runs not started."""
     async with session_scope(engine.sessions, engine.write_lock) as session:
+        # Users before executions (db.locks): the owners of every run whose lease ran out.
+        expired = await session.scalars(
+            select(Execution.user_id)
+            .where(
+                Execution.status.in_(ACTIVE_EXECUTION_STATUSES), Execution.lease_expires_at < now
+            )
+            .distinct()
+        )
+        await locks.lock_users(session, expired)
         await lifecycle.fail_orphaned(session, now=now, started_only=True)
         return await lifecycle.take_over_expired(session, now=now, limit=limit, lease=engine.lease)
 
@@ -125,6 +145,7 @@ async def release_unstarted(engine: Engine, execution_ids: list[uuid.UUID]) -> N
     if not execution_ids:
         return
     async with session_scope(engine.sessions, engine.write_lock) as session:
+        await locks.lock_execution_owners(session, execution_ids)  # first: see db.locks
         await lifecycle.release_unstarted(
             session, execution_ids=execution_ids, now=datetime.now(UTC)
         )

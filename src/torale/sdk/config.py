@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from torale.sdk.errors import ConfigurationError
 
 DEFAULT_API_URL = "http://localhost:8000"
 
@@ -47,8 +51,47 @@ class Connection:
     api_url: str
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_api_url(url: str, source: str) -> str:
+    """`url` with its scheme, without a trailing slash. A URL without a scheme is taken as
+    http:// when its host is this machine (`localhost:8000`: nothing leaves it), and refused
+    otherwise rather than guessed: plain http to another host would send the key in clear, and
+    https to a plain-http server would fail less clearly. `source` names where it came from."""
+    url = url.strip().rstrip("/")
+    scheme, separator, _ = url.partition("://")
+    if separator:
+        if scheme.lower() not in ("http", "https"):
+            raise ConfigurationError(
+                f"{source} must start with http:// or https://, not {scheme}:// ({url!r})"
+            )
+        return url
+    host = urlsplit(f"//{url}").hostname or ""
+    if _is_loopback(host):
+        return f"http://{url}"
+    raise ConfigurationError(
+        f"{source} ({url!r}) has no scheme: write https://{url} (or http://{url} if that "
+        "server really serves plain http)"
+    )
+
+
 def resolve(api_key: str | None = None, api_url: str | None = None) -> Connection:
+    """The key and URL from the arguments, TORALE_API_KEY / TORALE_API_URL, the config file,
+    each on its own. ConfigurationError for an API URL that cannot work."""
     stored = read_config()
     key = api_key or os.environ.get("TORALE_API_KEY") or stored.get("api_key")
-    url = api_url or os.environ.get("TORALE_API_URL") or stored.get("api_url") or DEFAULT_API_URL
-    return Connection(api_key=key, api_url=url.rstrip("/"))
+    for url, source in (
+        (api_url, "api_url"),
+        (os.environ.get("TORALE_API_URL"), "TORALE_API_URL"),
+        (stored.get("api_url"), f"api_url in {config_path()}"),
+    ):
+        if url:
+            return Connection(api_key=key, api_url=normalise_api_url(url, source))
+    return Connection(api_key=key, api_url=DEFAULT_API_URL)

@@ -1,4 +1,4 @@
-"""Errors the SDK raises, by HTTP status (SPEC §1)."""
+"""Errors the SDK raises, by HTTP status (docs/api.md §1)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ class APIError(Exception):
 
 class APIConnectionError(APIError):
     """The server could not be reached (after retries)."""
+
+
+class ConfigurationError(APIError):
+    """The client's own settings cannot work (an API URL that is not http(s)); raised when the
+    client is made, before anything is sent."""
 
 
 class AuthenticationError(APIError):

@@ -19,11 +19,15 @@ from pydantic import TypeAdapter
 
 from torale import __version__
 from torale.retry_after import parse_retry_after
-from torale.sdk.errors import APIConnectionError, error_for
+from torale.sdk.errors import APIConnectionError, AuthenticationError, error_for
 
 T = TypeVar("T")
 MAX_BACKOFF = 30.0
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
+NO_API_KEY = (
+    "No API key was given: pass Torale(api_key=...), set TORALE_API_KEY, or save one with "
+    "`torale auth set-api-key`"
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class Policy:
                 body: Any = response.json()
             except ValueError:
                 body = response.text
+            if response.status_code == 401 and not self.api_key:
+                raise AuthenticationError(NO_API_KEY, status_code=401, body=body)
             raise error_for(response.status_code, body, _retry_after(response))
         if response.status_code == 204 or not response.content:
             return call.parse(None)

@@ -1,7 +1,9 @@
 """What can be done with a user's tasks, whoever asks: an API route, the CLI, an MCP tool, a web
 page. Each action is one unit of work scoped to the owner (another user's task is a 404), and
 tells the scheduler of every change before it commits, so a backend that refuses (503) leaves
-nothing changed. Rules and queries are in `service`, state changes in `transitions`.
+nothing changed. Every write locks the owner's row first and is refused (403) if the account was
+deactivated after the request authenticated (see `db.locks`). Rules and queries are in
+`service`, state changes in `transitions`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from torale.db import locks
 from torale.db.database import session_scope
 from torale.db.models import Task
 from torale.executions import service as executions_service
@@ -49,6 +52,9 @@ async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> T
     written = False
     try:
         async with session_scope(rt.sessions, rt.write_lock) as session:
+            # The request authenticated before; refused (403) if the account was deactivated
+            # since. The owner's row stays locked until the commit (db.locks).
+            await locks.lock_active_user(session, user_id)
             session.add(task)
             await session.flush()
             created = TaskRead.model_validate(task)  # a new task has not run
@@ -91,6 +97,7 @@ async def update_task(
     """Partial update (only the fields sent), state changes included: 409 for a transition
     the table does not allow, 503 if the scheduler refuses (nothing is changed)."""
     async with session_scope(rt.sessions, rt.write_lock) as session:
+        await locks.lock_active_user(session, user_id)  # first: see create_task
         task = await service.update_task(
             session, user_id=user_id, task_id=task_id, data=data, policy=rt.policy
         )
@@ -115,5 +122,6 @@ async def resume_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) ->
 async def delete_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> None:
     """The task, its runs and its schedule go (503 if the scheduler refuses: nothing goes)."""
     async with session_scope(rt.sessions, rt.write_lock) as session:
+        await locks.lock_active_user(session, user_id)  # first: see create_task
         await service.delete_task(session, user_id=user_id, task_id=task_id)
         await rt.scheduler.task_deleted(task_id)  # before the commit

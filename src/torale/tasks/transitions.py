@@ -13,17 +13,21 @@ functions, so the fields always agree:
 What an owner may ask for is the table `OWNER_TRANSITIONS` (others are a 409). The system's own
 transitions have their own preconditions: deactivation pauses active tasks, activation resumes
 exactly the tasks deactivation paused, a run completes a task that notified once.
+
+A deactivated account has no active task: deactivation pauses them (`pause_for_deactivation`),
+and whatever finds one active anyway — the scheduler's claim, a run about to start — pauses it
+the same way instead of running it.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, case, literal, update
+from sqlalchemy import Table, case, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.models import Task
@@ -83,6 +87,27 @@ def pause(task: Task, *, now: datetime, reason: PausedReason | None = None) -> N
         raise ConflictError(f"A {task.state} task cannot be paused")
     _enter(task, PAUSED, now=now)
     task.paused_reason = reason
+
+
+async def pause_for_deactivation(
+    session: AsyncSession, *, user_ids: Collection[uuid.UUID], now: datetime
+) -> list[Task]:
+    """Pause every active task of these (deactivated) accounts, with the reason, so that
+    activation resumes exactly them; the tasks it paused. Account deactivation does it, and so
+    does a scheduler that finds a deactivated account's task active (a write that raced the
+    deactivation left it so). The caller holds the users' locks (`db.locks`)."""
+    if not user_ids:
+        return []
+    active = await session.scalars(
+        select(Task)
+        .where(Task.user_id.in_(list(user_ids)), Task.state == ACTIVE)
+        .order_by(Task.user_id, Task.id)
+    )
+    paused = list(active)
+    for task in paused:
+        pause(task, now=now, reason=PausedReason.ACCOUNT_DEACTIVATED)
+    await session.flush()
+    return paused
 
 
 def resume(task: Task, *, now: datetime) -> bool:

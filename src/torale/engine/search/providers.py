@@ -11,6 +11,11 @@ import httpx
 from torale.engine.search.base import SearchError, SearchResult
 from torale.engine.search.http import request_json
 
+OTHER_PROVIDER = (
+    "choose another provider with TORALE_SEARCH_PROVIDER (searxng, tavily, brave, or none to "
+    "read only each task's urls) or the task's config.search_provider"
+)
+
 
 def _results(items: Any, url_key: str, title_key: str, snippet_key: str) -> list[SearchResult]:
     results = []
@@ -34,6 +39,7 @@ class SearxngSearch:
     base_url: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "searxng"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -45,6 +51,8 @@ class SearxngSearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            url_setting="TORALE_SEARXNG_URL",
+            deadline=self.deadline,
         )
         return _results(
             data.get("results") if isinstance(data, dict) else None, "url", "title", "content"
@@ -58,6 +66,7 @@ class TavilySearch:
     api_key: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "tavily"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -70,7 +79,9 @@ class TavilySearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            deadline=self.deadline,
             key_setting="TORALE_TAVILY_API_KEY",
+            url_setting="TORALE_TAVILY_URL",
         )
         items = data.get("results") if isinstance(data, dict) else None
         return _results(items, "url", "title", "content")[:max_results]
@@ -83,6 +94,7 @@ class BraveSearch:
     api_key: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "brave"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -95,7 +107,9 @@ class BraveSearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            deadline=self.deadline,
             key_setting="TORALE_BRAVE_API_KEY",
+            url_setting="TORALE_BRAVE_URL",
         )
         web = data.get("web") if isinstance(data, dict) else None
         items = web.get("results") if isinstance(web, dict) else None
@@ -131,13 +145,19 @@ class DuckDuckGoSearch:
         except TransientError as exc:
             attempts = self.retries + 1
             raise SearchError(
-                f"Search provider duckduckgo is unavailable ({exc}) after {attempts} attempts"
+                f"Search provider duckduckgo is unavailable ({exc}) after {attempts} attempts; "
+                f"{OTHER_PROVIDER}"
             ) from exc
         except DDGSException as exc:
             # ddgs raises this for "no results" too; an empty search is not a failure.
             if "no results" in str(exc).lower():
                 return []
-            raise SearchError(f"Search provider duckduckgo failed: {exc}") from exc
+            # Its message lists the engines ddgs tried behind DuckDuckGo and their request
+            # URLs, the user's query included: neither is ours to show.
+            raise SearchError(
+                "Search provider duckduckgo (TORALE_SEARCH_PROVIDER) could not get results: "
+                f"check that this server can reach the internet, or {OTHER_PROVIDER}"
+            ) from exc
         return _results(items, "href", "title", "body")[:max_results]
 
 

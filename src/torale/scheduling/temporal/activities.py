@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from torale.db import locks
 from torale.db.database import session_scope
 from torale.db.models import Task
-from torale.engine.run import Engine, run_execution
+from torale.engine.run import Engine, run_execution, skip_deactivated
 from torale.executions import lifecycle
 from torale.executions.service import active_execution
 from torale.scheduling.base import Scheduler
@@ -49,7 +50,22 @@ class RunActivities:
         wanted = uuid.UUID(request.execution_id) if request.execution_id else earlier
         task_id = uuid.UUID(request.task_id)
         trigger = Trigger(request.trigger)
+        paused: list[Task] = []
         async with session_scope(engine.sessions, engine.write_lock) as session:
+            owner = await locks.lock_task_owner(session, task_id)  # first: see db.locks
+            if owner is not None and not owner[1]:
+                # A deactivated account's task does not run, whatever its state says: its
+                # queued run fails and its tasks are paused (their schedules too, below).
+                paused = await skip_deactivated(
+                    session, owner=owner[0], execution_id=wanted, now=datetime.now(UTC)
+                )
+        if owner is not None and not owner[1]:
+            if self.scheduler is not None:
+                for each in paused:
+                    await self.scheduler.task_saved(each)
+            return None
+        async with session_scope(engine.sessions, engine.write_lock) as session:
+            await locks.lock_task_owner(session, task_id)
             task = await session.get(Task, task_id)
             may_complete = task is not None and task.notify_behavior == "once"
             if wanted is None and info.attempt > 1 and task is not None:

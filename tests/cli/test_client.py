@@ -16,10 +16,25 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.engine.conftest import MET
-from tests.sdk.conftest import FAILING_QUERY, NEWS_TITLE, Api, Fakes
-from tests.sdk.helpers import CONDITION, QUERY, UNKNOWN_ID
+from tests.fixtures.api_server import (  # noqa: F401 - the shared server's fixtures, used here
+    FAILING_QUERY,
+    NEWS_TITLE,
+    Api,
+    Fakes,
+    _no_client_config,
+    api,
+    config_file,
+    fake_model,
+    fake_search,
+    fake_web,
+    fakes,
+    make_user,
+    user_key,
+)
+from tests.fixtures.engine import MET
+from tests.fixtures.sdk_examples import CONDITION, QUERY, UNKNOWN_ID
 from torale.cli import app
+from torale.cli.invocation import torale_command
 from torale.sdk import NotFoundError, Task, Torale
 
 
@@ -146,7 +161,8 @@ def test_a_bad_key_in_the_environment_exits_1_with_what_to_do(cli: Cli) -> None:
     result = cli("task", "list", env={"TORALE_API_KEY": "sk_" + "q" * 43})
     assert result.exit_code == 1
     assert "Error:" in result.stderr
-    assert "Set a valid key with: torale auth set-api-key" in result.stderr
+    # The hint spells the command so that it runs as printed (torale may not be on PATH).
+    assert f"Save a valid key with: {torale_command()} auth set-api-key" in result.stderr
 
 
 def test_an_unreachable_server_exits_1(cli: Cli) -> None:
@@ -262,6 +278,39 @@ def test_a_failed_run_exits_1_with_its_error(cli: Cli, sdk: Torale) -> None:
     assert run.status == "failed"
     assert run.error_message
     assert run.error_message.split("\n")[0][:40] in result.stderr
+
+
+def test_a_failed_run_exits_1_with_json_too(cli: Cli, sdk: Torale) -> None:
+    """--json prints the failed execution (a script can read why) and exits 1 as the table
+    mode does, so that `set -e` and `&&` stop."""
+    task = sdk.tasks.create(FAILING_QUERY)
+    result = cli("task", "execute", str(task.id), "--wait", "--json")
+    assert result.exit_code == 1, result.output
+    printed = json.loads(result.stdout)
+    assert printed["status"] == "failed"
+    assert printed["error_message"]
+
+
+def test_an_api_url_without_a_scheme_exits_1_with_what_to_write(cli: Cli) -> None:
+    result = cli("task", "list", env={"TORALE_API_URL": "torale.example.com"})
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "TORALE_API_URL" in result.stderr
+    assert "https://torale.example.com" in result.stderr
+    status = cli("auth", "status", env={"TORALE_API_URL": "torale.example.com"})
+    assert status.exit_code == 1, status.output
+    assert "TORALE_API_URL" in status.stderr
+
+
+def test_set_api_key_takes_a_loopback_url_without_a_scheme(cli: Cli, config_file: Path) -> None:
+    bare = cli.api.url.removeprefix("http://")
+    ok(cli.signed_out("auth", "set-api-key", "--api-key", cli.key, "--api-url", bare))
+    assert json.loads(config_file.read_text())["api_url"] == cli.api.url
+    refused = cli.signed_out(
+        "auth", "set-api-key", "--api-key", cli.key, "--api-url", "torale.example.com"
+    )
+    assert refused.exit_code == 1, refused.output
+    assert "--api-url" in refused.stderr
 
 
 def test_preview(cli: Cli, sdk: Torale, fakes: Fakes) -> None:

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.conftest import ApiUser
-from tests.engine.conftest import MET, NOT_MET, new_task, page, run_now, wait_for
 from tests.fakes import Delay, FakeOpenAI, FakeSearxng, FakeWeb, ToolCall, sequence
+from tests.fixtures.engine import MET, NOT_MET, new_task, page, run_now, wait_for
+from tests.fixtures.users import ApiUser
 from torale.db.models import Base
 
 
