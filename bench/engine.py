@@ -55,7 +55,7 @@ from tests.fakes import (  # noqa: E402
 from common import RESULTS_FILE, section_markers, write_section  # noqa: E402
 from torale.auth.service import create_user  # noqa: E402
 from torale.config import Settings  # noqa: E402
-from torale.db.engine import create_engine, create_sessionmaker, session_scope  # noqa: E402
+from torale.db.database import create_engine, create_sessionmaker, session_scope  # noqa: E402
 from torale.db.migrate import upgrade  # noqa: E402
 from torale.db.models import Delivery, Execution, Task  # noqa: E402
 from torale.engine.run import Engine, run_execution  # noqa: E402

@@ -57,7 +57,7 @@ from temporalio.service import RPCError
 from common import RESULTS_FILE, cpu_ticks, free_port, section_markers, write_section
 from torale.auth.service import create_api_key, create_user
 from torale.config import Settings
-from torale.db.engine import create_engine, create_sessionmaker, session_scope
+from torale.db.database import create_engine, create_sessionmaker, session_scope
 from torale.db.migrate import upgrade
 from torale.db.models import Execution, Task, User
 from torale.engine.run import Engine

@@ -31,7 +31,7 @@ from sqlalchemy import update
 import torale.scheduling.local as local_backend
 import torale.scheduling.temporal.activities as temporal_activities
 from torale.cli.server import worker
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Execution
 from torale.engine.run import Engine, _claim
 from torale.statuses import Trigger

@@ -81,7 +81,7 @@ def seed_executions(database: Path, task_id: str, user_id: str) -> None:
     """50 finished runs of one task, written straight into its SQLite database."""
     import asyncio
 
-    from torale.db.engine import create_engine, create_sessionmaker
+    from torale.db.database import create_engine, create_sessionmaker
     from torale.db.models import Execution
     from torale.statuses import ExecutionStatus, Trigger
 

@@ -141,7 +141,7 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, An
 
 
 async def _empty_tables(state: AppState) -> None:
-    async with state.engine.begin() as conn:
+    async with state.database.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(delete(table))
 

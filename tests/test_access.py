@@ -12,12 +12,20 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tests.fixtures.users import ApiUser, set_user_active
 
 PUBLIC_PATHS = {"/health", "/metrics"}
 METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # One bad key per route from one address: more routes must not turn the 401s into the
+    # failed-authentication throttle's 429 (tests/test_ratelimit.py tests that).
+    return {"auth_failure_limits": "10000/minute"}
 
 
 def authenticated_routes(app: FastAPI) -> list[tuple[str, str]]:

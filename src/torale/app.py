@@ -6,18 +6,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
 
 from fastapi import FastAPI
 
 from torale import __version__
 from torale.admin.router import router as admin_router
+from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
 from torale.auth.lookup import KeyLookup
 from torale.auth.router import router as auth_router
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
-from torale.db.engine import create_engine, create_sessionmaker
-from torale.engine.run import Engine
 from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
 from torale.health import router as health_router
@@ -29,11 +29,10 @@ from torale.middleware import (
     RateLimitHeadersMiddleware,
     TrailingSlashMiddleware,
 )
-from torale.notify.dispatcher import Dispatcher
 from torale.notify.router import router as webhooks_router
 from torale.openapi import install as install_openapi_examples
 from torale.ratelimit import RateLimiter
-from torale.scheduling.factory import build_scheduler
+from torale.services import Services, build_services
 from torale.state import AppState
 from torale.tasks.list_cache import TaskListCache
 from torale.tasks.list_fast_path import CachedTaskListMiddleware
@@ -48,45 +47,52 @@ Errors are `{"detail": "message"}`; validation errors (422) are
 `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`. Lists take `?page=&limit=` and
 answer `{"items", "total", "page", "limit"}`, newest first. Authenticated responses carry
 `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` for the window closest to
-running out; past a limit the answer is 429 with `Retry-After`.
+running out; past a limit the answer is 429 with `Retry-After`. Limits are per user (all of a
+user's keys share them); failed authentication is throttled per client address.
 """
 
 
-def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
-    engine = create_engine(
-        settings.effective_database_url, timeout=settings.database_timeout_seconds
+def _jwt_verifier(settings: Settings) -> JWTVerifier | None:
+    if not settings.jwt_enabled:
+        return None
+    assert settings.jwt_issuer
+    assert settings.jwt_jwks_url
+    return JWTVerifier(
+        issuer=settings.jwt_issuer,
+        jwks_url=settings.jwt_jwks_url,
+        audience=settings.jwt_audience,
+        cache_seconds=settings.jwks_cache_seconds,
     )
-    sessions = create_sessionmaker(engine)
-    write_lock = asyncio.Lock() if settings.is_sqlite else None
-    runner = Engine.build(settings, sessions, write_lock)
-    dispatcher = Dispatcher(settings, sessions, write_lock)
-    runner.on_queued = dispatcher.wake
-    jwt = None
-    if settings.jwt_enabled:
-        assert settings.jwt_issuer
-        assert settings.jwt_jwks_url
-        jwt = JWTVerifier(
-            issuer=settings.jwt_issuer,
-            jwks_url=settings.jwt_jwks_url,
-            audience=settings.jwt_audience,
-            cache_seconds=settings.jwks_cache_seconds,
-        )
+
+
+def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
+    """The API process's state: the background services and the web parts on them."""
+    services = build_services(settings, dispatch=dispatch)
+    rate_limiter = RateLimiter(
+        settings.rate_limits, settings.redis_url, failure_spec=settings.auth_failure_limits
+    )
+    key_usage = KeyUsageRecorder()
+    jwt = _jwt_verifier(settings)
+    key_lookup = KeyLookup(services.database)
     return AppState(
-        settings=settings,
-        engine=engine,
-        key_lookup=KeyLookup(engine),
-        task_lists=TaskListCache(settings.task_list_cache_bytes),
-        write_lock=write_lock,
-        metrics=Metrics(),
-        run_engine=runner,
-        scheduler=build_scheduler(settings, runner, dispatch=dispatch),
-        dispatcher=dispatcher,
-        dispatch=dispatch,
-        sessions=sessions,
-        rate_limiter=RateLimiter(settings.rate_limits, settings.redis_url),
-        key_usage=KeyUsageRecorder(),
+        **{field.name: getattr(services, field.name) for field in fields(Services)},
+        rate_limiter=rate_limiter,
+        key_usage=key_usage,
         jwt=jwt,
         hashing_key=settings.hashing_key,
+        key_lookup=key_lookup,
+        task_lists=TaskListCache(settings.task_list_cache_bytes),
+        metrics=Metrics(),
+        authenticator=Authenticator(
+            key_lookup=key_lookup,
+            hashing_key=settings.hashing_key,
+            key_usage=key_usage,
+            rate_limiter=rate_limiter,
+            jwt=jwt,
+            role_claim=settings.jwt_role_claim,
+            sessions=services.sessions,
+            write_lock=services.write_lock,
+        ),
     )
 
 
@@ -111,10 +117,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            await state.run_engine.close()
-            await state.rate_limiter.close()
-            state.key_lookup.close()
-            await state.engine.dispose()
+            await state.close()
 
     app = FastAPI(
         title="Torale API",

@@ -9,8 +9,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from torale.engine.search.base import SearchProviderName
 
 
 def default_data_dir() -> Path:
@@ -85,7 +87,13 @@ class Settings(BaseSettings):
     )
     rate_limits: str = Field(
         default="100/minute;1000/hour;10000/day",
-        description="Rate-limit windows per API key (per user for JWT sessions), `;`-separated.",
+        description="Rate-limit windows per user (all of a user's API keys and sign-in tokens "
+        "share them), `;`-separated.",
+    )
+    auth_failure_limits: str = Field(
+        default="30/minute",
+        description="Failed authentication attempts allowed per client address, `;`-separated "
+        "windows; past them the address is answered 429 until the window ends.",
     )
 
     min_schedule_seconds: int = Field(
@@ -132,7 +140,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, description="API key for `TORALE_OPENAI_BASE_URL`, if it needs one."
     )
-    search_provider: Literal["searxng", "duckduckgo", "tavily", "brave", "none"] = Field(
+    search_provider: SearchProviderName = Field(
         default="duckduckgo",
         description="Web search: `duckduckgo` (no key), `searxng` (with TORALE_SEARXNG_URL), "
         "`tavily`, `brave` (with their keys), or `none` (read only each task's `urls`).",
@@ -285,12 +293,12 @@ class Settings(BaseSettings):
                 return driver + value[len(plain) :]
         return value
 
-    @field_validator("rate_limits")
+    @field_validator("rate_limits", "auth_failure_limits")
     @classmethod
-    def _check_rate_limits(cls, value: str) -> str:
+    def _check_rate_limits(cls, value: str, info: ValidationInfo) -> str:
         from torale.ratelimit import parse_rate_limits
 
-        parse_rate_limits(value)  # raises with the reason
+        parse_rate_limits(value, f"TORALE_{str(info.field_name).upper()}")  # raises with why
         return value
 
     @field_validator("delivery_retry_delays")
@@ -396,7 +404,3 @@ class Settings(BaseSettings):
             finally:
                 tmp.unlink()
         return path.read_text().strip().encode()
-
-
-def get_settings() -> Settings:
-    return Settings()

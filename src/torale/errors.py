@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from torale.db.engine import CommitOutcomeUnknownError, database_unavailable
+from torale.db.database import CommitOutcomeUnknownError, database_unavailable
+from torale.retry_after import retry_after_header
 
 logger = logging.getLogger("torale.errors")
 
@@ -103,7 +104,8 @@ _DESCRIPTIONS = {
     404: "Unknown id, or another user's",
     409: "The resource's state does not allow this change",
     413: "Request body too large",
-    429: "Rate limit exceeded (see Retry-After)",
+    429: "Rate limit exceeded, or too many failed authentication attempts from this address "
+    "(see Retry-After)",
     502: "A provider Torale depends on (search, model) failed",
     503: "The database or the scheduler is unavailable; try again shortly",
     504: "The work did not finish in time: a run past its time limit, or a change whose "
@@ -130,11 +132,16 @@ def validation_error_items(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return items
 
 
-async def _torale_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ToraleError)
+def error_response(exc: ToraleError) -> JSONResponse:
+    """The documented answer to `exc` (also an ASGI app, for middleware that answers itself)."""
     if isinstance(exc, FieldValidationError):
         return JSONResponse({"detail": exc.errors}, status_code=422)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _torale_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ToraleError)
+    return error_response(exc)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -219,7 +226,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             {"detail": "The database is unavailable; try again shortly"},
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": retry_after_header(5)},
         )
     return await _unexpected_error(request, exc)
 

@@ -34,7 +34,7 @@ async def health(request: Request) -> JSONResponse:
     state = app_state(request)
     database: Literal["ok", "unavailable"] = "ok"
     try:
-        async with asyncio.timeout(5), state.engine.connect() as conn:
+        async with asyncio.timeout(5), state.database.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:
         logger.warning("health check: database unavailable", exc_info=True)

@@ -19,11 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from torale.db.models import Task, User
 from torale.errors import AuthenticationError
+from torale.scope_state import ROUTE_TEMPLATE
 from torale.state import app_state
 from torale.statuses import TaskState
 
 logger = logging.getLogger("torale.metrics")
-ROUTE_STATE_KEY = "route_template"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -93,7 +93,7 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or scope.get("state", {}).get(
-                ROUTE_STATE_KEY, "unmatched"
+                ROUTE_TEMPLATE, "unmatched"
             )
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             counter, histogram = self.metrics.children(method, template, status)

@@ -10,7 +10,7 @@ from fastapi import HTTPException as FastAPIHTTPException
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-RATE_LIMIT_STATE_KEY = "rate_limit_headers"
+from torale.scope_state import RATE_LIMIT_HEADERS
 
 
 class TrailingSlashMiddleware:
@@ -173,7 +173,7 @@ class RateLimitHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = scope.get("state", {}).get(RATE_LIMIT_STATE_KEY)
+                extra = scope.get("state", {}).get(RATE_LIMIT_HEADERS)
                 if extra:
                     message["headers"] = [*message.get("headers", []), *extra]
             await send(message)

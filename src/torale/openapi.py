@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from torale.db.engine import CommitOutcomeUnknownError
+from torale.db.database import CommitOutcomeUnknownError
 from torale.engine.evaluate import NO_MODEL_MESSAGE
 from torale.middleware import BodyTooLargeError
 from torale.notify.outbox import notification_message

@@ -11,6 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 M = TypeVar("M")
 
+# The bounds of `?page=&limit=` (pages and limits start at 1).
+MAX_PAGE = 1_000_000
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
+
 
 @dataclass(frozen=True, slots=True)
 class PageParams:
@@ -23,8 +28,10 @@ class PageParams:
 
 
 async def _page_params(
-    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
-    limit: Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")] = 20,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page number, from 1.")] = 1,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}.")
+    ] = DEFAULT_LIMIT,
 ) -> PageParams:
     return PageParams(page=page, limit=limit)
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Runtime:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
-    # SQLite only: every unit of work that writes holds it (see db.engine.session_scope).
+    # SQLite only: every unit of work that writes holds it (see db.database.session_scope).
     write_lock: asyncio.Lock | None
     scheduler: Scheduler
     run_engine: Engine  # runs previews; its lease is a run's

@@ -309,7 +309,7 @@ async def test_each_list_is_one_query_per_page(
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(statement)
 
-    engine = app.state.torale.engine.sync_engine
+    engine = app.state.torale.database.sync_engine
     event.listen(engine, "before_cursor_execute", count)
     try:
         per_page = []

@@ -31,7 +31,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
 )
 from tests.fixtures.users import ApiUser, create_test_user
 from torale.admin import actions as admin_actions
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Delivery, Execution, Task, User
 from torale.engine import run as engine_run
 from torale.errors import PermissionDeniedError

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.fixtures.users import ApiUser, create_test_user
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.executions.lifecycle import start_execution
 from torale.statuses import ExecutionStatus, Trigger
 

@@ -57,7 +57,7 @@ async def test_only_a_keyed_hash_is_stored(
 ) -> None:
     created = (await client.post(KEYS, json={"name": "x"}, headers=alice.headers)).json()
     key = created["key"]
-    async with app.state.torale.engine.connect() as conn:
+    async with app.state.torale.database.connect() as conn:
         rows = (await conn.execute(text("SELECT * FROM api_keys"))).all()
     dump = repr(rows)
     assert key not in dump

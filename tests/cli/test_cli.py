@@ -30,7 +30,7 @@ from torale.auth import service as auth_service
 from torale.cli import app as cli_app
 from torale.config import Settings
 from torale.db import migrate
-from torale.db.engine import create_engine, create_sessionmaker
+from torale.db.database import create_engine, create_sessionmaker
 
 KEY_RE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
 UNREACHABLE_URL = "postgresql://postgres:hunter2@127.0.0.1:1/x"

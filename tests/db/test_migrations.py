@@ -14,7 +14,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from torale.db import migrate
-from torale.db.engine import create_engine
+from torale.db.database import create_engine
 from torale.db.models import Base
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from torale.db.engine import (
+from torale.db.database import (
     CommitOutcomeUnknownError,
     create_engine,
     create_sessionmaker,

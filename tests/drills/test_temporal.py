@@ -63,7 +63,7 @@ from tests.fixtures.services import require_service
 from tests.fixtures.temporal import temporal_binary
 from tests.fixtures.users import ApiUser
 from torale.config import Settings
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Delivery, Execution, Task
 from torale.scheduling.temporal.scheduler import schedule_id
 from torale.scheduling.temporal.workflows import WORKFLOW_NAME

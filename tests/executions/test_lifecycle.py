@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from tests.fixtures.users import ApiUser
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Execution, Task
 from torale.engine.run import Engine
 from torale.executions import lifecycle

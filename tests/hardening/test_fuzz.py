@@ -65,7 +65,7 @@ from torale.app import create_app
 from torale.auth import service as auth_service
 from torale.config import Settings
 from torale.db import migrate
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Base, Execution
 from torale.state import AppState
 

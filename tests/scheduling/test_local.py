@@ -27,7 +27,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
     settings_overrides,
 )
 from tests.fixtures.users import ApiUser
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Execution, Task
 from torale.engine.run import Engine, _claim
 from torale.executions.lifecycle import ORPHANED, start_execution

@@ -60,7 +60,7 @@ from tests.fixtures.temporal import TemporalServer
 from tests.fixtures.users import ApiUser
 from torale.app import create_app
 from torale.config import Settings
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Delivery, Execution, Task
 from torale.engine import run as engine_run
 from torale.scheduling.temporal import activities as activities_module

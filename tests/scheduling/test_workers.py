@@ -30,7 +30,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
 from tests.fixtures.processes import clean_env
 from torale.auth import service as auth_service
 from torale.db import migrate
-from torale.db.engine import create_engine, create_sessionmaker
+from torale.db.database import create_engine, create_sessionmaker
 from torale.db.models import Delivery, Execution, Task
 from torale.executions.lifecycle import ORPHANED
 from torale.net import OutboundPolicy

@@ -24,7 +24,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
 )
 from tests.fixtures.users import ApiUser
 from torale.admin import actions as admin_actions
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Task
 from torale.errors import ConflictError, NotFoundError
 from torale.executions import actions as execution_actions

@@ -97,7 +97,7 @@ async def test_a_cache_hit_does_not_query_tasks(
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(statement)
 
-    sync_engine = app.state.torale.engine.sync_engine
+    sync_engine = app.state.torale.database.sync_engine
     event.listen(sync_engine, "before_cursor_execute", record)
     try:
         first = await client.get(TASKS, headers=alice.headers)

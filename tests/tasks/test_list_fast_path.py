@@ -28,7 +28,11 @@ class Spy:
 
 
 async def call(
-    middleware: CachedTaskListMiddleware, key: str | None, query: bytes = b"", path: str = TASKS
+    middleware: CachedTaskListMiddleware,
+    key: str | None,
+    query: bytes = b"",
+    path: str = TASKS,
+    client: tuple[str, int] = ("127.0.0.1", 40000),
 ) -> tuple[int, dict[str, str], bytes]:
     headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
     scope: dict[str, Any] = {
@@ -37,6 +41,7 @@ async def call(
         "path": path,
         "query_string": query,
         "headers": headers,
+        "client": client,
     }
     messages: list[Message] = []
 
@@ -89,11 +94,10 @@ async def test_everything_but_a_clean_hit_falls_through(
 ) -> None:
     middleware, spy = fast
     await client.get(TASKS, headers=alice.headers)  # caches alice's first page
-    keys = (await client.get("/auth/api-keys", headers=alice.headers)).json()["items"]
     limiter = app.state.torale.rate_limiter
-    minute = limiter.items[0].key_for(f"key:{keys[0]['id']}")
+    minute = limiter.items[0].key_for(f"user:{alice.id}")
     before = await limiter.storage.get(minute)
-    assert before == 2
+    assert before == 1
     cases: list[tuple[str | None, bytes, str]] = [
         (None, b"", TASKS),
         ("sk_" + "x" * 43, b"", TASKS),
@@ -142,6 +146,41 @@ async def test_rate_limit_counts_hits_once_and_answers_429_like_the_route(
     routed = await client.get(f"{TASKS}?via=route", headers=alice.headers)
     assert routed.status_code == 429
     assert routed.json() == refused.json()
+
+
+@pytest.mark.parametrize("settings_overrides", [{"auth_failure_limits": "1/minute"}])
+async def test_a_throttled_address_falls_through_to_the_route(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    fast: tuple[CachedTaskListMiddleware, Spy],
+) -> None:
+    middleware, spy = fast
+    assert (await client.get(TASKS, headers=alice.headers)).status_code == 200  # cached now
+    assert (await call(middleware, alice.key))[0] == 200  # a clean hit
+    bad = "sk_" + "x" * 43
+    assert (await client.get(TASKS, headers={"Authorization": f"Bearer {bad}"})).status_code == 401
+    refused = await client.get(TASKS, headers={"Authorization": f"Bearer {bad}"})
+    assert refused.status_code == 429  # the address (the test client's) is past its budget
+    assert (await call(middleware, alice.key))[0] == 599  # the route refuses it, not us
+    assert (await call(middleware, alice.key, client=("192.0.2.1", 1)))[0] == 200
+    assert spy.calls == 1
+
+
+async def test_a_deactivated_owner_of_a_cached_page_gets_the_routes_403(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    fast: tuple[CachedTaskListMiddleware, Spy],
+) -> None:
+    middleware, _ = fast
+    assert (await client.get(TASKS, headers=alice.headers)).status_code == 200
+    await set_user_active(app, alice.id, False)
+    routed = await client.get(f"{TASKS}?via=route", headers=alice.headers)
+    status, headers, body = await call(middleware, alice.key)
+    assert (status, body) == (routed.status_code, routed.content)
+    assert status == 403
+    assert "x-ratelimit-limit" not in headers
 
 
 @pytest.mark.parametrize(

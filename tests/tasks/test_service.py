@@ -26,7 +26,7 @@ async def _wait_until_blocked(state: AppState) -> None:
         "WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     for _ in range(400):
-        async with state.engine.connect() as connection:
+        async with state.database.connect() as connection:
             if await connection.scalar(query):
                 return
         await asyncio.sleep(0.025)

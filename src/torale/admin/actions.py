@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.admin import service
 from torale.admin.schemas import AccountChange, AdminUserRead
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.pagination import PageParams
 from torale.runtime import Runtime
 

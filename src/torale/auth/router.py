@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Request
 
 from torale.auth import service
-from torale.auth.deps import ClaimsDep, CurrentUser, enforce_for
+from torale.auth.deps import ClaimsDep, CurrentUser, admit
 from torale.auth.lookup import AuthenticatedUser
 from torale.auth.schemas import (
     ApiKeyCreate,
@@ -38,7 +38,7 @@ async def sync_user(request: Request, session: SessionDep, claims: ClaimsDep) ->
         claims=dict(claims),
         path=app_state(request).settings.jwt_role_claim,
     )
-    await enforce_for(request, AuthenticatedUser.from_user(user))
+    await admit(request, AuthenticatedUser.from_user(user))
     return SyncUserResponse(user=UserRead.model_validate(user), created=created)
 
 
@@ -65,12 +65,7 @@ async def create_api_key(
 @router.get("/api-keys", summary="List your API keys (revoked ones too)")
 async def list_api_keys(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[ApiKeyRead]:
     keys, total = await service.list_api_keys(session, user_id=user.id, page=page)
-    return Page(
-        items=[ApiKeyRead.model_validate(key) for key in keys],
-        total=total,
-        page=page.page,
-        limit=page.limit,
-    )
+    return Page.of([ApiKeyRead.model_validate(key) for key in keys], total, page)
 
 
 @router.delete(

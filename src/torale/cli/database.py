@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from torale.cli.invocation import torale_command
 from torale.config import Settings
 from torale.db import migrate
-from torale.db.engine import create_engine, create_sessionmaker
+from torale.db.database import create_engine, create_sessionmaker
 from torale.errors import ToraleError
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -12,6 +12,8 @@ from typing import TypeVar
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from torale.retry_after import parse_retry_after
+
 T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -29,11 +31,7 @@ def is_transient_status(status: int) -> bool:
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 def is_transient(exc: BaseException) -> bool:

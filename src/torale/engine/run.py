@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
 from torale.db import locks
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Execution, Page, Task
 from torale.db.statements import upsert
 from torale.engine.decide import decide

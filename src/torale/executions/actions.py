@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from torale.db import locks
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.engine.evaluate import EvaluationError, NoModelConfiguredError
 from torale.engine.run import RunFailedError, TaskSpec, preview_run
 from torale.engine.search.base import SearchError, SearchNotConfiguredError

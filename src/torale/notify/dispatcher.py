@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
 from torale.db import locks
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Delivery, DeliveryAttempt, Task, User, WebhookConfig
 from torale.logs import silence_secret_bearing_loggers
 from torale.net import OutboundPolicy

@@ -37,7 +37,7 @@ from typing import cast
 from sqlalchemy import Table, func, select
 
 from torale.db import locks
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Execution, Task
 from torale.engine.run import Engine, run_execution
 from torale.executions import lifecycle

@@ -15,11 +15,11 @@ import time
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from torale.app import build_state
 from torale.config import Settings
 from torale.scheduling.temporal.activities import RunActivities
 from torale.scheduling.temporal.scheduler import TemporalScheduler
 from torale.scheduling.temporal.workflows import RunTaskWorkflow
+from torale.services import build_services
 
 logger = logging.getLogger("torale.worker")
 
@@ -68,7 +68,9 @@ def temporal_worker(client: Client, settings: Settings, activities: RunActivitie
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    state = build_state(settings)
+    # Only what background work needs: none of the API's parts (key cache, rate limiter,
+    # task-list cache, metrics).
+    state = build_services(settings)
     await state.dispatcher.start()  # deliveries are sent by workers too
     try:
         took = await asyncio.to_thread(warm_engine_imports)
@@ -93,7 +95,4 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 await scheduler.stop()
     finally:
         await state.dispatcher.stop()
-        await state.run_engine.close()
-        await state.rate_limiter.close()
-        state.key_lookup.close()
-        await state.engine.dispose()
+        await state.close()

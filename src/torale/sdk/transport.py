@@ -18,6 +18,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from torale import __version__
+from torale.retry_after import parse_retry_after
 from torale.sdk.errors import APIConnectionError, AuthenticationError, error_for
 
 T = TypeVar("T")
@@ -59,10 +60,7 @@ def ignore_body(_: Any) -> None:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 @dataclass

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db import locks
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Task
 from torale.executions import service as executions_service
 from torale.executions.schemas import ExecutionRead

@@ -5,43 +5,52 @@ a hash, a dictionary lookup and a counter increment; FastAPI's routing and depen
 would cost several times that (measured in bench/RESULTS.md). So this middleware answers a
 *clean hit* itself and hands every other request, unchanged, to the route:
 
-- only an API key (tokens go to the route), that authenticates, of an active user;
+- only an API key (tokens go to the route) that `auth.authenticate` identifies;
 - only a query of the documented parameters in their plain form (anything else, including
   every invalid value, goes to the route, which gives the documented 422);
 - only a page already in the cache (the route fills it).
 
-Nothing with a side effect happens before the request is known to be a hit, so a request that
-falls through is counted once, by the route. The answer is the same body and headers the route
-gives, which tests/tasks/test_list_fast_path.py checks.
+It holds no rule of its own: the caller is identified and admitted (deactivation, key usage,
+rate limit, their refusals) by `auth.authenticate`, the page bounds are `pagination`'s, the
+states `statuses.TaskState`, the path the tasks router's, refusals `errors.error_response`.
+Nothing is counted before the request is known to be a hit, so a request that falls through
+is counted once, by the route. The answer is the same body and headers the route gives, which
+tests/tasks/test_list_fast_path.py checks.
 """
 
 from __future__ import annotations
 
-import json
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from torale.auth.keys import hash_api_key, looks_like_api_key
-from torale.metrics import ROUTE_STATE_KEY
+from torale.auth.authenticate import bearer_credential, client_address
+from torale.auth.keys import looks_like_api_key
+from torale.errors import ToraleError, error_response
+from torale.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE
+from torale.scope_state import ROUTE_TEMPLATE, scope_state
 from torale.state import AppState
+from torale.statuses import TaskState
 from torale.tasks.list_cache import ListKey
+from torale.tasks.router import list_tasks
+from torale.tasks.router import router as tasks_router
 
-LIST_PATH = "/api/v1/tasks"
-_STATES = frozenset({"active", "paused", "completed"})
+LIST_PATH = str(tasks_router.url_path_for(list_tasks.__name__))
+_STATES = {state.value: state for state in TaskState}
 _BOOLS = {"true": True, "false": False}
+_MAX_DIGITS = len(str(MAX_PAGE))
 
 
-def parse_list_query(query_string: bytes) -> tuple[int, int, str | None, bool | None] | None:
+def parse_list_query(query_string: bytes) -> tuple[int, int, TaskState | None, bool | None] | None:
     """(page, limit, state, is_active) for a plain, valid query; None for anything else."""
-    page, limit, state, is_active = 1, 20, None, None
+    page, limit, state, is_active = 1, DEFAULT_LIMIT, None, None
     seen: set[str] = set()
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if name in seen:
             return None
         seen.add(name)
         if name in ("page", "limit"):
-            if not value.isascii() or not value.isdigit() or len(value) > 7:
+            if not value.isascii() or not value.isdigit() or len(value) > _MAX_DIGITS:
                 return None
             number = int(value)
             if name == "page":
@@ -49,22 +58,14 @@ def parse_list_query(query_string: bytes) -> tuple[int, int, str | None, bool | 
             else:
                 limit = number
         elif name == "state" and value in _STATES:
-            state = value
+            state = _STATES[value]
         elif name == "is_active" and value in _BOOLS:
             is_active = _BOOLS[value]
         else:
             return None
-    if not (1 <= page <= 1_000_000 and 1 <= limit <= 100):
+    if not (1 <= page <= MAX_PAGE and 1 <= limit <= MAX_LIMIT):
         return None
     return page, limit, state, is_active
-
-
-def _bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
 
 
 class CachedTaskListMiddleware:
@@ -77,42 +78,41 @@ class CachedTaskListMiddleware:
             scope["type"] == "http"
             and scope["method"] == "GET"
             and scope["path"] == LIST_PATH
-            and await self._serve_hit(scope, send)
+            and await self._serve_hit(scope, receive, send)
         ):
             return
         await self.app(scope, receive, send)
 
-    async def _serve_hit(self, scope: Scope, send: Send) -> bool:
-        state = self.state
-        token = _bearer_token(scope)
-        if token is None or not looks_like_api_key(token):
+    async def _serve_hit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        credential = bearer_credential(scope)
+        if credential is None or not looks_like_api_key(credential):
             return False
         query = parse_list_query(scope["query_string"])
         if query is None:
             return False
+        auth = self.state.authenticator
         try:
-            owner = await state.key_lookup.find(hash_api_key(token, state.hashing_key))
-        except Exception:  # the route will give the documented error (503)
+            auth.check_client(client_address(scope))
+            caller = await auth.identify(credential)
+        except Exception:  # a refusal or an unreachable database: the route will answer it
             return False
-        if owner is None or owner.revoked or not owner.user.is_active:
-            return False
-        body = state.task_lists.get(ListKey(owner.user.id, owner.user.tasks_version, *query))
+        user = caller.user
+        body = self.state.task_lists.get(ListKey(user.id, user.tasks_version, *query))
         if body is None:
             return False
 
         # A hit: from here on the request is ours, counted once.
-        scope.setdefault("state", {})[ROUTE_STATE_KEY] = LIST_PATH
-        state.key_usage.record(owner.key_id)
-        status = 200
-        headers = [(b"content-type", b"application/json")]
-        result = await state.rate_limiter.hit(f"key:{owner.key_id}")
-        if result is not None:
-            headers += result.headers()
-            if not result.allowed:
-                status = 429
-                body = json.dumps({"detail": f"Rate limit exceeded: {result.exceeded}"}).encode()
-                headers.append((b"retry-after", str(result.retry_after).encode()))
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        scope_state(scope)[ROUTE_TEMPLATE] = LIST_PATH
+        try:
+            admission = await auth.admit(caller)
+        except ToraleError as refusal:
+            await error_response(refusal)(scope, receive, send)
+            return True
+        headers = [
+            (b"content-type", b"application/json"),
+            *admission.rate_limit_headers,
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return True

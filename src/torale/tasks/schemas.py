@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from torale.engine.search.base import SearchProviderName
 from torale.executions.schemas import ExecutionRead
 from torale.inputs import TEXT, Context, clean_json
 from torale.notify.channels import NotificationChannel
@@ -27,7 +28,6 @@ from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
 
 NotifyBehavior = Literal["once", "always", "track_state"]
-SearchProvider = Literal["searxng", "duckduckgo", "tavily", "brave", "none"]
 
 # Every string below carries TEXT, the shared text rules (torale/inputs.py).
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), TEXT]
@@ -70,7 +70,7 @@ class TaskConfig(BaseModel):
         description="Model for this task, one the server allows (`TORALE_ALLOWED_MODELS`; "
         "by default only its own); default: the server's `TORALE_MODEL`.",
     )
-    search_provider: SearchProvider | None = Field(
+    search_provider: SearchProviderName | None = Field(
         default=None,
         description="Search provider for this task; default: the server's. `none` reads only "
         "the task's urls (then at least one is required).",

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from torale.config import Settings
 from torale.db.models import Task
 from torale.engine.evaluate import model_problem
+from torale.engine.search.base import SearchProviderName
 from torale.engine.search.registry import missing_setting
 from torale.errors import FieldValidationError, NotFoundError, field_error
 from torale.net import OutboundPolicy
@@ -23,7 +24,6 @@ from torale.pagination import PageParams, paginate
 from torale.statuses import TaskState
 from torale.tasks import transitions
 from torale.tasks.schedule import min_interval_seconds
-from torale.tasks.schemas import SearchProvider as SearchProviderName
 from torale.tasks.schemas import TaskCreate, TaskUpdate
 
 _NOT_NULL = (

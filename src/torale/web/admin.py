@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from torale.admin import actions, service
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.pagination import PageParams
 from torale.runtime import Runtime
 from torale.web.rendering import render

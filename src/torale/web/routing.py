@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
-from torale.db.engine import CommitOutcomeUnknownError, database_unavailable
+from torale.db.database import CommitOutcomeUnknownError, database_unavailable
 from torale.errors import ToraleError
 from torale.web import csrf
 from torale.web.rendering import is_htmx, render

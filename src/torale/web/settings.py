@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from torale.auth import service as auth_service
 from torale.auth.schemas import ApiKeyCreate
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.errors import FieldValidationError, validation_error_items
 from torale.notify import actions as notify_actions
 from torale.notify import service as notify_service

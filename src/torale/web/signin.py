@@ -10,9 +10,11 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
 from torale.auth import sessions, signin_links
-from torale.auth.keys import hash_api_key, looks_like_api_key
+from torale.auth.authenticate import client_address
+from torale.auth.keys import looks_like_api_key
 from torale.auth.lookup import AuthenticatedUser
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
+from torale.errors import AuthenticationError, PermissionDeniedError
 from torale.state import app_state
 from torale.web import csrf
 from torale.web.rendering import render
@@ -23,17 +25,18 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 
 async def user_for_api_key(request: Request, key: str) -> AuthenticatedUser | None:
-    """The active owner of a valid, unrevoked API key, as the API authenticates it; None
-    otherwise. (The one call site of API-key authentication for pages.)"""
+    """The active owner of a valid, unrevoked API key, through the API's one authentication
+    path (so a wrong key counts against the address's failure budget, and past it the form
+    answers 429 like the API); None for a key that does not sign in."""
     key = key.strip()
     if not looks_like_api_key(key):
         return None
-    state = app_state(request)
-    owner = await state.key_lookup.find(hash_api_key(key, state.hashing_key))
-    if owner is None or owner.revoked or not owner.user.is_active:
+    authenticator = app_state(request).authenticator
+    try:
+        admission = await authenticator.authenticate(key, client_address(request.scope))
+    except (AuthenticationError, PermissionDeniedError):
         return None
-    state.key_usage.record(owner.key_id)
-    return owner.user
+    return admission.user
 
 
 def _safe_next(target: str | None) -> str:

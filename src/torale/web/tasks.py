@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.errors import (
     FieldValidationError,
     NotFoundError,

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from torale.auth import sessions
 from torale.auth.lookup import AuthenticatedUser
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.errors import NotFoundError
 from torale.state import app_state
 from torale.web import csrf

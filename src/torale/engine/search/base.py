@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+# Every provider a task or the server may choose (the registry builds each).
+SearchProviderName = Literal["searxng", "duckduckgo", "tavily", "brave", "none"]
 
 
 @dataclass(frozen=True, slots=True)

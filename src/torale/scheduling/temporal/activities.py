@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from torale.db import locks
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Task
 from torale.engine.run import Engine, run_execution, skip_deactivated
 from torale.executions import lifecycle

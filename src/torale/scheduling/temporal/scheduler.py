@@ -34,7 +34,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from torale.config import Settings
-from torale.db.engine import session_scope
+from torale.db.database import session_scope
 from torale.db.models import Task
 from torale.engine.run import Engine
 from torale.scheduling.base import RunView, SchedulerUnavailableError, ScheduleView

@@ -1,4 +1,7 @@
-"""Async engine and session factory from a database URL."""
+"""The database: SQLAlchemy's async engine, sessions and units of work (`session_scope`).
+
+In Torale's own names "engine" is the run engine (`torale.engine`); the database is `database`.
+"""
 
 from __future__ import annotations
 

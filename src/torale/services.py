@@ -1,0 +1,60 @@
+"""The long-lived objects background work needs, built once per process.
+
+`torale worker` builds only these (the database, the run engine, the scheduler and the
+notification dispatcher). The API process builds them and the web parts on top of them
+(`state.AppState`: authentication, rate limits, the task-list cache, metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from torale.config import Settings
+from torale.db.database import create_engine, create_sessionmaker
+from torale.engine.run import Engine
+from torale.notify.dispatcher import Dispatcher
+from torale.scheduling.base import Scheduler
+from torale.scheduling.factory import build_scheduler
+
+
+@dataclass(kw_only=True)
+class Services:
+    settings: Settings
+    database: AsyncEngine  # SQLAlchemy's engine; "engine" in Torale is the run engine
+    sessions: async_sessionmaker[AsyncSession]
+    # SQLite only: one writing unit of work at a time in this process (see session_scope).
+    write_lock: asyncio.Lock | None
+    run_engine: Engine
+    scheduler: Scheduler
+    dispatcher: Dispatcher
+    # Whether this process runs the background work (scheduled runs, deliveries).
+    dispatch: bool = True
+
+    async def close(self) -> None:
+        """Release what these services hold (after the scheduler and dispatcher stopped)."""
+        await self.run_engine.close()
+        await self.database.dispose()
+
+
+def build_services(settings: Settings, *, dispatch: bool = True) -> Services:
+    database = create_engine(
+        settings.effective_database_url, timeout=settings.database_timeout_seconds
+    )
+    sessions = create_sessionmaker(database)
+    write_lock = asyncio.Lock() if settings.is_sqlite else None
+    run_engine = Engine.build(settings, sessions, write_lock)
+    dispatcher = Dispatcher(settings, sessions, write_lock)
+    run_engine.on_queued = dispatcher.wake
+    return Services(
+        settings=settings,
+        database=database,
+        sessions=sessions,
+        write_lock=write_lock,
+        run_engine=run_engine,
+        scheduler=build_scheduler(settings, run_engine, dispatch=dispatch),
+        dispatcher=dispatcher,
+        dispatch=dispatch,
+    )
