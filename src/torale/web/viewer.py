@@ -12,9 +12,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from torale.auth import sessions
+from torale.auth.authenticate import Caller
 from torale.auth.lookup import AuthenticatedUser
 from torale.db.database import session_scope
-from torale.errors import NotFoundError
+from torale.errors import NotFoundError, PermissionDeniedError
 from torale.state import app_state
 from torale.web import csrf
 
@@ -50,6 +51,12 @@ async def current_viewer(request: Request) -> Viewer | None:
         async with session_scope(state.sessions, state.write_lock) as session:
             await sessions.touch(session, id_hash=found.session.id_hash)
     user = AuthenticatedUser.from_user(found.user)
+    # The API's one path from here: a deactivated account is refused, the request counted
+    # against the user's rate limit (a 429 page past it).
+    try:
+        await state.authenticator.admit(Caller(user=user, api_key_id=None))
+    except PermissionDeniedError:
+        return None
     return Viewer(user, token, csrf.token_for(token, state.hashing_key))
 
 
