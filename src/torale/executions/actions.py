@@ -93,17 +93,37 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
     provider the server refuses, 503 without a model or a search provider's setting, 502 when
     a provider fails, 504 past the run time limit."""
     config = data.config.model_dump(exclude_none=True)
-    errors = tasks_service.url_errors(data.urls, rt.policy) + tasks_service.source_errors(
-        data.urls, config, rt.policy
+    targets = tasks_service.targets_of_input(data.urls)
+    urls = [t.url for t in targets]
+    query = data.search_query or ""
+    rules = data.rules.model_dump() if data.rules else None
+    change = data.change.model_dump() if data.change else None
+    mode = tasks_service.resolve_mode(
+        mode=data.mode, rules=rules, search_query=query, config=config, policy=rt.policy
     )
+    errors = tasks_service.url_errors(urls, rt.policy) + tasks_service.mode_errors(
+        mode=mode,
+        search_query=query,
+        targets=targets,
+        rules=rules,
+        change=change,
+        config=config,
+        policy=rt.policy,
+        asked=data.mode is not None,
+    )
+    if mode == "model":
+        errors += tasks_service.source_errors(urls, config, rt.policy)
     if errors:
         raise FieldValidationError(errors)
     spec = TaskSpec(
         name="Preview",
-        search_query=data.search_query,
+        search_query=query,
         condition=data.condition_description or None,
-        urls=list(dict.fromkeys(data.urls)),
+        targets=list(dict.fromkeys(targets)),
         config=config,
+        mode=mode,
+        rules=rules,
+        change=change,
     )
     try:
         outcome = await preview_run(rt.run_engine, spec)

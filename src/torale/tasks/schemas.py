@@ -15,7 +15,9 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     computed_field,
+    field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -23,6 +25,8 @@ from torale.executions.schemas import ExecutionRead
 from torale.notify.channels import NotificationChannel
 from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
+from torale.watch.patterns import pattern_problem
+from torale.watch.selectors import selector_problem
 
 NotifyBehavior = Literal["once", "always", "track_state"]
 SearchProvider = Literal["searxng", "duckduckgo", "tavily", "brave", "none"]
@@ -52,6 +56,106 @@ Cron = Annotated[str, StringConstraints(max_length=120), AfterValidator(_cron)]
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
 
 
+def _selector(value: str) -> str:
+    if problem := selector_problem(value):
+        raise PydanticCustomError("selector_invalid", problem)
+    return value
+
+
+def _pattern(value: str) -> str:
+    if problem := pattern_problem(value):
+        raise PydanticCustomError("pattern_invalid", problem)
+    return value
+
+
+Selector = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+    AfterValidator(_selector),
+]
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_pattern)]
+TaskMode = Literal["model", "change", "rules"]
+
+
+class UrlTarget(BaseModel):
+    """A page, and optionally the part of it that is watched."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: PageURL
+    selector: Selector | None = Field(
+        default=None,
+        description="The part of the page to read: CSS (`#price`), XPath (`xpath://h1`) or, "
+        "for a JSON document, a JSON path (`json:$.items[0].price`). Only that part is read, "
+        "compared and shown to the model; matching nothing fails the run. Default: the page's "
+        "readable text.",
+    )
+
+
+class TextCondition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["text"]
+    op: Literal["contains", "not_contains", "matches"] = Field(
+        description="`contains` / `not_contains`: the text holds the value (case-insensitive); "
+        "`matches`: the value is a regular expression found in the text."
+    )
+    value: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> TextCondition:
+        if self.op == "matches":
+            _pattern(self.value)
+        return self
+
+
+class NumberCondition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["number"]
+    op: Literal["<", "<=", ">", ">=", "==", "!=", "drop_pct"] = Field(
+        description="Compares the first price or number in the watched text with the value; "
+        "`drop_pct`: it fell by at least `value` percent since the previous run."
+    )
+    value: float = Field(allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _percentage(self) -> NumberCondition:
+        if self.op == "drop_pct" and not 0 < self.value <= 100:
+            raise PydanticCustomError(
+                "drop_pct_range", "drop_pct takes a percentage above 0, at most 100"
+            )
+        return self
+
+
+RuleCondition = Annotated[TextCondition | NumberCondition, Field(discriminator="kind")]
+
+
+class Rules(BaseModel):
+    """Conditions checked on each URL target's watched text; met when a target satisfies
+    all (or any) of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: Literal["all", "any"] = "all"
+    conditions: list[RuleCondition] = Field(min_length=1, max_length=20)
+
+
+class ChangeFilters(BaseModel):
+    """What counts as a change in `change` mode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ignore_lines: list[Pattern] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Regular expressions: lines where one is found do not count.",
+    )
+    only: Literal["additions", "removals"] | None = Field(
+        default=None, description="Count only added lines, or only removed ones. Default: both."
+    )
+
+
 class TaskConfig(BaseModel):
     """Executor settings for one task. Unknown keys are refused."""
 
@@ -77,6 +181,17 @@ class TaskConfig(BaseModel):
         return {key: value for key, value in data.items() if value is not None}
 
 
+_URLS_DOC = (
+    'Pages to read on every run (at most 20): a URL, or `{"url", "selector"}` to read only '
+    "a part of the page."
+)
+_MODE_DOC = (
+    "How a run decides: `model` (a model judges the condition), `change` (the watched text "
+    "differs from the previous run's; the first run records a baseline) or `rules` (the "
+    "conditions in `rules`). Default: `rules` when rules are given, else `model` when this "
+    "server has a model (or `config.model` names one) and a search query is given, else "
+    "`change`."
+)
 _SCHEDULE_DOC = (
     "5-field cron (`minute hour day month weekday`), read in `timezone`. The macros "
     "`@hourly`, `@daily`, `@weekly`, `@monthly` and `@yearly` are accepted and stored as 5 fields."
@@ -87,12 +202,19 @@ class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = "New Monitor"
-    search_query: Query = Field(description="What to search for.")
+    search_query: Query | None = Field(
+        default=None, description="What to search for (required in mode `model`)."
+    )
     condition_description: Condition | None = Field(
         default=None, description="When to notify, in plain language. Default: the search query."
     )
-    urls: list[PageURL] = Field(
-        default_factory=list, max_length=20, description="Pages to read on every run."
+    urls: list[PageURL | UrlTarget] = Field(
+        default_factory=list, max_length=20, description=_URLS_DOC
+    )
+    mode: TaskMode | None = Field(default=None, description=_MODE_DOC)
+    rules: Rules | None = Field(default=None, description="The conditions of mode `rules`.")
+    change: ChangeFilters | None = Field(
+        default=None, description="Filters of mode `change` (default: every line counts)."
     )
     schedule: Cron = Field(default="0 9 * * *", description=_SCHEDULE_DOC)
     timezone: Timezone = Field(default="UTC", description="IANA time zone name.")
@@ -123,7 +245,12 @@ class TaskUpdate(BaseModel):
     condition_description: Condition | None = Field(
         default=None, description="Send null or an empty string to follow the search query."
     )
-    urls: list[PageURL] | None = Field(default=None, max_length=20)
+    urls: list[PageURL | UrlTarget] | None = Field(
+        default=None, max_length=20, description=_URLS_DOC
+    )
+    mode: TaskMode | None = Field(default=None, description=_MODE_DOC)
+    rules: Rules | None = Field(default=None, description="null removes them.")
+    change: ChangeFilters | None = Field(default=None, description="null removes them.")
     schedule: Cron | None = Field(default=None, description=_SCHEDULE_DOC)
     timezone: Timezone | None = None
     notify_behavior: NotifyBehavior | None = None
@@ -147,7 +274,11 @@ class TaskRead(BaseModel):
     name: str
     search_query: str
     condition_description: str
-    urls: list[str]
+    urls: list[str] = Field(description="The URL of each target in `targets`, in order.")
+    targets: list[UrlTarget] = Field(description="The pages read, with their selectors.")
+    mode: TaskMode
+    rules: Rules | None
+    change: ChangeFilters | None
     schedule: str
     timezone: str
     notify_behavior: NotifyBehavior
@@ -171,6 +302,14 @@ class TaskRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     state_changed_at: datetime
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _plain_urls(cls, value: Any) -> Any:
+        # Clients that know only strings (the 0.0.2 SDK) keep reading `urls`.
+        if isinstance(value, list):
+            return [item["url"] if isinstance(item, dict) else item for item in value]
+        return value
 
     @computed_field  # type: ignore[prop-decorator]
     @property
