@@ -83,17 +83,22 @@ def test_line_diff_with_filters() -> None:
     assert diff.added == ["Price $12", "New colour"]
     assert diff.removed == ["Price $10"]
     assert "+New colour" in diff.unified
-    assert counts(diff, None) and counts(diff, "additions") and counts(diff, "removals")
+    assert counts(diff, None)
+    assert counts(diff, "additions")
+    assert counts(diff, "removals")
     noise_only = line_diff(before, before.replace("10:00", "11:00"), ignore_lines=["^served"])
     assert not noise_only.changed
     removal = line_diff("a\nb", "a")
-    assert counts(removal, "removals") and not counts(removal, "additions")
+    assert counts(removal, "removals")
+    assert not counts(removal, "additions")
     addition = line_diff("a", "a\nb")
-    assert counts(addition, "additions") and not counts(addition, "removals")
+    assert counts(addition, "additions")
+    assert not counts(addition, "removals")
 
 
 def test_trimmed_diffs_say_how_much_is_left_out() -> None:
     long = "\n".join(f"+line {i}" for i in range(2000))
     short = trimmed(long, 100)
-    assert len(short) < 130 and short.endswith("more lines)")
+    assert len(short) < 130
+    assert short.endswith("more lines)")
     assert trimmed("+a", 100) == "+a"

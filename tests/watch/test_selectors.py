@@ -86,7 +86,8 @@ def test_selector_syntax_is_checked(selector: str, problem: str | None) -> None:
     if problem is None:
         assert found is None
     else:
-        assert found is not None and problem in found
+        assert found is not None
+        assert problem in found
 
 
 def test_prefixes() -> None:
