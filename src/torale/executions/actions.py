@@ -26,6 +26,8 @@ from torale.runtime import Runtime
 from torale.scheduling.base import SchedulerUnavailableError
 from torale.statuses import ExecutionStatus, Trigger
 from torale.tasks import service as tasks_service
+from torale.watch import service as watch_service
+from torale.watch.schemas import DiffRead, SourceRead
 
 # How much longer than a run a run-now waits with `wait` (for its queue slot and the record).
 _WAIT_MARGIN_SECONDS = 30
@@ -144,3 +146,27 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
         inferred_condition=verdict.inferred_condition if spec.condition is None else None,
         usage=Usage(**outcome.usage),
     )
+
+
+async def list_sources(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, execution_id: uuid.UUID
+) -> list[SourceRead]:
+    """The sources an execution of the user's task read, with their content hashes."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)  # 404 if not theirs
+        return await watch_service.sources(session, task_id=task_id, execution_id=execution_id)
+
+
+async def diff(
+    rt: Runtime,
+    *,
+    user_id: uuid.UUID,
+    task_id: uuid.UUID,
+    from_id: uuid.UUID | None = None,
+    to_id: uuid.UUID | None = None,
+) -> DiffRead:
+    """The diff between two executions of the user's task (default: its last two with
+    sources)."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
+        return await watch_service.diff(session, task_id=task_id, from_id=from_id, to_id=to_id)
