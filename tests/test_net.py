@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from torale.net import UnsafeURLError, check_url, is_forbidden_address
+from torale.net import OutboundPolicy, UnsafeURLError, is_forbidden_address
+
+
+def check_url(url: str, *, allow_http: bool, allow_private: bool) -> None:
+    OutboundPolicy(allow_http=allow_http, allow_private=allow_private).check_url(url)
 
 
 @pytest.mark.parametrize(

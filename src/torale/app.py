@@ -21,6 +21,7 @@ from torale.engine.run import Engine
 from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
 from torale.health import router as health_router
+from torale.logs import silence_secret_bearing_loggers
 from torale.metrics import Metrics, MetricsMiddleware
 from torale.metrics import router as metrics_router
 from torale.middleware import (
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     """The API. `scheduler=False` (`torale serve --no-scheduler`) leaves scheduled runs to
     `torale worker` processes."""
     settings = settings or Settings()
+    silence_secret_bearing_loggers()  # whoever configured logging: no channel secret in it
     state = build_state(settings, dispatch=scheduler)
 
     @asynccontextmanager

@@ -48,7 +48,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `torale serve` binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `torale serve` binds to.")
-    log_level: str = Field(default="info", description="Log level (debug, info, warning, error).")
+    log_level: str = Field(
+        default="info",
+        description="Log level (debug, info, warning, error). At every level, URLs in the log "
+        "show only their scheme and host, and the HTTP and Apprise libraries (whose lines carry "
+        "request paths and channel URLs) log nothing.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="`torale serve` brings the schema up to date before serving."
     )
@@ -97,6 +102,12 @@ class Settings(BaseSettings):
         "key in its usual variable, e.g. OPENAI_API_KEY, GOOGLE_API_KEY), or a model name on "
         "the `TORALE_OPENAI_BASE_URL` server. Tasks may set their own in `config.model`.",
     )
+    allowed_models: str = Field(
+        default="",
+        description="Models tasks may choose in `config.model` (and previews), comma-separated, "
+        "besides `TORALE_MODEL`; `*` allows any name (each one is billed to you). Default: "
+        "only `TORALE_MODEL`.",
+    )
     openai_base_url: str | None = Field(
         default=None,
         description="An OpenAI-compatible server (Ollama `http://localhost:11434/v1`, vLLM, "
@@ -123,7 +134,9 @@ class Settings(BaseSettings):
         default=5, ge=1, le=20, description="Search results read per run (besides `urls`)."
     )
     fetch_timeout_seconds: float = Field(
-        default=15.0, gt=0, description="Time limit for fetching one page."
+        default=15.0,
+        gt=0,
+        description="Time limit for fetching one page, and for each search request, all of it.",
     )
     fetch_max_bytes: int = Field(
         default=2_000_000, ge=10_000, description="Largest page read; larger ones are skipped."
@@ -132,7 +145,7 @@ class Settings(BaseSettings):
         default=8_000, ge=500, description="Readable text kept per page for the model."
     )
     model_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="Time limit for one model request."
+        default=60.0, gt=0, description="Time limit for one model request, all of it."
     )
     run_timeout_seconds: float = Field(
         default=180.0, gt=0, description="Time limit for a whole run; past it the run fails."
@@ -172,7 +185,9 @@ class Settings(BaseSettings):
         description="Emails one user can be sent per hour; more wait for the next hour.",
     )
     webhook_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Time limit for one webhook or Apprise delivery."
+        default=10.0,
+        gt=0,
+        description="Time limit for one webhook or Apprise delivery, all of it.",
     )
     delivery_retry_delays: str = Field(
         default="30,120,600,3600,21600,43200",
@@ -288,6 +303,14 @@ class Settings(BaseSettings):
                     f"{part!r} is not a network (use CIDR, e.g. 10.0.5.0/24)"
                 ) from None
         return value
+
+    @property
+    def allowed_model_list(self) -> tuple[str, ...] | None:
+        """The models a task may choose (TORALE_MODEL included); None: any."""
+        names = [n.strip() for n in self.allowed_models.split(",") if n.strip()]
+        if "*" in names:
+            return None
+        return tuple(dict.fromkeys([*([self.model] if self.model else []), *names]))
 
     @property
     def allowed_network_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -1,37 +1,72 @@
 """Logging for `torale serve` and `torale worker`.
 
 Messages often carry text from outside (URLs, page titles, provider errors): line breaks are
-escaped, in tracebacks too, so nobody can forge log lines. httpx logs every request's full URL at
-INFO, and webhook URLs can carry their service's token, so its loggers only speak from WARNING;
-so do the database drivers, whose debug lines carry statement parameters (channel secrets).
+escaped, in tracebacks too, so nobody can forge log lines.
+
+No channel secret reaches the log, at any level:
+
+* The libraries that log request URLs, request lines or notification URLs are silent at every
+  level (`SILENT`): httpx and httpcore log each request's full URL, urllib3 and requests log
+  request paths (the token of a Slack or Discord webhook is its path), and Apprise logs a URL
+  it cannot read in full at ERROR and tokens it finds invalid at WARNING. What Torale needs of
+  them it logs itself, without the URL.
+* In every line Torale writes, URLs show their scheme and host only (`redact_urls`): the path,
+  query, user and password of a URL are often its credentials, and an Apprise URL's "host"
+  is usually a token, so only the scheme of those is kept.
+* The database drivers, whose debug lines carry statement parameters (channel secrets), and
+  the model SDKs only speak from WARNING.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SILENT = ("httpx", "httpcore", "urllib3", "requests", "apprise")
 _QUIET = (
-    "httpx",
-    "httpcore",
     "openai",
     "anthropic",
     "google_genai",
-    "apprise",
     # Database drivers log statements with their parameters (webhook headers, Apprise URLs).
     "aiosqlite",
     "asyncpg",
     "sqlalchemy",
     "aiosmtplib",
 )
+_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]{1,30})://([^\s\"'<>]*)")
+_HOST = re.compile(r"^(?:[^@/?#]*@)?(\[[^\]]*\]|[^/?#:@]*)(:\d+)?")
+
+
+def _redact(match: re.Match[str]) -> str:
+    scheme, rest = match.group(1), match.group(2)
+    if scheme.lower() not in ("http", "https"):
+        return f"{scheme}://…" if rest else match.group(0)
+    host = _HOST.match(rest)
+    kept = (host.group(1) + (host.group(2) or "")) if host else ""
+    return f"{scheme}://{kept}" + ("/…" if len(kept) < len(rest) else "")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL cut to its scheme and host (http, https) or its scheme (others)."""
+    return _URL.sub(_redact, text)
 
 
 class OneLineFormatter(logging.Formatter):
     """One line per record: CR and LF are escaped in the message and in tracebacks too, whose
-    last line quotes the exception's text (a provider's error, a user's model name)."""
+    last line quotes the exception's text (a provider's error, a user's model name); URLs are
+    cut to their scheme and host."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+        line = super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+        return redact_urls(line)
+
+
+def silence_secret_bearing_loggers() -> None:
+    """Make the libraries in SILENT log nothing, whoever configured logging (also called when
+    an app is built, so that embedding Torale or a test's log capture gets the same)."""
+    for name in SILENT:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def configure_logging(level: str) -> None:
@@ -42,3 +77,4 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    silence_secret_bearing_loggers()

@@ -19,7 +19,15 @@ The policy is enforced twice:
   connection pool all work on the name as usual.
 
 A refusal raises ``UnsafeURLError`` (a ``ValueError``, never an ``httpx.HTTPError``), so callers
-can tell "not allowed" apart from network failures.
+can tell "not allowed" apart from network failures. A refusal at connection time says only
+``REFUSED`` to users: which address a name resolves to is the operator's business (it is in
+``UnsafeURLError.detail``), not something to tell whoever typed the URL.
+
+Answers are read within limits too: a whole request (connect, send, every read) has a deadline,
+not only each read, and an answer Torale does not need whole is read no further than
+``ANSWER_PEEK_BYTES``.
+
+``OutboundPolicy.from_settings`` is the one way to build the policy from the settings.
 """
 
 from __future__ import annotations
@@ -32,10 +40,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+
+if TYPE_CHECKING:
+    from torale.config import Settings
 
 _LOCAL_HOST_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
@@ -44,10 +56,27 @@ _METADATA_HOST_NAMES = {"metadata.google.internal", "metadata", "instance-data"}
 _NAT64 = IPv6Network("64:ff9b::/96")
 
 IPNetwork = IPv4Network | IPv6Network
+# What a user is told when a request was refused at connection time (no address, no name).
+REFUSED = "refused by the outbound policy"
+# The most of an answer read when only its status matters (webhooks, Apprise, error bodies).
+ANSWER_PEEK_BYTES = 8 * 1024
 
 
 class UnsafeURLError(ValueError):
-    """The URL points somewhere Torale will not send requests to."""
+    """The URL points somewhere Torale will not send requests to.
+
+    ``str()`` is safe to show the user; ``detail`` may name the resolved address (for logs).
+    """
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+    @property
+    def refusal(self) -> str:
+        """What to tell the user: REFUSED, and the reason when it names no address."""
+        message = str(self)
+        return message if message.startswith(REFUSED) else f"{REFUSED}: {message}"
 
 
 class ResponseTooLargeError(Exception):
@@ -89,67 +118,68 @@ class OutboundPolicy:
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, purpose: Literal["pages", "notifications"]
+    ) -> OutboundPolicy:
+        """The policy for requests made for `purpose`: pages (and searches) may use plain
+        http; notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so."""
+        return cls(
+            allow_http=purpose == "pages" or settings.allow_http_webhooks,
+            allow_private=settings.allow_private_networks,
+            allowed_networks=settings.allowed_network_list,
+        )
+
     def address_allowed(self, address: str) -> bool:
         """May Torale connect to this IP address (any notation ``ipaddress`` reads)?"""
         if self.allow_private or _in_networks(address, self.allowed_networks):
             return True
         return not is_forbidden_address(address)
 
+    def check_host(self, host: str) -> None:
+        """Refuse a host name or address literal that is local or not allowed, as far as the
+        name tells (no DNS). Raises UnsafeURLError."""
+        host = host.strip("[]").rstrip(".").lower()
+        if self.allow_private:
+            return
+        if (
+            host in _LOCAL_HOST_NAMES
+            or host in _METADATA_HOST_NAMES
+            or host.endswith(_LOCAL_SUFFIXES)
+        ):
+            raise UnsafeURLError("URL points to a local or internal host")
+        try:
+            forbidden = is_forbidden_address(host) and not _in_networks(host, self.allowed_networks)
+        except ValueError:
+            return  # a DNS name: its addresses are checked when a request is made
+        if forbidden:
+            raise UnsafeURLError("URL points to a private, loopback or link-local address")
 
-def check_url(
-    url: str,
-    *,
-    allow_http: bool,
-    allow_private: bool,
-    allowed_networks: Iterable[IPNetwork] = (),
-) -> None:
-    """Refuse URLs Torale must not call, as far as the URL itself tells. Raises UnsafeURLError."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        # No HTTP client can send these (and CR/LF could smuggle a header or a log line).
-        raise UnsafeURLError("URL must not contain control characters or line breaks")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise UnsafeURLError("URL must start with https://")
-    if parts.scheme == "http" and not allow_http:
-        raise UnsafeURLError("URL must use https (plain http is not allowed on this server)")
-    if parts.username or parts.password:
-        raise UnsafeURLError("URL must not contain credentials")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise UnsafeURLError("URL has no host")
-    if allow_private:
-        return
-    if host in _LOCAL_HOST_NAMES or host in _METADATA_HOST_NAMES or host.endswith(_LOCAL_SUFFIXES):
-        raise UnsafeURLError("URL points to a local or internal host")
-    try:
-        forbidden = is_forbidden_address(host) and not _in_networks(host, allowed_networks)
-    except ValueError:
-        return  # a DNS name: its addresses are checked when a request is made
-    if forbidden:
-        raise UnsafeURLError("URL points to a private, loopback or link-local address")
+    def check_url(self, url: str) -> None:
+        """Refuse URLs Torale must not call, as far as the URL itself tells. Raises
+        UnsafeURLError with a message for the user."""
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+            # No HTTP client can send these (and CR/LF could smuggle a header or a log line).
+            raise UnsafeURLError("URL must not contain control characters or line breaks")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise UnsafeURLError(
+                "URL must start with https://" + (" or http://" if self.allow_http else "")
+            )
+        if parts.scheme == "http" and not self.allow_http:
+            raise UnsafeURLError("URL must use https (plain http is not allowed on this server)")
+        if parts.username or parts.password:
+            raise UnsafeURLError("URL must not contain credentials")
+        host = parts.hostname or ""
+        if not host.rstrip("."):
+            raise UnsafeURLError("URL has no host")
+        self.check_host(host)
 
 
 async def _resolve(host: str, port: int) -> list[str]:
     """All addresses of a host, in the resolver's order. Tests replace this to fake DNS."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-async def ensure_host_allowed(host: str, policy: OutboundPolicy, port: int = 443) -> None:
-    """Refuse (UnsafeURLError) a host any of whose addresses the policy does not allow.
-
-    For clients Torale cannot route through the guarded client (Apprise's own HTTP): a check
-    before the request, not a pinned connection, so it narrows rather than closes DNS
-    rebinding. Unresolvable hosts pass: the request will fail on its own.
-    """
-    name = host.strip("[]").rstrip(".")
-    try:
-        addresses = await _resolve(name, port)
-    except OSError:
-        return
-    refused = [a for a in addresses if not policy.address_allowed(a)]
-    if refused:
-        raise UnsafeURLError(f"{host} resolves to {refused[0]}, which is not allowed")
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -171,10 +201,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
         for address in addresses:
             if not self._policy.address_allowed(address):
-                raise UnsafeURLError(
-                    f"{host} resolves to {address}, which is private, loopback, link-local "
-                    "or otherwise not allowed on this server"
-                )
+                raise UnsafeURLError(REFUSED, detail=f"{host} resolves to {address}")
         return addresses
 
     async def connect_tcp(
@@ -205,7 +232,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeURLError("unix sockets are not allowed")
+        raise UnsafeURLError(REFUSED, detail="unix sockets are not allowed")
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)

@@ -21,6 +21,7 @@ from torale.db.engine import session_scope
 from torale.db.models import Execution, Task
 from torale.engine.run import Engine
 from torale.executions import lifecycle
+from torale.net import OutboundPolicy
 from torale.scheduling.local import recover_expired
 from torale.statuses import ACTIVE_EXECUTION_STATUSES, ExecutionStatus, Trigger
 from torale.tasks import service as tasks_service
@@ -28,7 +29,7 @@ from torale.tasks.schemas import TaskCreate
 
 PENDING, RUNNING = ExecutionStatus.PENDING, ExecutionStatus.RUNNING
 POLICY = tasks_service.TaskPolicy(
-    min_schedule_seconds=60, allow_http_webhooks=False, allow_private_networks=False
+    min_schedule_seconds=60, pages=OutboundPolicy(), notifications=OutboundPolicy(allow_http=False)
 )
 LONG_AGO = timedelta(hours=1)
 

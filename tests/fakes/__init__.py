@@ -21,6 +21,7 @@ from .openai import (
 from .receiver import Answer, ReceivedWebhook, WebhookReceiver
 from .search import FakeBrave, FakeSearxng, FakeTavily, Hit, SearchFake
 from .server import Failure, FakeService, LocalServer, RecordedRequest
+from .stalling import StallingServer
 from .web import FakeWeb, article_html
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Reply",
     "Script",
     "SearchFake",
+    "StallingServer",
     "Text",
     "ToolCall",
     "WebhookReceiver",

@@ -450,6 +450,7 @@ def assert_no_forged_line(log: ServerLog) -> None:
     assert forged == [], f"a line break in outside text forged log lines: {forged}"
 
 
+@pytest.mark.parametrize("extra_settings", [{"allowed_models": "*"}])
 async def test_a_model_name_with_a_line_break_cannot_forge_a_log_line(
     client: httpx.AsyncClient,
     alice: ApiUser,

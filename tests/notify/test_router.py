@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+import torale.net
 from tests.fakes import Answer, WebhookReceiver
 from tests.fixtures.engine import new_task
 from tests.fixtures.notify import (
@@ -263,6 +264,35 @@ BAD_CHANNELS: list[tuple[dict[str, Any], list[Any]]] = [
     ({"type": "webhook", "url": "https://x.io/h", "headers": {"webhook-id": "x"}}, [1]),
     ({"type": "webhook", "url": "https://x.io/h", "headers": {"Webhook-Signature": "v1,x"}}, [1]),
     ({"type": "webhook", "url": "https://x.io/h", "headers": {"Bad Name": "x"}}, [1]),
+    # Headers of the connection and the framing: sending them makes a malformed request.
+    *(
+        (
+            {"type": "webhook", "url": "https://x.io/h", "headers": {name: "x"}},
+            [1, "webhook", "headers", name, "[key]"],
+        )
+        for name in (
+            "Transfer-Encoding",
+            "connection",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "Expect",
+            "Content-Encoding",
+            "Proxy-Authorization",
+            "Host",
+            "Content-Length",
+        )
+    ),
+    # Values every delivery would fail on: refused when saved, at the header.
+    *(
+        (
+            {"type": "webhook", "url": "https://x.io/h", "headers": {"X-Token": value}},
+            [1, "webhook", "headers", "X-Token"],
+        )
+        for value in ("caf\u00e9", "a\u0000b", "a\rb", "a\x1bb", "a\x7fb")
+    ),
+    ({"type": "apprise", "url": "jsons://x.io/h?+Transfer-Encoding=chunked"}, [1, "url"]),
+    ({"type": "apprise", "url": "mailto://u:p@8.8.8.8?smtp=127.0.0.1&port=25"}, [1, "url"]),
     ({"type": "webhook", "url": "https://x.io/h", "secret": "mine"}, [1]),
     ({"type": "email", "address": "not-an-email"}, [1, "email", "address"]),
     ({"type": "email", "address": "a@b@c.com"}, [1, "email", "address"]),
@@ -302,3 +332,25 @@ async def test_bad_channels_are_refused_at_save_time(
     assert (await client.get("/api/v1/tasks", headers=alice.headers)).json()["total"] == 1
     after = (await client.get(f"/api/v1/tasks/{task['id']}", headers=alice.headers)).json()
     assert after["notifications"] == task["notifications"]
+
+
+async def test_the_webhook_test_does_not_tell_where_an_internal_name_points(
+    client: httpx.AsyncClient, alice: ApiUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vm` resolves to a loopback address the server may not reach: the user hears that the
+    policy refused, not which address the name has."""
+    real = torale.net._resolve
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.2"] if host == "vm.test" else await real(host, port)
+
+    monkeypatch.setattr(torale.net, "_resolve", resolve)
+    with WebhookReceiver(host="127.0.0.2") as internal:
+        response = await client.post(
+            TEST, json={"url": f"http://vm.test:{internal.port}/x"}, headers=alice.headers
+        )
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert (result["delivered"], result["error"]) == (False, "refused by the outbound policy")
+        assert "127.0.0.2" not in response.text
+        assert internal.requests == []

@@ -58,6 +58,7 @@ async def test_create_with_defaults(client: httpx.AsyncClient, alice: ApiUser) -
         assert task[field].endswith(("Z", "+00:00"))
 
 
+@pytest.mark.parametrize("settings_overrides", [{"allowed_models": "openai:gpt-4o-mini"}])
 async def test_create_full_and_get(client: httpx.AsyncClient, alice: ApiUser) -> None:
     body = {
         "name": "Release watch",
@@ -276,7 +277,7 @@ async def test_invalid_timezone(client: httpx.AsyncClient, alice: ApiUser, timez
                     }
                 ],
             },
-            ["body", "notifications", 0, "webhook", "headers"],
+            ["body", "notifications", 0, "webhook", "headers", "webhook-signature", "[key]"],
         ),
         (
             {
@@ -285,7 +286,7 @@ async def test_invalid_timezone(client: httpx.AsyncClient, alice: ApiUser, timez
                     {"type": "webhook", "url": "https://x.io/h", "headers": {"X-A": "a\r\nB: b"}}
                 ],
             },
-            ["body", "notifications", 0, "webhook", "headers"],
+            ["body", "notifications", 0, "webhook", "headers", "X-A"],
         ),
         ({"search_query": "q", "is_active": True, "state": "paused"}, ["body", "is_active"]),
         ({"search_query": "q", "config": {"search_provider": "none"}}, ["body", "urls"]),
@@ -407,6 +408,7 @@ async def test_partial_update_changes_only_sent_fields(
         assert updated["updated_at"] >= task["updated_at"]
 
 
+@pytest.mark.parametrize("settings_overrides", [{"allowed_models": "ollama:llama3"}])
 async def test_update_fields_and_schedule(client: httpx.AsyncClient, alice: ApiUser) -> None:
     task = await create(client, alice, search_query="old query")
     response = await client.put(

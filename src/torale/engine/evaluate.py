@@ -8,9 +8,11 @@ same backoff as searches); everything else ends the run with a message a user ca
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,11 +26,14 @@ from torale.engine.retry import with_retries
 if TYPE_CHECKING:
     # pydantic-ai and the provider SDKs are large: loaded on the first evaluation, not at start.
     from pydantic_ai import Agent
+    from pydantic_ai.agent import AgentRunResult
     from pydantic_ai.exceptions import ModelAPIError
     from pydantic_ai.models import Model
 
 logger = logging.getLogger("torale.engine")
 MAX_STATE_KEYS = 20
+# Models (clients and agents) kept ready per process; the least recently used goes first.
+MAX_CACHED_MODELS = 8
 
 
 class Verdict(BaseModel):
@@ -270,7 +275,21 @@ _PROVIDER_PREFIXES = frozenset(
 )
 
 
+def model_problem(name: str, allowed: tuple[str, ...] | None) -> str | None:
+    """Why a task may not choose model `name` here (TORALE_ALLOWED_MODELS), or None."""
+    if allowed is None or name in allowed:
+        return None
+    if not allowed:
+        return (
+            f"Model {name!r} is not allowed: this server offers no choice of model (its "
+            "operator can list models in TORALE_ALLOWED_MODELS)"
+        )
+    return f"Model {name!r} is not allowed on this server; allowed: {', '.join(allowed)}"
+
+
 def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):
+        return True
     from pydantic_ai.exceptions import (
         ModelConnectionError,
         ModelRateLimitError,
@@ -290,16 +309,21 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class Evaluator:
-    """Evaluations for a process: models and agents are built once per model name."""
+    """Evaluations for a process: a model and its agent are built once per model name and kept
+    for the MAX_CACHED_MODELS most recently used names."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._agents: dict[str, Agent[None, Verdict]] = {}
+        self._agents: OrderedDict[str, Agent[None, Verdict]] = OrderedDict()
 
     def model_name(self, configured: str | None) -> str:
+        """The model a run uses: the task's (if this server allows it), else the default."""
         name = configured or self.settings.model
         if not name:
             raise NoModelConfiguredError(NO_MODEL_MESSAGE)
+        problem = model_problem(name, self.settings.allowed_model_list)
+        if problem:  # a task saved before the operator narrowed the list
+            raise EvaluationError(problem)
         return name
 
     def _model(self, name: str) -> Model:
@@ -341,7 +365,15 @@ class Evaluator:
                 model_settings={"temperature": 0, "timeout": self.settings.model_timeout_seconds},
             )
             self._agents[name] = agent
+            while len(self._agents) > MAX_CACHED_MODELS:
+                self._agents.popitem(last=False)
+        self._agents.move_to_end(name)
         return agent
+
+    async def _ask(self, agent: Agent[None, Verdict], prompt: str) -> AgentRunResult[Verdict]:
+        # One deadline for the whole request: the client's timeout is only per read.
+        async with asyncio.timeout(self.settings.model_timeout_seconds):
+            return await agent.run(prompt)
 
     async def evaluate(self, *, model: str, prompt: str) -> Evaluation:
         from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
@@ -350,11 +382,16 @@ class Evaluator:
         settings = self.settings
         try:
             result = await with_retries(
-                lambda: agent.run(prompt),
+                lambda: self._ask(agent, prompt),
                 retries=settings.provider_retries,
                 backoff=settings.retry_backoff_seconds,
                 transient=_is_transient,
             )
+        except TimeoutError:
+            raise EvaluationError(
+                f"Model {model} did not answer within {settings.model_timeout_seconds:g} s, "
+                f"{settings.provider_retries + 1} times"
+            ) from None
         except UnexpectedModelBehavior:
             raise EvaluationError(
                 f"Model {model} did not answer in the expected structure, even when asked again"

@@ -141,7 +141,7 @@ class Fetcher:
                     etag = response.headers.get("etag")
                     last_modified = response.headers.get("last-modified")
         except UnsafeURLError as exc:
-            raise FetchFailedError(f"refused by the outbound policy: {exc}") from None
+            raise FetchFailedError(exc.refusal) from None
         except ResponseTooLargeError:
             raise FetchFailedError(f"larger than {self.max_bytes} bytes") from None
         except TimeoutError:

@@ -91,11 +91,7 @@ class Engine:
         sessions: async_sessionmaker[AsyncSession],
         write_lock: asyncio.Lock | None,
     ) -> Engine:
-        policy = OutboundPolicy(
-            allow_http=True,
-            allow_private=settings.allow_private_networks,
-            allowed_networks=settings.allowed_network_list,
-        )
+        policy = OutboundPolicy.from_settings(settings, purpose="pages")
         fetcher = Fetcher(
             policy,
             timeout=settings.fetch_timeout_seconds,

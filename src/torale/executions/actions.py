@@ -91,9 +91,10 @@ async def list_executions(
 
 
 async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
-    """Run the engine once for an unsaved task; nothing is stored. 422 for pages or a search
-    provider the server refuses, 503 without a model or a search provider's setting, 502 when
-    a provider fails, 504 past the run time limit."""
+    """Run the engine once for an unsaved task; nothing is stored. 422 for pages, a search
+    provider or a model the server refuses (a model task where no model is configured
+    included), 503 without a search provider's setting,
+    502 when a provider fails, 504 past the run time limit."""
     config = data.config.model_dump(exclude_none=True)
     targets = tasks_service.targets_of_input(data.urls)
     urls = [t.url for t in targets]
@@ -115,6 +116,7 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
     )
     if mode == "model":
         errors += tasks_service.source_errors(urls, config, rt.policy)
+    errors += tasks_service.model_errors(config, rt.policy)
     if errors:
         raise FieldValidationError(errors)
     spec = TaskSpec(

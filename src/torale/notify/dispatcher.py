@@ -28,6 +28,7 @@ from torale.config import Settings
 from torale.db import locks
 from torale.db.engine import session_scope
 from torale.db.models import Delivery, DeliveryAttempt, Task, User, WebhookConfig
+from torale.logs import silence_secret_bearing_loggers
 from torale.net import OutboundPolicy
 from torale.notify.apprise_sender import AppriseSender
 from torale.notify.email import EmailSender
@@ -54,11 +55,8 @@ class Dispatcher:
         self.write_lock = write_lock
         self.concurrency = concurrency
         self.poll_seconds = settings.scheduler_poll_seconds
-        policy = OutboundPolicy(
-            allow_http=settings.allow_http_webhooks,
-            allow_private=settings.allow_private_networks,
-            allowed_networks=settings.allowed_network_list,
-        )
+        silence_secret_bearing_loggers()  # their lines carry channel URLs and tokens
+        policy = OutboundPolicy.from_settings(settings, purpose="notifications")
         timeout = settings.webhook_timeout_seconds
         self.webhooks = WebhookSender(policy, timeout=timeout)
         self.email = EmailSender(

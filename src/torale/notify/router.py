@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from torale.auth.deps import CurrentUser
 from torale.db.session import SessionDep
 from torale.errors import FieldValidationError
-from torale.net import UnsafeURLError, check_url
+from torale.net import OutboundPolicy
 from torale.notify import service
 from torale.notify.channels import mask_apprise_url
 from torale.notify.schemas import (
@@ -22,6 +22,7 @@ from torale.notify.schemas import (
     WebhookTest,
     WebhookTestResult,
 )
+from torale.notify.validation import url_error
 from torale.pages import Page
 from torale.pagination import PageDep
 from torale.state import app_state
@@ -30,16 +31,10 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
 def _check(request: Request, url: str) -> None:
-    settings = app_state(request).settings
-    try:
-        check_url(
-            url,
-            allow_http=settings.allow_http_webhooks,
-            allow_private=settings.allow_private_networks,
-            allowed_networks=settings.allowed_network_list,
-        )
-    except UnsafeURLError as exc:
-        raise FieldValidationError.single(["body", "url"], str(exc), "url_refused") from None
+    policy = OutboundPolicy.from_settings(app_state(request).settings, purpose="notifications")
+    refused = url_error(url, policy, ["body", "url"])
+    if refused:
+        raise FieldValidationError([refused])
 
 
 @router.get(

@@ -5,10 +5,16 @@
 the exact body bytes with the user's secret (`standardwebhooks`). A channel's own headers are
 sent too but can never replace these. Requests go through the outbound guard; redirects are
 not followed. 2xx is success, 410 Gone turns the channel off, anything else is retried.
+
+Only the receiver's status matters: its body is never read (the connection is closed after the
+status line and headers), and the whole request, from connecting to the last header, has one
+deadline (TORALE_WEBHOOK_TIMEOUT_SECONDS), so a receiver that answers slowly or endlessly holds
+neither memory nor the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -20,6 +26,7 @@ from standardwebhooks.webhooks import Webhook
 
 from torale import __version__
 from torale.net import OutboundPolicy, UnsafeURLError, guarded_client
+from torale.notify.channels import RESERVED_HEADERS
 from torale.notify.sending import Outgoing, SendResult
 
 USER_AGENT = f"Torale-Webhooks/{__version__}"
@@ -40,16 +47,9 @@ def signed_headers(
 ) -> dict[str, str]:
     now = datetime.now(UTC)
     signature = Webhook(secret).sign(message_id, now, body.decode())
-    headers = dict(extra or {})
-    # Torale's own headers last: a channel cannot replace them (whatever their case).
-    reserved = {
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "content-type",
-        "user-agent",
-    }
-    headers = {k: v for k, v in headers.items() if k.lower() not in reserved}
+    # Torale's own headers last: a channel cannot replace them (whatever their case); nor send
+    # connection headers (a channel saved before they were refused when saving).
+    headers = {k: v for k, v in (extra or {}).items() if k.lower() not in RESERVED_HEADERS}
     headers.update(
         {
             "webhook-id": message_id,
@@ -64,6 +64,7 @@ def signed_headers(
 
 class WebhookSender:
     def __init__(self, policy: OutboundPolicy, *, timeout: float) -> None:
+        self.timeout = timeout
         self.client = guarded_client(policy, timeout=timeout, max_redirects=0)
 
     async def post(
@@ -77,21 +78,23 @@ class WebhookSender:
     ) -> SendResult:
         body = body_of(payload)
         try:
-            response = await self.client.post(
-                url,
-                content=body,
-                headers=signed_headers(secret, message_id, body, extra=headers),
-                follow_redirects=False,
-            )
+            async with asyncio.timeout(self.timeout):
+                async with self.client.stream(
+                    "POST",
+                    url,
+                    content=body,
+                    headers=signed_headers(secret, message_id, body, extra=headers),
+                    follow_redirects=False,
+                ) as response:
+                    status = response.status_code  # the body is not read: closed unread
         except UnsafeURLError as exc:
-            return SendResult(False, error=f"refused by the outbound policy: {exc}", permanent=True)
+            return SendResult(False, error=exc.refusal, permanent=True)
         except httpx.InvalidURL:
             return SendResult(False, error="not a URL an HTTP client can request", permanent=True)
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return SendResult(False, error="the receiver did not answer in time")
         except httpx.HTTPError as exc:
             return SendResult(False, error=f"could not reach the receiver ({type(exc).__name__})")
-        status = response.status_code
         if 200 <= status < 300:
             return SendResult(True, status_code=status)
         if status == 410:

@@ -165,8 +165,8 @@ class TaskConfig(BaseModel):
         default=None,
         min_length=1,
         max_length=200,
-        description="Model for this task (any name the model library knows, "
-        "e.g. `openai:gpt-4o-mini`); default: the server's `TORALE_MODEL`.",
+        description="Model for this task, one the server allows (`TORALE_ALLOWED_MODELS`; "
+        "by default only its own); default: the server's `TORALE_MODEL`.",
     )
     search_provider: SearchProvider | None = Field(
         default=None,

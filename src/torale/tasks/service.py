@@ -5,26 +5,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from ipaddress import IPv4Network, IPv6Network
 from typing import Any, get_args
-from urllib.parse import urlsplit
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.config import Settings
 from torale.db.models import Task
+from torale.engine.evaluate import model_problem
 from torale.engine.search.registry import missing_setting
 from torale.errors import FieldValidationError, NotFoundError, field_error
-from torale.net import UnsafeURLError, check_url
-from torale.notify.apprise_sender import PLAIN_HTTP_SCHEMES
-from torale.notify.channels import (
-    MASK,
-    AnyChannel,
-    apprise_url_problem,
-    restore_masked_secrets,
-    stored_channels,
-)
+from torale.net import OutboundPolicy
+from torale.notify.channels import AnyChannel, restore_masked_secrets, stored_channels
+from torale.notify.validation import channel_errors, url_error
 from torale.pagination import PageParams, paginate
 from torale.statuses import TaskState
 from torale.tasks import transitions
@@ -53,24 +46,25 @@ class TaskPolicy:
     """The operator settings task validation depends on."""
 
     min_schedule_seconds: int
-    allow_http_webhooks: bool
-    allow_private_networks: bool
-    allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    pages: OutboundPolicy  # where a task's pages may be read from
+    notifications: OutboundPolicy  # where its notifications may go
     # Search providers this server cannot use, with the reason (a missing key or URL).
     unusable_search: tuple[tuple[str, str], ...] = ()
     # Whether the server has a default model (TORALE_MODEL): decides the default mode.
     model_configured: bool = True
+    # Models a task may choose (TORALE_ALLOWED_MODELS and TORALE_MODEL); None: any.
+    allowed_models: tuple[str, ...] | None = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskPolicy:
         unusable = ((n, missing_setting(n, settings)) for n in get_args(SearchProviderName))
         return cls(
             min_schedule_seconds=settings.min_schedule_seconds,
-            allow_http_webhooks=settings.allow_http_webhooks,
-            allow_private_networks=settings.allow_private_networks,
-            allowed_networks=settings.allowed_network_list,
+            pages=OutboundPolicy.from_settings(settings, purpose="pages"),
+            notifications=OutboundPolicy.from_settings(settings, purpose="notifications"),
             unusable_search=tuple((n, why) for n, why in unusable if why),
             model_configured=bool(settings.model),
+            allowed_models=settings.allowed_model_list,
         )
 
 
@@ -173,18 +167,8 @@ def mode_errors(
 
 
 def url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
-    errors = []
-    for index, url in enumerate(urls):
-        try:
-            check_url(
-                url,
-                allow_http=True,
-                allow_private=policy.allow_private_networks,
-                allowed_networks=policy.allowed_networks,
-            )
-        except UnsafeURLError as exc:
-            errors.append(field_error(["body", "urls", index], str(exc), "url_refused"))
-    return errors
+    found = (url_error(url, policy.pages, ["body", "urls", i]) for i, url in enumerate(urls))
+    return [error for error in found if error]
 
 
 def source_errors(
@@ -201,68 +185,13 @@ def source_errors(
     return []
 
 
-def _apprise_target_problem(url: str, policy: TaskPolicy) -> str | None:
-    """What the outbound policy says of an Apprise URL's own host, as far as the URL tells."""
-    scheme = url.split("://", 1)[0].lower()
-    if scheme in PLAIN_HTTP_SCHEMES and not policy.allow_http_webhooks:
-        return f"{scheme}:// is plain http, which this server does not allow (use {scheme}s://)"
-    host = urlsplit(url).hostname
-    if not host:
-        return None
-    try:
-        check_url(
-            f"https://{host}/",
-            allow_http=True,
-            allow_private=policy.allow_private_networks,
-            allowed_networks=policy.allowed_networks,
-        )
-    except UnsafeURLError as exc:
-        return str(exc)
-    return None
-
-
-def _channel_errors(channels: list[dict[str, Any]], policy: TaskPolicy) -> list[dict[str, Any]]:
-    errors = []
-    for index, channel in enumerate(channels):
-        if channel["type"] == "apprise":
-            if MASK in channel["url"]:
-                problem: str | None = (
-                    "Send the real Apprise URL: the mask only keeps the URL already saved at "
-                    "this position"
-                )
-            else:
-                problem = apprise_url_problem(channel["url"]) or _apprise_target_problem(
-                    channel["url"], policy
-                )
-            if problem:
-                errors.append(
-                    field_error(["body", "notifications", index, "url"], problem, "url_refused")
-                )
-            continue
-        if channel["type"] != "webhook":
-            continue
-        try:
-            check_url(
-                channel["url"],
-                allow_http=policy.allow_http_webhooks,
-                allow_private=policy.allow_private_networks,
-                allowed_networks=policy.allowed_networks,
-            )
-        except UnsafeURLError as exc:
-            errors.append(
-                field_error(["body", "notifications", index, "url"], str(exc), "url_refused")
-            )
-        for name, value in channel.get("headers", {}).items():
-            if value == MASK:
-                errors.append(
-                    field_error(
-                        ["body", "notifications", index, "headers", name],
-                        "Send the header's real value: the mask only keeps a value already saved "
-                        "for this webhook URL",
-                        "value_error",
-                    )
-                )
-    return errors
+def model_errors(config: dict[str, Any], policy: TaskPolicy) -> list[dict[str, Any]]:
+    """A model the task chooses must be one this server allows."""
+    model = config.get("model")
+    problem = model_problem(model, policy.allowed_models) if model else None
+    if problem:
+        return [field_error(["body", "config", "model"], problem, "model_not_allowed")]
+    return []
 
 
 def _resolve_state(
@@ -317,7 +246,8 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
             asked=data.mode is not None,
         )
         + (source_errors(urls, config, policy) if mode == "model" else [])
-        + _channel_errors(notifications, policy)
+        + model_errors(config, policy)
+        + channel_errors(notifications, policy.notifications)
     )
     if errors:
         raise FieldValidationError(errors)
@@ -421,11 +351,13 @@ async def update_task(
         )
         if mode == "model":
             errors += source_errors([t.url for t in targets], config, policy)
+    if "config" in sent and data.config is not None:
+        errors += model_errors(data.config.model_dump(exclude_none=True), policy)
     notifications = None
     if "notifications" in sent:
         channels: list[AnyChannel] = data.notifications or []
         notifications = restore_masked_secrets(stored_channels(channels), task.notifications)
-        errors += _channel_errors(notifications, policy)
+        errors += channel_errors(notifications, policy.notifications)
     if errors:
         raise FieldValidationError(errors)
 

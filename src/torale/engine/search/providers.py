@@ -39,6 +39,7 @@ class SearxngSearch:
     base_url: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "searxng"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -51,6 +52,7 @@ class SearxngSearch:
             retries=self.retries,
             backoff=self.backoff,
             url_setting="TORALE_SEARXNG_URL",
+            deadline=self.deadline,
         )
         return _results(
             data.get("results") if isinstance(data, dict) else None, "url", "title", "content"
@@ -64,6 +66,7 @@ class TavilySearch:
     api_key: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "tavily"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -76,6 +79,7 @@ class TavilySearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            deadline=self.deadline,
             key_setting="TORALE_TAVILY_API_KEY",
             url_setting="TORALE_TAVILY_URL",
         )
@@ -90,6 +94,7 @@ class BraveSearch:
     api_key: str
     retries: int
     backoff: float
+    deadline: float = 15.0  # for one attempt, all of it
     name: str = "brave"
 
     async def search(self, query: str, *, max_results: int) -> list[SearchResult]:
@@ -102,6 +107,7 @@ class BraveSearch:
             provider=self.name,
             retries=self.retries,
             backoff=self.backoff,
+            deadline=self.deadline,
             key_setting="TORALE_BRAVE_API_KEY",
             url_setting="TORALE_BRAVE_URL",
         )

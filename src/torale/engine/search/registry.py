@@ -33,14 +33,15 @@ def search_provider(
     """The provider called `name` (default: the server's). SearchError if it is not configured."""
     chosen = name or settings.search_provider
     retries, backoff = settings.provider_retries, settings.retry_backoff_seconds
+    deadline = settings.fetch_timeout_seconds
     if chosen == "searxng" and settings.searxng_url:
-        return SearxngSearch(client, settings.searxng_url, retries, backoff)
+        return SearxngSearch(client, settings.searxng_url, retries, backoff, deadline)
     if chosen == "tavily" and settings.tavily_api_key is not None:
         key = settings.tavily_api_key.get_secret_value()
-        return TavilySearch(client, settings.tavily_url, key, retries, backoff)
+        return TavilySearch(client, settings.tavily_url, key, retries, backoff, deadline)
     if chosen == "brave" and settings.brave_api_key is not None:
         key = settings.brave_api_key.get_secret_value()
-        return BraveSearch(client, settings.brave_url, key, retries, backoff)
+        return BraveSearch(client, settings.brave_url, key, retries, backoff, deadline)
     if chosen == "duckduckgo":
         return DuckDuckGoSearch(settings.fetch_timeout_seconds, retries, backoff)
     if chosen == "none":
