@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from tests.fakes import FakeWeb
+from tests.fixtures import sdk_002
 from tests.fixtures.engine import run_now
 from tests.fixtures.users import ApiUser
 from torale.db.models import Delivery, SnapshotContent
+from torale.sdk import models as sdk_models
 
 TASKS = "/api/v1/tasks"
 HOOK = [{"type": "webhook", "url": "https://hooks.example.com/t"}]
@@ -285,3 +287,49 @@ async def test_snapshots_are_stored_once_and_diffs_compare_any_two_runs(
     assert (await client.get(foreign, headers=alice.headers)).status_code == 404
     none_yet = await client.get(f"{TASKS}/{other['id']}/diff", headers=alice.headers)
     assert none_yet.status_code == 422
+
+
+async def test_old_and_new_sdks_read_tasks_that_use_the_new_fields(
+    client: httpx.AsyncClient, alice: ApiUser, fake_web: FakeWeb
+) -> None:
+    fake_web.set_page("/p", shop("$59.00"))
+    url = fake_web.url + "/p"
+    made = await create(
+        client,
+        alice,
+        urls=[{"url": url, "selector": ".price"}, url],
+        rules={"match": "any", "conditions": [{"kind": "number", "op": "<", "value": 50}]},
+    )
+    await run_now(client, alice, made["id"])
+    body = (await client.get(f"{TASKS}/{made['id']}", headers=alice.headers)).json()
+    old = sdk_002.Task(**body)  # the published 0.0.2 SDK
+    assert old.search_query == ""
+    assert old.last_known_state == body["last_known_state"]
+    new = sdk_models.Task.model_validate(body)
+    assert new.mode == "rules"
+    assert new.urls == [url, url]
+    assert [(t.url, t.selector) for t in new.targets] == [(url, ".price"), (url, None)]
+    assert new.rules is not None
+    assert isinstance(new.rules.conditions[0], sdk_models.NumberCondition)
+
+
+@pytest.mark.parametrize("extra_settings", [{"model": None, "openai_base_url": None}])
+async def test_without_a_model_tasks_default_to_change_and_model_tasks_are_refused(
+    client: httpx.AsyncClient, alice: ApiUser, fake_web: FakeWeb
+) -> None:
+    fake_web.set_page("/p", shop("$59.00"))
+    task = await create(client, alice, urls=[fake_web.url + "/p"])
+    assert task["mode"] == "change"
+    for body in ({"search_query": "iPhone"}, {"urls": [fake_web.url + "/p"], "mode": "model"}):
+        refused = await client.post(TASKS, json=body, headers=alice.headers)
+        assert refused.status_code == 422
+        [error] = refused.json()["detail"]
+        assert error["loc"] == ["body", "mode"]
+        assert "TORALE_MODEL" in error["msg"]
+    bad = await client.post(
+        TASKS,
+        json={"urls": [{"url": fake_web.url + "/p", "selector": "div["}]},
+        headers=alice.headers,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"][:3] == ["body", "urls", 0]
