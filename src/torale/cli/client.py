@@ -292,6 +292,8 @@ def create(
 ) -> None:
     """Create a task: a search a model judges (--query), or pages watched for changes
     (--url … --when-changed) or rules (--url … --when "price < 50")."""
+    if not query and not urls:
+        raise typer.BadParameter("give --query, or --url for pages to watch", param_hint="--query")
     fields = task_options(
         query=query, condition=condition, name=name, every=every, timezone=timezone, urls=urls,
         behavior=behavior, webhooks=webhooks, emails=emails, apprise=apprise, model=model,

@@ -101,9 +101,7 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
     query = data.search_query or ""
     rules = data.rules.model_dump() if data.rules else None
     change = data.change.model_dump() if data.change else None
-    mode = tasks_service.resolve_mode(
-        mode=data.mode, rules=rules, search_query=query, config=config, policy=rt.policy
-    )
+    mode = tasks_service.resolve_mode(mode=data.mode, rules=rules, search_query=query)
     errors = tasks_service.url_errors(urls, rt.policy) + tasks_service.mode_errors(
         mode=mode,
         search_query=query,

@@ -188,9 +188,8 @@ _URLS_DOC = (
 _MODE_DOC = (
     "How a run decides: `model` (a model judges the condition), `change` (the watched text "
     "differs from the previous run's; the first run records a baseline) or `rules` (the "
-    "conditions in `rules`). Default: `rules` when rules are given, else `model` when this "
-    "server has a model (or `config.model` names one) and a search query is given, else "
-    "`change`."
+    "conditions in `rules`). Default: `rules` when rules are given, else `model` when a search "
+    "query is given (refused when the server has no model), else `change`."
 )
 _SCHEDULE_DOC = (
     "5-field cron (`minute hour day month weekday`), read in `timezone`. The macros "

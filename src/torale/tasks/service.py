@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.config import Settings
 from torale.db.models import Task
-from torale.engine.evaluate import model_problem
+from torale.engine.evaluate import NO_MODEL_FOR_MODE, model_problem
 from torale.engine.search.registry import missing_setting
 from torale.errors import FieldValidationError, NotFoundError, field_error
 from torale.net import OutboundPolicy
@@ -87,26 +87,15 @@ def targets_of_input(urls: list[str | UrlTarget]) -> list[Target]:
     return [Target(u) if isinstance(u, str) else Target(u.url, u.selector or None) for u in urls]
 
 
-NO_MODEL_FOR_MODE = (
-    "No model is configured on this server, so mode model cannot run: set TORALE_MODEL (with "
-    "the provider's key, e.g. OPENAI_API_KEY) or give config.model — or watch pages without a "
-    "model with mode change or rules"
-)
-
-
-def resolve_mode(
-    *, mode: str | None, rules: Any, search_query: str, config: dict[str, Any], policy: TaskPolicy
-) -> str:
-    """The mode of a new task (docs/api.md §4): the one asked for; else `rules` when rules are
-    given; else `model` when a model is available (the server's or config.model) and a search
-    query is given; else `change`."""
+def resolve_mode(*, mode: str | None, rules: Any, search_query: str) -> str:
+    """The mode of a task that did not say (docs/api.md §4): `rules` when rules are given, else
+    `model` when a search query is given (a model judges it: without a model configured that
+    is a 422 at `mode`), else `change` (only urls: watch them for changes)."""
     if mode:
         return mode
     if rules:
         return "rules"
-    if search_query and (policy.model_configured or config.get("model")):
-        return "model"
-    return "change"
+    return "model" if search_query else "change"
 
 
 def mode_errors(
@@ -133,11 +122,8 @@ def mode_errors(
                 field_error(["body", "search_query"], "Field required in mode model", "missing")
             )
     else:
-        if not targets and not asked and search_query and not policy.model_configured:
-            # An old-style task (a query, no urls) on a server without a model.
-            errors.append(field_error(["body", "mode"], NO_MODEL_FOR_MODE, "model_not_configured"))
-        elif not targets and not asked and policy.model_configured:
-            # Neither a query nor urls: most likely the query was forgotten.
+        if not targets and not asked:
+            # Neither a query nor urls.
             message = "Field required: a search query, or urls to watch for changes"
             errors.append(field_error(["body", "search_query"], message, "missing"))
         elif not targets:
@@ -229,9 +215,7 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
     query = data.search_query or ""
     rules = data.rules.model_dump() if data.rules else None
     change = data.change.model_dump() if data.change else None
-    mode = resolve_mode(
-        mode=data.mode, rules=rules, search_query=query, config=config, policy=policy
-    )
+    mode = resolve_mode(mode=data.mode, rules=rules, search_query=query)
     errors = (
         _schedule_errors(data.schedule, policy)
         + url_errors(urls, policy)
