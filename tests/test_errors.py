@@ -17,17 +17,60 @@ from torale.config import Settings
 TASKS = "/api/v1/tasks"
 
 
-async def test_malformed_json(client: httpx.AsyncClient, alice: ApiUser) -> None:
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"search_query": "q",',
+            "Invalid JSON at line 1, column 22: the body ends before the JSON value is complete",
+        ),
+        (
+            b'{\n  "search_query": "q",\n  "name": "x",\n}',
+            "Invalid JSON at line 4, column 1: a key in double quotes was expected "
+            "(JSON has no trailing commas, comments or single quotes)",
+        ),
+        (
+            b'{"search_query": "q"\n "name": "x"}',
+            "Invalid JSON at line 2, column 2: a comma or a closing bracket was expected",
+        ),
+        (
+            b"{'search_query': 'q'}",
+            "Invalid JSON at line 1, column 2: a key in double quotes was expected "
+            "(JSON has no trailing commas, comments or single quotes)",
+        ),
+        (
+            b'{"search_query": q}',
+            "Invalid JSON at line 1, column 18: a value was expected (a string, number, "
+            "object, array, true, false or null)",
+        ),
+        (
+            b'{"search_query": "q"} x',
+            "Invalid JSON at line 1, column 23: there is more after the JSON value",
+        ),
+        (
+            b'{"search_query": "a\tb"}',
+            "Invalid JSON at line 1, column 20: a string contains a raw control character "
+            "(write a line break as \\n and a tab as \\t)",
+        ),
+        (
+            b'{"search_query": "a\\qb"}',
+            "Invalid JSON at line 1, column 20: a string contains an unknown escape "
+            "(write a backslash as \\\\)",
+        ),
+        (
+            b'{"search_query": "q}',
+            "Invalid JSON at line 1, column 18: a string is not closed with a double quote",
+        ),
+    ],
+)
+async def test_malformed_json_says_where_and_what(
+    client: httpx.AsyncClient, alice: ApiUser, body: bytes, message: str
+) -> None:
     response = await client.post(
-        TASKS,
-        content=b'{"search_query": "q",',
-        headers={**alice.headers, "Content-Type": "application/json"},
+        TASKS, content=body, headers={**alice.headers, "Content-Type": "application/json"}
     )
     assert response.status_code == 422
-    [error] = response.json()["detail"]
-    assert error["loc"][0] == "body"
-    assert error["type"] == "json_invalid"
-    assert set(error) == {"loc", "msg", "type"}
+    assert response.json()["detail"] == [{"loc": ["body"], "msg": message, "type": "json_invalid"}]
 
 
 @pytest.mark.parametrize(

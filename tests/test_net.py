@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from tests.fixtures.users import ApiUser
 from torale.net import OutboundPolicy, UnsafeURLError, is_forbidden_address
 
 
@@ -61,3 +63,35 @@ def test_public_addresses_pass() -> None:
     check_url("https://example.com:8443/path?q=1", allow_http=False, allow_private=False)
     assert not is_forbidden_address("8.8.8.8")
     assert is_forbidden_address("224.0.0.1")
+
+
+def _msg(response: httpx.Response) -> str:
+    assert response.status_code == 422, response.text
+    message: str = response.json()["detail"][0]["msg"]
+    return message
+
+
+@pytest.mark.parametrize("url", ["example.com", "www.example.com/page", "ftp://example.com/x"])
+async def test_a_url_without_http_says_what_a_full_url_is(
+    client: httpx.AsyncClient, alice: ApiUser, url: str
+) -> None:
+    response = await client.post(
+        "/api/v1/tasks", json={"search_query": "q", "urls": [url]}, headers=alice.headers
+    )
+    assert response.json()["detail"][0]["loc"] == ["body", "urls", 0]
+    message = _msg(response)
+    # Task pages may be plain http: the message must not say https only.
+    assert message == (
+        "URL must be a full address starting with http:// or https:// (e.g. https://example.com)"
+    )
+    webhook = {"type": "webhook", "url": url}
+    response = await client.post(
+        "/api/v1/tasks",
+        json={"search_query": "q", "notifications": [webhook]},
+        headers=alice.headers,
+    )
+    assert response.json()["detail"][0]["loc"] == ["body", "notifications", 0, "url"]
+    # Webhooks are https only on this server (TORALE_ALLOW_HTTP_WEBHOOKS is off).
+    assert _msg(response) == (
+        "URL must be a full address starting with https:// (e.g. https://example.com)"
+    )

@@ -144,9 +144,46 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
+# What Python's JSON parser says, in words for a person who wrote the body by hand.
+_JSON_PROBLEMS = {
+    "Expecting value": "a value was expected (a string, number, object, array, true, false "
+    "or null)",
+    "Expecting ',' delimiter": "a comma or a closing bracket was expected",
+    "Expecting ':' delimiter": "a colon was expected after the key",
+    "Expecting property name enclosed in double quotes": "a key in double quotes was expected "
+    "(JSON has no trailing commas, comments or single quotes)",
+    "Unterminated string starting at": "a string is not closed with a double quote",
+    "Invalid control character at": "a string contains a raw control character (write a line "
+    "break as \\n and a tab as \\t)",
+    "Invalid \\escape": "a string contains an unknown escape (write a backslash as \\\\)",
+    "Invalid \\uXXXX escape": "a \\u escape needs four hexadecimal digits",
+    "Extra data": "there is more after the JSON value",
+}
+
+
+def _json_error_message(error: Any, body: Any) -> str:
+    """ "Invalid JSON at line L, column C: what is wrong" for FastAPI's json_invalid error."""
+    loc = error.get("loc", ())
+    reason = str((error.get("ctx") or {}).get("error", ""))
+    problem = _JSON_PROBLEMS.get(reason, reason[:1].lower() + reason[1:] or "it cannot be read")
+    if len(loc) != 2 or not isinstance(loc[1], int) or not isinstance(body, str):
+        return f"Invalid JSON: {problem}"
+    position = min(loc[1], len(body))
+    line = body.count("\n", 0, position) + 1
+    column = position - (body.rfind("\n", 0, position) + 1) + 1
+    if position >= len(body.rstrip()) and reason != "Extra data":
+        problem = "the body ends before the JSON value is complete"
+    return f"Invalid JSON at line {line}, column {column}: {problem}"
+
+
 async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     items = validation_error_items(exc.errors())
+    for item, error in zip(items, exc.errors(), strict=True):
+        if item["type"] == "json_invalid" and len(item["loc"]) == 2:
+            # FastAPI puts the character offset in loc; say line and column in words instead.
+            item["msg"] = _json_error_message(error, exc.body)
+            item["loc"] = ["body"]
     if not _is_json(request.headers.get("content-type")):
         # FastAPI reads only JSON-typed bodies (a CSRF guard); say so instead of "not an object".
         for item in items:

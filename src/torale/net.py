@@ -163,8 +163,9 @@ class OutboundPolicy:
             raise UnsafeURLError("URL must not contain control characters or line breaks")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
+            schemes = "http:// or https://" if self.allow_http else "https://"
             raise UnsafeURLError(
-                "URL must start with https://" + (" or http://" if self.allow_http else "")
+                f"URL must be a full address starting with {schemes} (e.g. https://example.com)"
             )
         if parts.scheme == "http" and not self.allow_http:
             raise UnsafeURLError("URL must use https (plain http is not allowed on this server)")

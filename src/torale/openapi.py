@@ -20,6 +20,7 @@ from torale.db.engine import CommitOutcomeUnknownError
 from torale.engine.evaluate import NO_MODEL_FOR_MODE
 from torale.middleware import BodyTooLargeError
 from torale.notify.outbox import notification_message
+from torale.tasks.schedule import ACCEPTED
 
 Examples = dict[str, dict[str, Any]]  # name → {"summary": …, "value": …}
 
@@ -308,7 +309,7 @@ TASK_INVALID = (
         "bad_schedule",
         "Not a cron expression",
         ["body", "schedule"],
-        "Invalid cron expression",
+        f"Invalid cron expression: it has 1 field, not 5; {ACCEPTED}",
         "cron_invalid",
     )
     | invalid(

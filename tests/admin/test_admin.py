@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -195,6 +195,35 @@ async def test_queries_executions_errors_users(
     assert rows["alice@example.com"]["last_activity"] is not None
     assert rows["root@example.com"]["role"] == "admin"
     assert (await client.get("/admin/users?limit=101", headers=h)).status_code == 422
+
+
+async def test_execution_filters_read_dates_and_zoneless_times_as_utc(
+    app: FastAPI, client: httpx.AsyncClient, admin: ApiUser, alice: ApiUser
+) -> None:
+    task = await new_task(client, alice)
+    old = await add_execution(app, task, alice, "success", ago=timedelta(days=3))
+    recent = await add_execution(app, task, alice, "success", ago=timedelta(minutes=5))
+    now = datetime.now(UTC)
+
+    async def ids(**params: str) -> list[str]:
+        response = await client.get("/admin/executions", params=params, headers=admin.headers)
+        assert response.status_code == 200, response.text
+        return [e["id"] for e in response.json()["items"]]
+
+    yesterday = (now - timedelta(days=1)).date().isoformat()  # 2026-01-01: midnight UTC
+    assert await ids(since=yesterday) == [str(recent)]
+    assert await ids(until=yesterday) == [str(old)]
+    zoneless = (now - timedelta(hours=1)).replace(tzinfo=None).isoformat()  # read as UTC
+    assert await ids(since=zoneless) == [str(recent)]
+    assert await ids(until=zoneless) == [str(old)]
+    # A zone, when given, counts: an hour ago in UTC+2 is written two hours later.
+    in_berlin = (now - timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))).isoformat()
+    assert await ids(since=in_berlin) == [str(recent)]
+    response = await client.get(
+        "/admin/executions", params={"since": "yesterday"}, headers=admin.headers
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "since"]
 
 
 async def test_deactivate_stops_runs_and_activate_restores_exactly(

@@ -150,6 +150,34 @@ async def test_given_name_is_used_when_first_name_is_absent(
     assert response.json()["user"]["first_name"] == "Ada"
 
 
+async def test_claims_that_cannot_be_stored_are_skipped(
+    client: httpx.AsyncClient, key_a: SigningKey
+) -> None:
+    """A name or address with a NUL (PostgreSQL cannot store it) is ignored, not cleaned: a
+    cleaned address could be another account's."""
+    token = make_token(
+        key_a,
+        "user_nul",
+        email="boss\x00@example.com",
+        email_address="me@example.com",
+        first_name="A\udfffda",
+        given_name="Ada",
+    )
+    response = await sync(client, token)
+    assert response.status_code == 200, response.text
+    user = response.json()["user"]
+    assert (user["email"], user["first_name"]) == ("me@example.com", "Ada")
+
+
+@pytest.mark.parametrize("subject", ["user\x00x", "user\udfff"])
+async def test_a_subject_that_cannot_be_stored_is_an_invalid_token(
+    client: httpx.AsyncClient, key_a: SigningKey, subject: str
+) -> None:
+    response = await me(client, make_token(key_a, subject))
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid token"}
+
+
 async def test_sync_user_creates_once_then_reports_existing(
     client: httpx.AsyncClient, app: FastAPI, key_a: SigningKey
 ) -> None:

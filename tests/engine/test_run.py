@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, verdict_rules
 from tests.fixtures.engine import MET, NOT_MET, new_task, page, run_now
 from tests.fixtures.users import ApiUser
-from torale.db.models import Delivery
+from torale.db.models import Delivery, Page
 
 ANNOUNCED = "Apple announced the iPhone 18 release for September 9."
 RESCHEDULED = "Apple moved the iPhone 18 release to September 16."
@@ -300,3 +300,37 @@ async def test_rows_written_per_run(
     async with app.state.torale.sessions() as session:
         count = await session.scalar(select(func.count()).select_from(Delivery))
     assert count == 2  # one delivery per (execution, channel)
+
+
+async def test_nul_characters_in_pages_and_results_do_not_fail_runs(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    fake_web: FakeWeb,
+    fake_search: FakeSearxng,
+    fake_model: FakeOpenAI,
+) -> None:
+    """NUL cannot be stored in PostgreSQL text or JSON: text from outside is stored without it."""
+    fake_web.set_page(
+        "/plain", b"Apple\x00 announced\x00 the iPhone 18 release.", content_type="text/plain"
+    )
+    fake_web.set_page("/html", page(f"{ANNOUNCED}\x00 Pre-orders open\x00 soon.", title="Ne\x00ws"))
+    plain, html = fake_web.url + "/plain", fake_web.url + "/html"
+    fake_search.set_results(None, [(html, "Apple\x00 Newsroom", "snip\x00pet")])
+    # The model's answer is stored too.
+    answer = {**MET, "answer": "Septem\x00ber 9", "current_state": {"da\x00te": "Sep\x009"}}
+    fake_model.script = verdict_rules([(ANNOUNCED, answer)], default=NOT_MET)
+    task = await new_task(client, alice, urls=[plain])
+    for _ in range(2):  # the second run reads the stored pages back (304s)
+        execution = await run_now(client, alice, task["id"])
+        assert execution["status"] == "success", execution["error_message"]
+        assert execution["usage"]["pages_fetched"] == 2
+        assert execution["result"]["answer"] == "September 9"
+        assert execution["result"]["current_state"] == {"date": "Sep9"}
+    assert fake_model.last is not None
+    assert "\x00" not in fake_model.last.prompt_text
+    assert "Apple announced the iPhone 18 release." in fake_model.last.prompt_text
+    async with app.state.torale.sessions() as session:
+        stored = list(await session.scalars(select(Page)))
+    assert len(stored) == 2
+    assert all("\x00" not in p.text and "\x00" not in (p.title or "") for p in stored)

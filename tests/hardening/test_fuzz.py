@@ -16,10 +16,10 @@ account stays usable throughout:
   `GET /auth/api-keys`) is pointed at a spare key of the same user instead. Revoking the key
   in use is covered by tests/auth and tests/hardening/test_security.py.
 
-Requests choosing the DuckDuckGo search provider use SearXNG instead (`keep_search_offline`).
-Nothing else is excluded. Each stateful scenario starts from the same data (tables emptied,
-a fresh caller, another user, a task each), so that what Schemathesis draws from responses does
-not depend on what earlier scenarios left behind.
+Requests choosing the DuckDuckGo search provider, and previews that search nothing, use SearXNG
+instead (`keep_search_offline`). Nothing else is excluded. Each stateful scenario starts from the
+same data (tables emptied, a fresh caller, another user, a task each), so that what Schemathesis
+draws from responses does not depend on what earlier scenarios left behind.
 
 Outbound requests cannot leave the machine: host names do not resolve (the outbound guard's
 resolver is replaced), and `ConnectSpy` refuses any connection that is not to loopback; the
@@ -292,9 +292,16 @@ def protect_caller(case: Case, caller: Caller) -> None:
 def keep_search_offline(case: Case) -> None:
     """DuckDuckGo is reached by the ddgs library, over the internet, with its own DNS: it has no
     local fake, and this machine no internet, so it would answer a correct 502 (a provider
-    failed). Requests that choose it choose the local SearXNG fake instead."""
+    failed). Requests that choose it choose the local SearXNG fake instead. So do previews that
+    search nothing (`none`): they read only their urls, public pages this machine cannot reach,
+    and would answer a correct 502 too (nothing to read)."""
     config = case.body.get("config") if isinstance(case.body, dict) else None
-    if isinstance(config, dict) and config.get("search_provider") == "duckduckgo":
+    if not isinstance(config, dict):
+        return
+    offline = config.get("search_provider") == "duckduckgo" or (
+        config.get("search_provider") == "none" and case.path.endswith("/preview")
+    )
+    if offline:
         config["search_provider"] = "searxng"
 
 

@@ -51,7 +51,7 @@ def test_the_python_example(signed_in: Torale, capsys: pytest.CaptureFixture[str
     assert lines[0].startswith(f"{task.id} ")
     assert lines[1] == f"success {MET['answer']}"  # the run's verdict, from the fake model
     assert run.status == "success"
-    assert "New Monitor 0 9 * * *" in lines  # the listing loop
+    assert "When is the next iPhone release? 0 9 * * *" in lines  # the listing loop
     assert lines[-1] == "0 */6 * * *"  # print(watcher.schedule), as the comment says
 
     with pytest.raises(NotFoundError):  # updated, paused, then deleted

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from torale.tasks.schedule import (
+    ACCEPTED,
     InvalidCronError,
     is_valid_timezone,
     min_interval_seconds,
@@ -23,6 +24,12 @@ from torale.tasks.schedule import (
         ("@daily", "0 0 * * *"),
         ("@HOURLY", "0 * * * *"),
         ("0 9 * * MON-FRI", "0 9 * * MON-FRI"),
+        ("0 9 * * mon-fri", "0 9 * * MON-FRI"),
+        ("0 9 * jan,dec sun", "0 9 * JAN,DEC SUN"),
+        ("0 9 * * 7", "0 9 * * 7"),  # Sunday, as 0
+        ("0 */2 1-15/3 * *", "0 */2 1-15/3 * *"),
+        ("@annually", "0 0 1 1 *"),
+        ("@midnight", "0 0 * * *"),
     ],
 )
 def test_normalize(given: str, stored: str) -> None:
@@ -30,12 +37,49 @@ def test_normalize(given: str, stored: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "expression",
-    ["", "x", "* * * *", "0 0 * * * *", "60 * * * *", "0 24 * * *", "@every 5m", "0 9 31 2 *"],
+    ("expression", "why"),
+    [
+        ("", "it has 0 fields, not 5"),
+        ("x", "it has 1 field, not 5"),
+        ("* * * *", "it has 4 fields, not 5"),
+        ("0 0 * * * *", "it has 6 fields, not 5"),  # seconds or years
+        ("0 0 9 * * * 2030", "it has 7 fields, not 5"),
+        ("60 * * * *", "the minute field takes 0-59"),
+        ("0 24 * * *", "the hour field takes 0-23"),
+        ("0 0 0 * *", "the day-of-month field takes 1-31"),
+        ("0 0 * 13 *", "the month field takes 1-12"),
+        ("0 0 * * 8", "the day-of-week field takes 0-7"),
+        ("@every 5m", "this macro is not supported"),
+        ("@reboot", "this macro is not supported"),
+        ("0 9 31 2 *", "it never matches a date"),
+        ("*/0 * * * *", "a step in the minute field is 0"),
+        ("30-10 * * * *", "a range in the minute field runs backwards"),
+        ("0 0 * * JAN", "the day-of-week field has a name it does not take"),
+        ("MON * * * *", "the minute field has a name it does not take"),
+        # croniter's own extensions: random, hashed, last, weekday-nearest, nth, any
+        ("R/5 * * * *", "the minute field is not standard cron syntax"),
+        ("R * * * *", "the minute field is not standard cron syntax"),
+        ("H/5 * * * *", "the minute field is not standard cron syntax"),
+        ("H(0-29)/10 * * * *", "the minute field is not standard cron syntax"),
+        ("0 9 L * *", "the day-of-month field is not standard cron syntax"),
+        ("0 9 15W * *", "the day-of-month field is not standard cron syntax"),
+        ("0 9 * * 5L", "the day-of-week field is not standard cron syntax"),
+        ("0 9 * * MON#2", "the day-of-week field is not standard cron syntax"),
+        ("0 9 ? * MON", "the day-of-month field is not standard cron syntax"),
+        ("5/15 * * * *", "the minute field is not standard cron syntax"),  # step after a value
+        ("1-2-3 * * * *", "the minute field is not standard cron syntax"),
+        ("0 9 * * ,", "the day-of-week field is not standard cron syntax"),
+    ],
 )
-def test_invalid(expression: str) -> None:
-    with pytest.raises(InvalidCronError, match="Invalid cron expression"):
+def test_invalid_says_why_and_what_is_accepted(expression: str, why: str) -> None:
+    with pytest.raises(InvalidCronError) as caught:
         normalize_cron(expression)
+    assert str(caught.value) == f"Invalid cron expression: {why}; {ACCEPTED}"
+
+
+def test_the_message_names_every_accepted_form() -> None:
+    for form in ("5 fields", "*/15", "1-5", "1,15", "JAN", "MON-FRI", "@hourly", "@yearly"):
+        assert form in ACCEPTED
 
 
 @pytest.mark.parametrize(
@@ -84,3 +128,15 @@ def test_timezones() -> None:
     assert is_valid_timezone("Asia/Kolkata")
     assert not is_valid_timezone("Asia/Atlantis")
     assert not is_valid_timezone("../../etc/passwd")
+
+
+@pytest.mark.parametrize("name", ["UTC", "Europe/Berlin", "America/Argentina/Salta", "US/Eastern"])
+def test_iana_names_and_their_aliases_are_zones(name: str) -> None:
+    assert is_valid_timezone(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["localtime", "Factory", "posixrules", "posix/Europe/Berlin", "right/UTC", "zone.tab"]
+)
+def test_host_files_that_are_not_iana_zones_are_refused(name: str) -> None:
+    assert not is_valid_timezone(name)

@@ -22,6 +22,7 @@ from torale.admin.schemas import (
 )
 from torale.auth.deps import AdminUser
 from torale.db.session import SessionDep
+from torale.inputs import UtcDateTime
 from torale.pages import Page
 from torale.pagination import PageDep
 from torale.runtime import Runtime
@@ -119,8 +120,14 @@ async def executions(
     status: Annotated[ExecutionStatus | None, Query()] = None,
     task_id: Annotated[uuid.UUID | None, Query()] = None,
     user_id: Annotated[uuid.UUID | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
-    until: Annotated[datetime | None, Query(description="Created before.")] = None,
+    since: Annotated[
+        UtcDateTime | None,
+        Query(description="Created at or after. A date or a time without a zone is UTC."),
+    ] = None,
+    until: Annotated[
+        UtcDateTime | None,
+        Query(description="Created before. A date or a time without a zone is UTC."),
+    ] = None,
 ) -> Page[AdminExecutionRead]:
     rows, total = await service.list_executions(
         session,

@@ -11,6 +11,7 @@ import httpx
 import jwt
 
 from torale.errors import AuthenticationError, ServiceUnavailableError
+from torale.inputs import text_problem
 
 logger = logging.getLogger("torale.auth")
 
@@ -100,4 +101,6 @@ class JWTVerifier:
             raise AuthenticationError("Token has expired") from None
         except jwt.PyJWTError:
             raise AuthenticationError("Invalid token") from None
+        if not isinstance(claims["sub"], str) or text_problem(claims["sub"]):
+            raise AuthenticationError("Invalid token")  # not a subject the database can hold
         return claims

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from torale.inputs import Text
+
 
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -31,7 +33,7 @@ class SyncUserResponse(BaseModel):
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, examples=["laptop"])
+    name: Text = Field(min_length=1, max_length=100, examples=["laptop"])
 
     @field_validator("name")
     @classmethod

@@ -13,6 +13,7 @@ from torale.auth.keys import DISPLAY_PREFIX_LENGTH, generate_api_key, hash_api_k
 from torale.db.models import ApiKey, Task, User
 from torale.db.statements import insert_unless_conflict
 from torale.errors import ConflictError, NotFoundError
+from torale.inputs import text_problem
 from torale.pagination import PageParams, paginate
 
 Role = Literal["user", "admin"]
@@ -53,9 +54,11 @@ async def get_user_by_subject(session: AsyncSession, *, subject: str) -> User | 
 
 
 def _claim(claims: dict[str, Any], *names: str) -> str | None:
+    """The first of these claims that is usable text. One that cannot be stored (a NUL, a lone
+    surrogate) is skipped, not cleaned: a cleaned email could be someone else's."""
     for name in names:
         value = claims.get(name)
-        if isinstance(value, str) and value.strip():
+        if isinstance(value, str) and value.strip() and text_problem(value) is None:
             return value.strip()
     return None
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from torale.config import Settings
 from torale.engine.retry import with_retries
+from torale.inputs import clean_json
 
 if TYPE_CHECKING:
     # pydantic-ai and the provider SDKs are large: loaded on the first evaluation, not at start.
@@ -61,6 +62,12 @@ class Verdict(BaseModel):
         max_length=2000,
         description="Only when no condition was given: the condition you judged instead.",
     )
+
+    @field_validator("answer", "reasoning", "inferred_condition", "current_state", "sources")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # What a model writes is stored: it must be text PostgreSQL can hold (no NUL).
+        return clean_json(value)
 
     @field_validator("current_state")
     @classmethod

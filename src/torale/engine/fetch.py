@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from torale import __version__
+from torale.inputs import clean_text
 from torale.net import (
     OutboundPolicy,
     ResponseTooLargeError,
@@ -158,10 +159,12 @@ class Fetcher:
                 text = await asyncio.to_thread(select_text, body, content_type, selector)
             except SelectorMissError as exc:
                 raise SelectorMissedError(str(exc)) from None
-        text = " ".join(text.split(" ")).strip()[: self.max_chars]
+        # Pages are stored and judged as text: NUL characters (PostgreSQL cannot store them)
+        # and lone surrogates go here, before anything else sees the text.
+        text = " ".join(clean_text(text).split(" ")).strip()[: self.max_chars]
         return FetchedPage(
             url=url,
-            title=title,
+            title=clean_text(title),
             text=text,
             text_hash=text_hash(text),
             etag=etag,

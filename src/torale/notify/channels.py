@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from torale.inputs import TEXT, Text
+
 MASK = "********"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
 # Visible ASCII, space and tab: what every HTTP client sends as it is.
@@ -90,15 +92,17 @@ def _header_value(value: str) -> str:
     return value
 
 
-HeaderName = Annotated[str, AfterValidator(_header_name)]
-HeaderValue = Annotated[str, AfterValidator(_header_value)]
+HeaderName = Annotated[str, TEXT, AfterValidator(_header_name)]
+HeaderValue = Annotated[str, TEXT, AfterValidator(_header_value)]
 
 
 class WebhookChannel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["webhook"]
-    url: str = Field(min_length=1, max_length=2048, description="https URL the event is POSTed to.")
+    url: Text = Field(
+        min_length=1, max_length=2048, description="https URL the event is POSTed to."
+    )
     headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict,
         max_length=20,
@@ -125,7 +129,7 @@ class EmailChannel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["email"]
-    address: EmailStr = Field(description="Where the email is sent.")
+    address: Annotated[EmailStr, TEXT] = Field(description="Where the email is sent.")
 
 
 def mask_apprise_url(url: str) -> str:
@@ -138,7 +142,7 @@ class AppriseChannel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["apprise"]
-    url: str = Field(
+    url: Text = Field(
         min_length=3,
         max_length=2048,
         description="An Apprise notification URL (`slack://…`, `tgram://…`, `mailto://…`, "

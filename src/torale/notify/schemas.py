@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from torale.inputs import Text
 from torale.statuses import DeliveryStatus
 
 
@@ -24,14 +25,14 @@ class WebhookConfigRead(BaseModel):
 class WebhookConfigUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, max_length=2048, description="null removes it.")
+    url: Text | None = Field(default=None, max_length=2048, description="null removes it.")
     enabled: bool | None = None
 
 
 class WebhookTest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(
+    url: Text | None = Field(
         default=None, max_length=2048, description="Where to send; default: your webhook URL."
     )
 

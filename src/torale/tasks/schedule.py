@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import re
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from importlib import resources
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
@@ -25,27 +27,86 @@ class InvalidCronError(ValueError):
     pass
 
 
+ACCEPTED = (
+    "use 5 fields, minute hour day-of-month month day-of-week (e.g. 0 9 * * 1-5), each with "
+    "numbers, *, ranges (1-5), lists (1,15), steps (*/15 or 0-30/5) and names for months and "
+    "weekdays (JAN, MON-FRI); or one of @hourly, @daily, @weekly, @monthly, @yearly"
+)
+_FIELDS = (  # name, lowest, highest
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),  # 0 and 7 are both Sunday
+)
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_NAMES: tuple[dict[str, int], ...] = (
+    {},
+    {},
+    {},
+    {name: i + 1 for i, name in enumerate(_MONTHS)},
+    {name: i for i, name in enumerate(_WEEKDAYS)},
+)
+# `*`, `*/step`, `a`, `a-b`, `a-b/step`: a step follows only `*` or a range (as in Vixie cron).
+_VALUE = "[0-9]{1,2}|[A-Z]{3}"
+_ITEM = re.compile(
+    rf"(?:\*|(?P<start>{_VALUE})(?:-(?P<end>{_VALUE}))?)(?:/(?P<step>[0-9]{{1,3}}))?"
+)
+
+
+def _invalid(why: str) -> InvalidCronError:
+    return InvalidCronError(f"Invalid cron expression: {why}; {ACCEPTED}")
+
+
+def _check_field(text: str, index: int) -> None:
+    name, lowest, highest = _FIELDS[index]
+    for item in text.split(","):
+        match = _ITEM.fullmatch(item)
+        if match is None or (match["step"] and match["start"] and not match["end"]):
+            raise _invalid(f"the {name} field is not standard cron syntax")
+        values = []
+        for part in (match["start"], match["end"]):
+            if part is None:
+                continue
+            value = int(part) if part.isdigit() else _NAMES[index].get(part)
+            if value is None:
+                raise _invalid(f"the {name} field has a name it does not take")
+            if not lowest <= value <= highest:
+                raise _invalid(f"the {name} field takes {lowest}-{highest}")
+            values.append(value)
+        if len(values) == 2 and values[0] > values[1]:
+            raise _invalid(f"a range in the {name} field runs backwards")
+        if match["step"] is not None and int(match["step"]) == 0:
+            raise _invalid(f"a step in the {name} field is 0")
+
+
 def normalize_cron(expression: str) -> str:
     """The 5-field form of `expression` (macros expanded); InvalidCronError if it is not one.
 
-    Only standard syntax is accepted (numbers, names, `*`, ranges, lists, steps): extensions
-    such as `L`, `W`, `#` and `?` mean different things to different schedulers (or nothing),
-    and a task must run at the same times whichever backend runs it.
+    Only standard cron is accepted: numbers, names, `*`, ranges, lists and steps after `*` or a
+    range, plus the macros `@hourly` … `@yearly` (`@reboot` means nothing for a monitor).
+    Extensions are refused: seconds or year fields, `L`, `W`, `#`, `?`, and croniter's random
+    `R` and hashed `H`, which mean different things to different schedulers (or nothing), and
+    whose run times the minimum interval cannot be checked against. A task must run at the same
+    times whichever backend runs it. Error messages say what is accepted.
     """
-    text = " ".join(expression.split())
-    text = MACROS.get(text.lower(), text)
-    fields = text.split(" ")
-    if len(fields) != 5 or not croniter.is_valid(text):
-        raise InvalidCronError("Invalid cron expression")
-    day_of_month, day_of_week = fields[2].upper(), fields[4].upper()
-    if any(mark in day_of_month for mark in "LW?") or any(mark in day_of_week for mark in "L#?"):
-        raise InvalidCronError(
-            "Invalid cron expression: L, W, # and ? are not supported; use standard cron"
-        )
+    text = " ".join(expression.split()).upper()
+    if text.startswith("@"):
+        if text.lower() not in MACROS:
+            raise _invalid("this macro is not supported")
+        return MACROS[text.lower()]
+    fields = text.split(" ") if text else []
+    if len(fields) != 5:
+        raise _invalid(f"it has {len(fields)} field{'' if len(fields) == 1 else 's'}, not 5")
+    for index, field in enumerate(fields):
+        _check_field(field, index)
+    if not croniter.is_valid(text):
+        raise _invalid("it is not valid")
     try:
         croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except (CroniterBadCronError, CroniterBadDateError):
-        raise InvalidCronError("Invalid cron expression: it never matches a date") from None
+        raise _invalid("it never matches a date") from None
     return text
 
 
@@ -89,12 +150,24 @@ def _fires_on_consecutive_days(expression: str) -> bool:
     return False
 
 
+# In the IANA database but not a place: "Factory" is the zone for "not set yet".
+_NOT_PLACES = frozenset({"Factory"})
+
+
 @lru_cache(maxsize=1)
 def _timezones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """The IANA time zone names, from the tzdata package (a dependency), whatever the host has.
+
+    The host's zoneinfo directory also holds files that are not zones in the IANA sense
+    (`localtime`, `posixrules`, `posix/…`, `right/…`): a task's zone must mean the same on
+    every server and every scheduler backend, so only the IANA list counts.
+    """
+    listed = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
+    return frozenset(listed.split()) - _NOT_PLACES
 
 
 def is_valid_timezone(name: str) -> bool:
+    """An IANA time zone name (canonical, or one of its backward-compatible aliases)."""
     return name in _timezones()
 
 

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from torale.executions.schemas import ExecutionRead
+from torale.inputs import TEXT, Context, clean_json
 from torale.notify.channels import NotificationChannel
 from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
@@ -31,10 +32,15 @@ from torale.watch.selectors import selector_problem
 NotifyBehavior = Literal["once", "always", "track_state"]
 SearchProvider = Literal["searxng", "duckduckgo", "tavily", "brave", "none"]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Condition = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-PageURL = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+# Every string below carries TEXT, the shared text rules (torale/inputs.py).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), TEXT]
+Query = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), TEXT
+]
+Condition = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), TEXT]
+PageURL = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048), TEXT
+]
 
 
 def _cron(value: str) -> str:
@@ -52,8 +58,9 @@ def _timezone(value: str) -> str:
     return value
 
 
-Cron = Annotated[str, StringConstraints(max_length=120), AfterValidator(_cron)]
-Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
+Cron = Annotated[str, StringConstraints(max_length=120), AfterValidator(_cron), TEXT]
+Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone), TEXT]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200), TEXT]
 
 
 def _selector(value: str) -> str:
@@ -72,8 +79,11 @@ Selector = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
     AfterValidator(_selector),
+    TEXT,
 ]
-Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_pattern)]
+Pattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=500), AfterValidator(_pattern), TEXT
+]
 TaskMode = Literal["model", "change", "rules"]
 
 
@@ -100,7 +110,7 @@ class TextCondition(BaseModel):
         description="`contains` / `not_contains`: the text holds the value (case-insensitive); "
         "`matches`: the value is a regular expression found in the text."
     )
-    value: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    value: Annotated[str, StringConstraints(min_length=1, max_length=500), TEXT]
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> TextCondition:
@@ -161,10 +171,8 @@ class TaskConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(
+    model: ModelName | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
         description="Model for this task, one the server allows (`TORALE_ALLOWED_MODELS`; "
         "by default only its own); default: the server's `TORALE_MODEL`.",
     )
@@ -192,15 +200,21 @@ _MODE_DOC = (
     "query is given (refused when the server has no model), else `change`."
 )
 _SCHEDULE_DOC = (
-    "5-field cron (`minute hour day month weekday`), read in `timezone`. The macros "
-    "`@hourly`, `@daily`, `@weekly`, `@monthly` and `@yearly` are accepted and stored as 5 fields."
+    "Standard 5-field cron (`minute hour day month weekday`), read in `timezone`: numbers, `*`, "
+    "ranges, lists, steps (`*/15`, `0-30/5`) and month/weekday names. The macros `@hourly`, "
+    "`@daily`, `@weekly`, `@monthly` and `@yearly` are accepted and stored as 5 fields. "
+    "Extensions (`L`, `W`, `#`, `?`, `R`, `H`, seconds, `@reboot`) are refused."
 )
 
 
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name = "New Monitor"
+    name: Name | None = Field(
+        default=None,
+        description="A label. Default: the search query (its first 80 characters), or the first "
+        "URL's host and path.",
+    )
     search_query: Query | None = Field(
         default=None, description="What to search for (required in mode `model`)."
     )
@@ -226,8 +240,10 @@ class TaskCreate(BaseModel):
         default=None, description="Initial state (default active)."
     )
     is_active: bool | None = Field(default=None, description="Same as `state`, as a boolean.")
-    context: JsonValue = Field(
-        default=None, description="Free JSON, passed back verbatim in webhook payloads."
+    context: Context = Field(
+        default=None,
+        description="Free JSON, passed back verbatim in webhook payloads; at most 16 KB "
+        "(16,384 bytes as compact UTF-8 JSON), without NaN or Infinity.",
     )
     run_immediately: bool = Field(
         default=False, description="Make the first run due now instead of at the first cron time."
@@ -262,7 +278,7 @@ class TaskUpdate(BaseModel):
     is_active: bool | None = Field(
         default=None, description="true resumes (from paused or completed); false pauses."
     )
-    context: JsonValue = None
+    context: Context = Field(default=None, description="Free JSON; null removes it.")
 
 
 class TaskRead(BaseModel):
@@ -309,6 +325,13 @@ class TaskRead(BaseModel):
         if isinstance(value, list):
             return [item["url"] if isinstance(item, dict) else item for item in value]
         return value
+
+    @field_validator("notifications", "config", mode="before")
+    @classmethod
+    def _readable(cls, value: Any) -> Any:
+        # These share the input schemas and their text rules; a row saved before the rules
+        # existed (SQLite stored NULs) must still read back, not fail its owner's list.
+        return clean_json(value)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

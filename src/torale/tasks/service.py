@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -206,6 +207,21 @@ async def create_task(
     return task
 
 
+DEFAULT_NAME_CHARS = 80
+
+
+def default_name(search_query: str, urls: list[str]) -> str:
+    """A task's name when none is given: its query (shortened at a word), else its first page."""
+    text = " ".join(search_query.split())
+    if not text and urls:
+        parts = urlsplit(urls[0])
+        text = f"{parts.hostname or ''}{parts.path.rstrip('/')}"
+    if len(text) > DEFAULT_NAME_CHARS:
+        cut = text[: DEFAULT_NAME_CHARS - 1]
+        text = (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,.;:-") + "…"
+    return text or "New monitor"
+
+
 def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> Task:
     """A new task, validated and complete but not yet added to a session."""
     notifications = stored_channels(data.notifications)
@@ -241,7 +257,7 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
     task = Task(
         id=uuid.uuid4(),
         user_id=user_id,
-        name=data.name,
+        name=data.name or default_name(query, urls),
         search_query=query,
         condition_description=data.condition_description or query,
         urls=stored_targets(targets),

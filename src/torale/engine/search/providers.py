@@ -10,6 +10,7 @@ import httpx
 
 from torale.engine.search.base import SearchError, SearchResult
 from torale.engine.search.http import request_json
+from torale.inputs import clean_text
 
 OTHER_PROVIDER = (
     "choose another provider with TORALE_SEARCH_PROVIDER (searxng, tavily, brave, or none to "
@@ -23,9 +24,9 @@ def _results(items: Any, url_key: str, title_key: str, snippet_key: str) -> list
         if isinstance(item, dict) and isinstance(item.get(url_key), str):
             results.append(
                 SearchResult(
-                    url=item[url_key],
-                    title=str(item.get(title_key) or ""),
-                    snippet=str(item.get(snippet_key) or ""),
+                    url=clean_text(item[url_key]),
+                    title=clean_text(str(item.get(title_key) or "")),
+                    snippet=clean_text(str(item.get(snippet_key) or "")),
                 )
             )
     return results
