@@ -129,6 +129,12 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
+# The server of most tests has a model, so that tasks given only a search query are model tasks
+# (without one they would be refused: docs/api.md §4). Tests of the zero-key server override it
+# with {"model": None}.
+TEST_MODEL = "openai:gpt-4o-mini"
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]) -> Settings:
     return Settings(
@@ -136,7 +142,7 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, An
         data_dir=tmp_path / "data",
         database_url=database_url,
         secret_key=TEST_SECRET,
-        **settings_overrides,
+        **{"model": TEST_MODEL, **settings_overrides},
     )
 
 

@@ -24,7 +24,7 @@ from torale import openapi as examples
 from torale.app import create_app
 from torale.auth.keys import looks_like_api_key
 from torale.config import Settings
-from torale.engine.evaluate import NO_MODEL_MESSAGE
+from torale.engine.evaluate import NO_MODEL_FOR_MODE
 from torale.notify.sending import SendResult
 
 METHODS = {"get", "put", "post", "patch", "delete"}
@@ -221,13 +221,16 @@ async def test_task_examples_are_accepted(client: httpx.AsyncClient, alice: ApiU
                 await client.patch(url, json=resume, headers=alice.headers)
 
 
+@pytest.mark.parametrize("settings_overrides", [{"model": None}])
 async def test_preview_examples_are_accepted(client: httpx.AsyncClient, alice: ApiUser) -> None:
-    """These tests run without a model: a preview whose body passes every check answers 503 with
-    the no-model message (the engine fails before any search or fetch), a refused one 422."""
+    """This test runs without a model: a preview whose body passes every check of its fields
+    is refused at `mode` with the no-model message (nothing is searched or fetched)."""
     for body in request_examples("POST", "/api/v1/tasks/preview"):
         response = await client.post("/api/v1/tasks/preview", json=body, headers=alice.headers)
-        assert response.status_code == 503, response.text
-        assert response.json() == {"detail": NO_MODEL_MESSAGE}
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["body", "mode"]
+        assert error["msg"] == NO_MODEL_FOR_MODE
 
 
 async def test_webhook_examples_are_accepted(

@@ -37,6 +37,7 @@ from torale.state import AppState
 from torale.tasks.list_cache import TaskListCache
 from torale.tasks.list_fast_path import CachedTaskListMiddleware
 from torale.tasks.router import router as tasks_router
+from torale.watch.router import router as watch_router
 from torale.web import install_web
 
 DESCRIPTION = """\
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     # The busiest router first (routes match in order); each documents the errors it can answer.
     app.include_router(tasks_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     app.include_router(executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502))
+    app.include_router(watch_router, responses=AUTHENTICATED | error_responses(404, 413))
     app.include_router(webhooks_router, responses=AUTHENTICATED | error_responses(413))
     app.include_router(health_router, responses=error_responses(413))
     app.include_router(metrics_router, responses=error_responses(401, 413))

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from torale.db.database import CommitOutcomeUnknownError
-from torale.engine.evaluate import NO_MODEL_MESSAGE
+from torale.engine.evaluate import NO_MODEL_FOR_MODE
 from torale.middleware import BodyTooLargeError
 from torale.notify.outbox import notification_message
 from torale.tasks.schedule import ACCEPTED
@@ -161,12 +161,21 @@ MASKED_CHANNEL = {
     "headers": {"X-Receiver-Token": "********"},  # header values are secrets
     "enabled": True,
 }
+DIFF_EXAMPLE = (
+    "--- https://shop.example.com/espresso [#price] (before)\n"
+    "+++ https://shop.example.com/espresso [#price] (after)\n"
+    "@@ -1 +1 @@\n-$59.00\n+$49.00"
+)
 NEW_TASK = {
     "id": TASK_ID,
     "user_id": USER_ID,
     **{key: value for key, value in TASK_REQUEST.items() if key != "notifications"},
     "notifications": [MASKED_CHANNEL],
     "config": {},
+    "targets": [{"url": "https://www.apple.com/newsroom/", "selector": None}],
+    "mode": "model",
+    "rules": None,
+    "change": None,
     "executor_type": "llm_grounded_search",
     "state": "active",
     "paused_reason": None,
@@ -434,9 +443,15 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
                 ["body", "search_query"],
                 "Field required",
                 "missing",
+            )
+            | invalid(
+                "no_model",
+                "A model task on a server without a model",
+                ["body", "mode"],
+                NO_MODEL_FOR_MODE,
+                "model_not_configured",
             ),
             502: detail("search_failed", "The search provider failed", SEARCH_DOWN),
-            503: detail("no_model", "The server has no model configured", NO_MODEL_MESSAGE),
             504: detail(
                 "too_slow", "Past the run time limit", "The preview did not finish within 180 s"
             ),
@@ -462,6 +477,60 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
         success=ok("A task's runs, newest first", page(EXECUTION, FAILED_EXECUTION)),
         errors={404: TASK_NOT_FOUND, 422: BAD_TASK_ID | BAD_LIMIT},
         not_answered=frozenset({502}),
+    ),
+    ("GET", "/api/v1/tasks/{task_id}/executions/{execution_id}/sources"): Documented(
+        success=ok(
+            "The sources a run read",
+            [
+                {
+                    "url": "https://shop.example.com/espresso",
+                    "selector": "#price",
+                    "title": "",
+                    "content_hash": "9f2c" * 16,
+                    "size": 8,
+                }
+            ],
+        ),
+        errors={
+            404: TASK_NOT_FOUND
+            | detail("no_execution", "An execution of another task", "Execution not found"),
+            422: BAD_TASK_ID,
+        },
+    ),
+    ("GET", "/api/v1/tasks/{task_id}/diff"): Documented(
+        success=ok(
+            "What changed between the last two runs",
+            {
+                "task_id": TASK_ID,
+                "from_execution_id": FAILED_EXECUTION_ID,
+                "to_execution_id": EXECUTION_ID,
+                "changed": True,
+                "sources": [
+                    {
+                        "url": "https://shop.example.com/espresso",
+                        "selector": "#price",
+                        "before_hash": "9f2c" * 16,
+                        "after_hash": "41ab" * 16,
+                        "added": ["$49.00"],
+                        "removed": ["$59.00"],
+                        "unified": DIFF_EXAMPLE,
+                    }
+                ],
+                "unified": DIFF_EXAMPLE,
+            },
+        ),
+        errors={
+            404: TASK_NOT_FOUND
+            | detail("no_execution", "An execution of another task", "Execution not found"),
+            422: BAD_TASK_ID
+            | invalid(
+                "not_enough_runs",
+                "Fewer than two runs to compare",
+                ["query", "from"],
+                "The task has fewer than two runs with sources to compare",
+                "not_enough_runs",
+            ),
+        },
     ),
     ("GET", "/api/v1/tasks/{task_id}/notifications"): Documented(
         success=ok("The runs that met the condition", page(EXECUTION)),

@@ -398,7 +398,7 @@ def test_a_refused_field_exits_1_with_the_field(cli: Cli) -> None:
     "args",
     [
         ["task", "list", "--bogus"],
-        ["task", "create"],  # -q is required
+        ["task", "create"],  # -q or --url is required
         ["task", "create", "-q"],
         ["task", "logs", UNKNOWN_ID, "--limit", "0"],
         ["task", "frobnicate"],

@@ -3,6 +3,7 @@ answers that do not validate, the run deadline, no model configured, orphaned ru
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,8 @@ from tests.fixtures.engine import MET, new_task, page, run_now
 from tests.fixtures.users import ApiUser
 from torale.db.models import Execution
 from torale.executions.lifecycle import ORPHANED
+from torale.tasks.schemas import TaskCreate
+from torale.tasks.service import TaskPolicy, build_task
 
 
 @pytest.fixture
@@ -192,12 +195,33 @@ async def test_a_run_never_outlives_its_deadline(
 
 @pytest.mark.parametrize("extra_settings", [{"model": None, "openai_base_url": None}])
 async def test_no_model_fails_fast_and_says_what_to_set(
+    app: FastAPI,
     client: httpx.AsyncClient,
     alice: ApiUser,
     fake_search: FakeSearxng,
     found_page: str,
 ) -> None:
-    task = await new_task(client, alice)
+    # A model task cannot be made on a server without a model (422 at mode, naming the
+    # setting) …
+    refused = await client.post(
+        "/api/v1/tasks", json={"search_query": "iPhone", "mode": "model"}, headers=alice.headers
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "mode"]
+    assert "TORALE_MODEL" in refused.json()["detail"][0]["msg"]
+    # … but one saved while the server had a model runs, and fails saying what to set.
+    policy = TaskPolicy.from_settings(app.state.torale.settings)
+    policy = dataclasses.replace(policy, model_configured=True)
+    saved = build_task(
+        user_id=alice.id,
+        data=TaskCreate(search_query="When is the next iPhone release?"),
+        policy=policy,
+    )
+    assert saved.mode == "model"
+    async with app.state.torale.sessions() as session:
+        session.add(saved)
+        await session.commit()
+    task = {"id": str(saved.id)}
     execution = await run_now(client, alice, task["id"])
     assert_clean_failure(execution, "No model is configured", "TORALE_MODEL")
     assert fake_search.calls == 0  # nothing was searched before failing

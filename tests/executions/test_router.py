@@ -67,12 +67,17 @@ async def test_preview_without_a_condition_infers_one(
 
 
 @pytest.mark.parametrize("extra_settings", [{"model": None, "openai_base_url": None}])
-async def test_preview_without_a_model_is_503(client: httpx.AsyncClient, alice: ApiUser) -> None:
+async def test_preview_without_a_model_is_422_at_mode(
+    client: httpx.AsyncClient, alice: ApiUser
+) -> None:
+    # As for creating a task: a query alone needs a model, and the answer says what to set.
     response = await client.post(
         "/api/v1/tasks/preview", json={"search_query": "q"}, headers=alice.headers
     )
-    assert response.status_code == 503
-    assert "TORALE_MODEL" in response.json()["detail"]
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "mode"]
+    assert "TORALE_MODEL" in error["msg"]
 
 
 async def test_preview_provider_failure_is_502(

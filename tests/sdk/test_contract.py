@@ -39,6 +39,8 @@ OPERATIONS: dict[str, Call[Any]] = {
     "execute_task": calls.execute_task(ID, True),
     "task_executions": calls.task_executions(ID, 1, 20, notified=False),
     "preview": calls.preview({}),
+    "execution_sources": calls.execution_sources(ID, ID),
+    "task_diff": calls.task_diff(ID, ID, ID),
     "me": calls.me(),
     "list_api_keys": calls.list_api_keys(1, 20),
     "create_api_key": calls.create_api_key("laptop"),

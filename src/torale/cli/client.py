@@ -26,7 +26,7 @@ from torale.sdk import (
     ConfigurationError,
     Torale,
 )
-from torale.sdk.builder import schedule_for
+from torale.sdk.builder import condition_for, schedule_for
 from torale.sdk.config import normalise_api_url, resolve, write_config
 
 out = Console(highlight=False, soft_wrap=True)
@@ -194,11 +194,66 @@ Model = Annotated[str | None, typer.Option(help="Model for this task.")]
 Search = Annotated[str | None, typer.Option(help="Search provider for this task.")]
 
 
+Selectors = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--selector",
+        help="The part of the page of the --url at the same position to watch: CSS, "
+        "xpath:… or json:… (for JSON documents).",
+    ),
+]
+WhenChanged = Annotated[
+    bool, typer.Option("--when-changed", help="Notify when the watched text changes.")
+]
+WhenRules = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--when",
+        help="Notify when this holds (repeatable): 'price < 50', 'price drops 10%', "
+        "'contains \"In stock\"', 'not contains \"Sold out\"', 'matches \"regex\"'.",
+    ),
+]
+WhenAny = Annotated[bool, typer.Option("--any", help="With several --when: any of them.")]
+
+
+def watch_options(
+    urls: list[str] | None,
+    selectors: list[str] | None,
+    when_changed: bool,
+    when_rules: list[str] | None,
+    when_any: bool,
+) -> dict[str, Any]:
+    """The request fields of --selector, --when-changed and --when."""
+    fields: dict[str, Any] = {}
+    if selectors:
+        if len(selectors) > len(urls or []):
+            raise typer.BadParameter("give a --url for every --selector", param_hint="--selector")
+        targets: list[str | dict[str, str]] = list(urls or [])
+        for index, selector in enumerate(selectors):
+            targets[index] = {"url": str(targets[index]), "selector": selector}
+        fields["urls"] = targets
+    if when_changed and when_rules:
+        raise typer.BadParameter("choose --when-changed or --when", param_hint="--when")
+    if when_changed:
+        fields["mode"] = "change"
+    if when_rules:
+        try:
+            conditions = [condition_for(rule) for rule in when_rules]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--when") from None
+        fields["rules"] = {"match": "any" if when_any else "all", "conditions": conditions}
+        fields["mode"] = "rules"
+    return fields
+
+
 def show_task(task: Any) -> None:
     out.print(f"[bold]{task.name}[/bold]  {task.id}")
+    targets = [t.url + (f" [{t.selector}]" if t.selector else "") for t in task.targets]
     rows = [
-        ("query", task.search_query),
-        ("condition", task.condition_description),
+        ("mode", getattr(task, "mode", "model")),
+        ("query", task.search_query or "-"),
+        ("condition", task.condition_description or "-"),
+        ("watching", ", ".join(targets) or "-"),
         ("schedule", f"{task.schedule} ({task.timezone})"),
         ("state", task.state + (f" ({task.paused_reason})" if task.paused_reason else "")),
         ("notify", task.notify_behavior),
@@ -215,7 +270,7 @@ def show_task(task: Any) -> None:
 
 @task_app.command("create")
 def create(
-    query: Annotated[str, typer.Option("--query", "-q", help="What to search for.")],
+    query: Query = None,
     condition: Condition = None,
     name: Name = None,
     every: Every = None,
@@ -227,16 +282,24 @@ def create(
     apprise: Apprises = None,
     model: Model = None,
     search: Search = None,
+    selectors: Selectors = None,
+    when_changed: WhenChanged = False,
+    when_rules: WhenRules = None,
+    when_any: WhenAny = False,
     run_now: Annotated[bool, typer.Option("--run-now", help="Run it once right away.")] = False,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a task."""
+    """Create a task: a search a model judges (--query), or pages watched for changes
+    (--url … --when-changed) or rules (--url … --when "price < 50")."""
+    if not query and not urls:
+        raise typer.BadParameter("give --query, or --url for pages to watch", param_hint="--query")
     fields = task_options(
         query=query, condition=condition, name=name, every=every, timezone=timezone, urls=urls,
         behavior=behavior, webhooks=webhooks, emails=emails, apprise=apprise, model=model,
         search=search,
     )  # fmt: skip
+    fields.update(watch_options(urls, selectors, when_changed, when_rules, when_any))
     if run_now:
         fields["run_immediately"] = True
     if paused:
@@ -441,3 +504,27 @@ def notifications(
     with api() as client:
         page = client.tasks.notifications_page(task_id, limit=limit)
     emit(page.items) if as_json else out.print(_executions_table(page.items))
+
+
+@task_app.command("diff")
+def diff(
+    task_id: TaskId,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="The earlier execution (default: the one before).")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The later execution (default: the last).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What changed between two runs of a task (default: its last two)."""
+    with api() as client:
+        result = client.tasks.diff(task_id, from_=from_, to=to)
+    if as_json:
+        emit(result)
+        return
+    out.print(f"{result.from_execution_id} → {result.to_execution_id}")
+    if not result.changed:
+        out.print("No change.")
+        return
+    out.print(result.unified, markup=False, highlight=False)

@@ -80,9 +80,11 @@ def print_bootstrap_key(
 
 
 WITHOUT_A_MODEL = (
-    "Until then runs fail (each run's error says what to set) and previews answer 503; "
-    "everything else works: the API and its documentation, users and API keys, creating and "
-    "scheduling tasks, notification channels and webhook tests."
+    "Until then tasks that need a model (a search query judged by a model) are refused with "
+    "what to set; everything else works: the API and its documentation, users and API keys, "
+    "creating and scheduling tasks that watch pages without a model (mode change: notify when "
+    "a page or a part of it changes; mode rules: 'price < 50', 'contains \"In stock\"'), "
+    "notification channels and webhook tests."
 )
 
 

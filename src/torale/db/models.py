@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -110,7 +111,12 @@ class Task(Base):
     name: Mapped[str] = mapped_column(String(200))
     search_query: Mapped[str] = mapped_column(Text)
     condition_description: Mapped[str] = mapped_column(Text)
-    urls: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # URL targets: a plain string per whole page, {"url", "selector"} per part of one.
+    urls: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    # How runs decide (model | change | rules), with the rules and change filters (0007).
+    mode: Mapped[str] = mapped_column(String(16), default="model", server_default="model")
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    change: Mapped[dict[str, Any] | None] = mapped_column("change_options", JSONType)
     schedule: Mapped[str] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64))
     notify_behavior: Mapped[str] = mapped_column(String(16))
@@ -130,6 +136,11 @@ class Task(Base):
     # Why a paused task is paused when the user did not pause it ("account_deactivated"), so
     # that reactivating the account resumes exactly those tasks.
     paused_reason: Mapped[str | None] = mapped_column(String(32))
+
+    @property
+    def targets(self) -> list[dict[str, Any]]:
+        """The URL targets as objects (`urls` keeps plain strings for whole pages)."""
+        return [{"url": u, "selector": None} if isinstance(u, str) else u for u in self.urls]
 
 
 class Execution(Base):
@@ -284,3 +295,34 @@ class SignInLink(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
+
+
+class SnapshotContent(Base):
+    """A text some run read, stored once however many runs read it: keyed by its SHA-256,
+    compressed. Rows no source refers to any more are pruned (`watch.snapshots.prune`)."""
+
+    __tablename__ = "snapshot_contents"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed UTF-8
+    size: Mapped[int] = mapped_column(Integer)  # bytes before compression
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Moved by every run that reads this text again, so pruning never takes a text a run is
+    # about to refer to.
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExecutionSource(Base):
+    """One source a successful run read: the URL target and the hash of its text."""
+
+    __tablename__ = "execution_sources"
+    __table_args__ = (Index("ix_execution_sources_content_hash", "content_hash"),)
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    selector: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text, default="")
+    content_hash: Mapped[str] = mapped_column(ForeignKey("snapshot_contents.hash"))

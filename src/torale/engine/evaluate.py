@@ -133,6 +133,13 @@ NO_MODEL_MESSAGE = (
     "TORALE_MODEL for an OpenAI-compatible server such as Ollama"
 )
 
+# What task validation answers (422 at `mode`) for a model task on a server without a model.
+NO_MODEL_FOR_MODE = (
+    "No model is configured on this server, so mode model cannot run: set TORALE_MODEL (with "
+    "the provider's key, e.g. OPENAI_API_KEY) or give config.model — or watch pages without a "
+    "model with mode change or rules"
+)
+
 # The variable each provider reads its key from (pydantic-ai's names), for messages that say
 # what to set. Providers not listed are still usable; their messages are less specific.
 PROVIDER_KEY_VARIABLES = {

@@ -25,6 +25,7 @@ from torale.net import (
     guarded_client,
     read_limited,
 )
+from torale.watch.selectors import SelectorMissError, select_text
 
 logger = logging.getLogger("torale.engine.fetch")
 USER_AGENT = f"Torale/{__version__} (self-hosted web monitor)"
@@ -33,13 +34,19 @@ _TEXT_TYPES = ("text/plain", "application/json", "text/markdown", "text/csv")
 
 @dataclass(frozen=True, slots=True)
 class FetchedPage:
-    url: str  # as asked for: the cache key
+    url: str  # as asked for
     title: str
     text: str
     text_hash: str
     etag: str | None
     last_modified: str | None
     not_modified: bool  # answered 304: the text is the cached one
+    selector: str | None = None  # the part of the page `text` is (None: its readable text)
+
+    @property
+    def cache_key(self) -> str:
+        """The page cache's key: the URL, and the selector when only a part is read."""
+        return self.url if self.selector is None else f"{self.url}\n{self.selector}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,10 @@ class CachedPage:
 
 class FetchFailedError(Exception):
     """This page could not be read (the run goes on with the others)."""
+
+
+class SelectorMissedError(FetchFailedError):
+    """The page was read, but the target's selector matched nothing in it (the run fails)."""
 
 
 def url_hash(url: str) -> str:
@@ -96,8 +107,12 @@ class Fetcher:
         self.max_chars = max_chars
         self.client = guarded_client(policy, timeout=timeout, headers={"User-Agent": USER_AGENT})
 
-    async def fetch(self, url: str, cached: CachedPage | None = None) -> FetchedPage:
-        """The page at `url`; FetchFailedError (with a short reason) when it cannot be read."""
+    async def fetch(
+        self, url: str, cached: CachedPage | None = None, *, selector: str | None = None
+    ) -> FetchedPage:
+        """The page at `url` (with `selector`: only the part it selects); FetchFailedError
+        (with a short reason) when it cannot be read, SelectorMissedError when the selector
+        matches nothing. `cached` must be the entry of the same URL and selector."""
         headers = {}
         if cached is not None:
             if cached.etag:
@@ -118,6 +133,7 @@ class Fetcher:
                                 "last-modified", cached.last_modified
                             ),
                             not_modified=True,
+                            selector=selector,
                         )
                     if response.status_code >= 400:
                         raise FetchFailedError(f"HTTP {response.status_code}")
@@ -135,7 +151,14 @@ class Fetcher:
             raise FetchFailedError("not a URL an HTTP client can request") from None
         except httpx.HTTPError as exc:
             raise FetchFailedError(type(exc).__name__) from None
-        title, text = await asyncio.to_thread(extract_text, body, content_type, url)
+        if selector is None:
+            title, text = await asyncio.to_thread(extract_text, body, content_type, url)
+        else:
+            title = ""
+            try:
+                text = await asyncio.to_thread(select_text, body, content_type, selector)
+            except SelectorMissError as exc:
+                raise SelectorMissedError(str(exc)) from None
         # Pages are stored and judged as text: NUL characters (PostgreSQL cannot store them)
         # and lone surrogates go here, before anything else sees the text.
         text = " ".join(clean_text(text).split(" ")).strip()[: self.max_chars]
@@ -147,6 +170,7 @@ class Fetcher:
             etag=etag,
             last_modified=last_modified,
             not_modified=False,
+            selector=selector,
         )
 
     async def close(self) -> None:

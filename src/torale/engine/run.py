@@ -42,6 +42,7 @@ from torale.engine.fetch import (
     FetchedPage,
     Fetcher,
     FetchFailedError,
+    SelectorMissedError,
     text_hash,
     url_hash,
 )
@@ -52,6 +53,11 @@ from torale.net import OutboundPolicy
 from torale.notify.outbox import notification_message, queue_notifications
 from torale.statuses import ExecutionStatus, TaskState, Trigger
 from torale.tasks import transitions
+from torale.watch import snapshots as snapshot_store
+from torale.watch.judge import Judgement, judge_change, judge_rules
+from torale.watch.patterns import PatternTimeoutError
+from torale.watch.snapshots import Snapshot
+from torale.watch.targets import Target, targets_of
 
 logger = logging.getLogger("torale.engine")
 _FETCH_CONCURRENCY = 5
@@ -114,8 +120,11 @@ class TaskSpec:
     name: str
     search_query: str
     condition: str | None
-    urls: list[str]
+    targets: list[Target]
     config: dict[str, Any]
+    mode: str = "model"  # model | change | rules
+    rules: dict[str, Any] | None = None
+    change: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +141,8 @@ class RunOutcome:
     fingerprint: str
     pages: list[FetchedPage]
     usage: dict[str, Any] = field(default_factory=dict)
+    snapshots: list[Snapshot] = field(default_factory=list)  # what each source read
+    diff: str | None = None  # the watched text's diff from the previous run (trimmed)
 
 
 def _normal_url(url: str) -> str:
@@ -158,68 +169,82 @@ def _grounding(cited: list[str], evidence: list[Evidence]) -> list[dict[str, str
 
 async def _read_sources(
     engine: Engine,
-    targets: list[str],
+    targets: list[Target],
     found: dict[str, SearchResult],
     cache: dict[str, CachedPage],
     usage: dict[str, Any],
-) -> tuple[list[Evidence], list[FetchedPage]]:
+    *,
+    strict: bool,
+) -> tuple[list[Evidence], list[FetchedPage], list[Snapshot]]:
+    """Read every target. A selector that matches nothing fails the run; with `strict`
+    (change and rules tasks, which compare each target) so does any target not read."""
     slots = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
-    async def read(url: str) -> FetchedPage | FetchFailedError:
+    async def read(target: Target) -> FetchedPage | FetchFailedError:
         async with slots:
             try:
-                return await engine.fetcher.fetch(url, cache.get(url))
+                return await engine.fetcher.fetch(
+                    target.url, cache.get(target.key), selector=target.selector
+                )
             except FetchFailedError as exc:
-                logger.info("could not read %s: %s", url, exc)
+                logger.info("could not read %s: %s", target.url, exc)
                 return exc
 
-    pages = await asyncio.gather(*(read(url) for url in targets))
-    evidence, fetched = [], []
-    for url, page in zip(targets, pages, strict=True):
-        hit = found.get(url)
-        if isinstance(page, FetchedPage) and page.text.strip():
+    pages = await asyncio.gather(*(read(target) for target in targets))
+    missed = [
+        f"{t.label}: {page}"
+        for t, page in zip(targets, pages, strict=True)
+        if isinstance(page, SelectorMissedError)
+    ]
+    if missed:
+        raise RunFailedError("The selector matched nothing: " + "; ".join(missed))
+    if strict and (
+        unread := [
+            f"{t.label}: {page}"
+            for t, page in zip(targets, pages, strict=True)
+            if isinstance(page, FetchFailedError)
+        ]
+    ):
+        raise RunFailedError("Could not read " + "; ".join(unread))
+    evidence, fetched, snapshots = [], [], []
+    for target, page in zip(targets, pages, strict=True):
+        hit = found.get(target.url)
+        if isinstance(page, FetchedPage) and (page.text.strip() or target.selector or strict):
             usage["pages_fetched"] += 1
             usage["pages_not_modified"] += page.not_modified
             fetched.append(page)
             title = page.title or (hit.title if hit else "")
             evidence.append(
-                Evidence(url=url, title=title, text=page.text, text_hash=page.text_hash)
+                Evidence(url=target.url, title=title, text=page.text, text_hash=page.text_hash)
             )
+            snapshots.append(Snapshot(target, title, page.text))
             continue
         usage["pages_failed"] += 1
         if hit and hit.snippet.strip():
             # The search engine's snippet is still evidence when the page itself can't be read.
             text = hit.snippet.strip()
             evidence.append(
-                Evidence(url=url, title=hit.title, text=text, text_hash=text_hash(text))
+                Evidence(url=target.url, title=hit.title, text=text, text_hash=text_hash(text))
             )
-    return evidence, fetched
+            snapshots.append(Snapshot(target, hit.title, text))
+    return evidence, fetched, snapshots
 
 
-async def _cached_pages(engine: Engine, urls: list[str]) -> dict[str, CachedPage]:
+async def _cached_pages(engine: Engine, targets: list[Target]) -> dict[str, CachedPage]:
+    """The page cache's entries of `targets`, by target key (a URL and its selector)."""
+    keys = {url_hash(t.key): t.key for t in targets}
     async with session_scope(engine.sessions) as session:
-        rows = await session.scalars(
-            select(Page).where(Page.url_hash.in_([url_hash(u) for u in urls]))
-        )
+        rows = await session.scalars(select(Page).where(Page.url_hash.in_(list(keys))))
         return {
-            row.url: CachedPage(
+            keys[row.url_hash]: CachedPage(
                 row.title or "", row.text, row.text_hash, row.etag, row.last_modified
             )
             for row in rows
         }
 
 
-async def perform_run(
-    engine: Engine,
-    spec: TaskSpec,
-    *,
-    earlier: EarlierCheck | None,
-    previous: PreviousVerdict | None,
-    use_page_cache: bool,
-) -> RunOutcome:
-    """Search, read, and judge (or reuse the previous verdict). Writes nothing."""
-    settings = engine.settings
-    usage: dict[str, Any] = {
+def _new_usage() -> dict[str, Any]:
+    return {
         "llm_calls": 0,
         "input_tokens": 0,
         "output_tokens": 0,
@@ -229,6 +254,30 @@ async def perform_run(
         "pages_failed": 0,
         "verdict_reused": False,
     }
+
+
+async def perform_run(
+    engine: Engine,
+    spec: TaskSpec,
+    *,
+    earlier: EarlierCheck | None,
+    previous: PreviousVerdict | None,
+    use_page_cache: bool,
+    previous_texts: dict[str, str] | None = None,
+) -> RunOutcome:
+    """Search, read, and judge (or reuse the previous verdict); `change` and `rules` tasks read
+    only their targets and decide without a model. Writes nothing. `previous_texts` are the
+    previous successful run's texts by target key (what `change` compares with)."""
+    if spec.mode != "model":
+        return await _perform_watch(
+            engine,
+            spec,
+            earlier=earlier,
+            previous_texts=previous_texts or {},
+            use_page_cache=use_page_cache,
+        )
+    settings = engine.settings
+    usage = _new_usage()
     model = engine.evaluator.model_name(spec.config.get("model"))  # fails fast without one
     provider = search_provider(spec.config.get("search_provider"), settings, engine.http)
 
@@ -239,22 +288,26 @@ async def perform_run(
     found: dict[str, SearchResult] = {}
     for result in results:
         found.setdefault(result.url, result)
-    targets = list(dict.fromkeys([*spec.urls, *found]))  # the task's own pages first
+    # The task's own targets first; a search result already among them is read once.
+    own = {t.url for t in spec.targets}
+    targets = [*dict.fromkeys(spec.targets), *(Target(u) for u in found if u not in own)]
 
     cache = await _cached_pages(engine, targets) if use_page_cache else {}
-    evidence, pages = await _read_sources(engine, targets, found, cache, usage)
+    evidence, pages, snapshots = await _read_sources(
+        engine, targets, found, cache, usage, strict=False
+    )
     if not evidence:
         raise RunFailedError(
             "Nothing to read: "
             + ("the search found no results" if not results else "no result could be read")
-            + (" and none of the task's urls could be read" if spec.urls else "")
+            + (" and none of the task's urls could be read" if spec.targets else "")
         )
 
     print_ = fingerprint(spec=spec, model=model, evidence=evidence)
     if settings.reuse_unchanged_verdicts and previous and previous.fingerprint == print_:
         usage["verdict_reused"] = True
         verdict = Verdict.model_validate({**previous.result, "sources": []})
-        return RunOutcome(verdict, previous.sources, print_, pages, usage)
+        return RunOutcome(verdict, previous.sources, print_, pages, usage, snapshots)
 
     prompt = build_prompt(
         query=spec.search_query,
@@ -268,7 +321,51 @@ async def perform_run(
     usage["input_tokens"] = evaluation.input_tokens
     usage["output_tokens"] = evaluation.output_tokens
     verdict = evaluation.verdict
-    return RunOutcome(verdict, _grounding(verdict.sources, evidence), print_, pages, usage)
+    sources = _grounding(verdict.sources, evidence)
+    return RunOutcome(verdict, sources, print_, pages, usage, snapshots)
+
+
+async def _perform_watch(
+    engine: Engine,
+    spec: TaskSpec,
+    *,
+    earlier: EarlierCheck | None,
+    previous_texts: dict[str, str],
+    use_page_cache: bool,
+) -> RunOutcome:
+    """A `change` or `rules` run: read the targets, compare, decide — no search, no model."""
+    usage = _new_usage()
+    targets = list(dict.fromkeys(spec.targets))
+    if not targets:
+        raise RunFailedError("Nothing to watch: the task has no urls")
+    cache = await _cached_pages(engine, targets) if use_page_cache else {}
+    evidence, pages, snapshots = await _read_sources(engine, targets, {}, cache, usage, strict=True)
+    try:
+        judgement: Judgement = (
+            judge_rules(
+                snapshots,
+                spec.rules or {},
+                earlier.current_state if earlier else None,
+                previous_texts,
+            )
+            if spec.mode == "rules"
+            else judge_change(snapshots, previous_texts, spec.change)
+        )
+    except PatternTimeoutError as exc:
+        raise RunFailedError(str(exc)) from None
+    verdict = Verdict.model_construct(
+        answer=judgement.answer,
+        condition_met=judgement.condition_met,
+        current_state=judgement.current_state,
+        reasoning=judgement.reasoning,
+        confidence=1.0,
+        sources=[],
+        inferred_condition=None,
+    )
+    material = {"mode": spec.mode, "sources": sorted((e.url, e.text_hash) for e in evidence)}
+    print_ = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    sources = [{"url": e.url, "title": e.title} for e in evidence]
+    return RunOutcome(verdict, sources, print_, pages, usage, snapshots, judgement.diff)
 
 
 # --- run_execution -----------------------------------------------------------------------
@@ -278,9 +375,15 @@ _tasks = cast("Table", Task.__table__)
 _executions = cast("Table", Execution.__table__)
 
 
+# The execution claimed, what it runs, what the last successful run found, and that run's id.
+Claimed = tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None, uuid.UUID | None]
+
+
 async def _claim(
     engine: Engine, task_id: uuid.UUID, trigger: Trigger, execution_id: uuid.UUID | None
-) -> tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None] | None:
+) -> (
+    tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None, uuid.UUID | None] | None
+):
     # Every run passes through here, so it reads only the columns it needs, without loading
     # ORM objects (a scheduler's throughput is mostly this transaction and the record).
     now = datetime.now(UTC)
@@ -316,6 +419,10 @@ async def _claim(
                     _tasks.c.condition_description,
                     _tasks.c.urls,
                     _tasks.c.config,
+                    _tasks.c.mode,
+                    _tasks.c.rules,
+                    _tasks.c.change_options,
+                    _executions.c.id.label("last_success_id"),
                     _tasks.c.last_known_state,
                     _tasks.c.condition_met,
                     _executions.c.result,
@@ -364,10 +471,13 @@ async def _claim(
             name=task.name,
             search_query=task.search_query,
             condition=task.condition_description,
-            urls=list(task.urls),
+            targets=targets_of(task.urls),
             config=dict(task.config),
+            mode=task.mode,
+            rules=task.rules,
+            change=task.change_options,
         )
-    return execution_id, spec, earlier, previous
+    return execution_id, spec, earlier, previous, task.last_success_id
 
 
 DEACTIVATED_REASON = "the account is deactivated"
@@ -445,18 +555,24 @@ async def _record_outcome(
                 answer=verdict.answer,
                 change_summary=decision.change_summary,
                 sources=outcome.sources,
+                diff=outcome.diff,
             )
             task.last_notified_at = now
-            await queue_notifications(session, task=task, execution=execution, now=now)
+            await queue_notifications(
+                session, task=task, execution=execution, now=now, diff=outcome.diff
+            )
             if decision.complete_task:
                 transitions.complete(task, now=now)
+        await snapshot_store.store(
+            session, execution_id=execution.id, snapshots=outcome.snapshots, now=now
+        )
         for page in outcome.pages:
             if not page.not_modified or page.etag or page.last_modified:
                 await upsert(
                     session,
                     Page,
                     {
-                        "url_hash": url_hash(page.url),
+                        "url_hash": url_hash(page.cache_key),
                         "url": page.url,
                         "etag": page.etag,
                         "last_modified": page.last_modified,
@@ -494,11 +610,20 @@ async def run_execution(
     claimed = await _claim(engine, task_id, trigger, execution_id)
     if claimed is None:
         return None
-    execution_id, spec, earlier, previous = claimed
+    execution_id, spec, earlier, previous, last_success_id = claimed
     try:
         async with asyncio.timeout(engine.settings.run_timeout_seconds):
+            previous_texts = None
+            if spec.mode != "model" and last_success_id is not None:
+                async with session_scope(engine.sessions, writes=False) as session:
+                    previous_texts = await snapshot_store.texts_of(session, last_success_id)
             outcome = await perform_run(
-                engine, spec, earlier=earlier, previous=previous, use_page_cache=True
+                engine,
+                spec,
+                earlier=earlier,
+                previous=previous,
+                use_page_cache=True,
+                previous_texts=previous_texts,
             )
         await _record_success(engine, task_id, execution_id, outcome)
     except (RunFailedError, SearchError, EvaluationError) as exc:

@@ -26,6 +26,8 @@ from torale.runtime import Runtime
 from torale.scheduling.base import SchedulerUnavailableError
 from torale.statuses import ExecutionStatus, Trigger
 from torale.tasks import service as tasks_service
+from torale.watch import service as watch_service
+from torale.watch.schemas import DiffRead, SourceRead
 
 # How much longer than a run a run-now waits with `wait` (for its queue slot and the record).
 _WAIT_MARGIN_SECONDS = 30
@@ -90,22 +92,40 @@ async def list_executions(
 
 async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
     """Run the engine once for an unsaved task; nothing is stored. 422 for pages, a search
-    provider or a model the server refuses, 503 without a model or a search provider's setting,
+    provider or a model the server refuses (a model task where no model is configured
+    included), 503 without a search provider's setting,
     502 when a provider fails, 504 past the run time limit."""
     config = data.config.model_dump(exclude_none=True)
-    errors = (
-        tasks_service.url_errors(data.urls, rt.policy)
-        + tasks_service.source_errors(data.urls, config, rt.policy)
-        + tasks_service.model_errors(config, rt.policy)
+    targets = tasks_service.targets_of_input(data.urls)
+    urls = [t.url for t in targets]
+    query = data.search_query or ""
+    rules = data.rules.model_dump() if data.rules else None
+    change = data.change.model_dump() if data.change else None
+    mode = tasks_service.resolve_mode(mode=data.mode, rules=rules, search_query=query)
+    errors = tasks_service.url_errors(urls, rt.policy) + tasks_service.mode_errors(
+        mode=mode,
+        search_query=query,
+        targets=targets,
+        rules=rules,
+        change=change,
+        config=config,
+        policy=rt.policy,
+        asked=data.mode is not None,
     )
+    if mode == "model":
+        errors += tasks_service.source_errors(urls, config, rt.policy)
+    errors += tasks_service.model_errors(config, rt.policy)
     if errors:
         raise FieldValidationError(errors)
     spec = TaskSpec(
         name="Preview",
-        search_query=data.search_query,
+        search_query=query,
         condition=data.condition_description or None,
-        urls=list(dict.fromkeys(data.urls)),
+        targets=list(dict.fromkeys(targets)),
         config=config,
+        mode=mode,
+        rules=rules,
+        change=change,
     )
     try:
         outcome = await preview_run(rt.run_engine, spec)
@@ -126,3 +146,27 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
         inferred_condition=verdict.inferred_condition if spec.condition is None else None,
         usage=Usage(**outcome.usage),
     )
+
+
+async def list_sources(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, execution_id: uuid.UUID
+) -> list[SourceRead]:
+    """The sources an execution of the user's task read, with their content hashes."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)  # 404 if not theirs
+        return await watch_service.sources(session, task_id=task_id, execution_id=execution_id)
+
+
+async def diff(
+    rt: Runtime,
+    *,
+    user_id: uuid.UUID,
+    task_id: uuid.UUID,
+    from_id: uuid.UUID | None = None,
+    to_id: uuid.UUID | None = None,
+) -> DiffRead:
+    """The diff between two executions of the user's task (default: its last two with
+    sources)."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
+        return await watch_service.diff(session, task_id=task_id, from_id=from_id, to_id=to_id)

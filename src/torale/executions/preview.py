@@ -6,18 +6,34 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from torale.executions.schemas import Source, Usage
-from torale.tasks.schemas import Condition, PageURL, Query, TaskConfig
+from torale.tasks.schemas import (
+    ChangeFilters,
+    Condition,
+    PageURL,
+    Query,
+    Rules,
+    TaskConfig,
+    TaskMode,
+    UrlTarget,
+)
 
 
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    search_query: Query
+    search_query: Query | None = Field(default=None, description="Required in mode `model`.")
     condition_description: Condition | None = Field(
         default=None, description="Leave out to let the model infer it (see inferred_condition)."
     )
-    urls: list[PageURL] = Field(default_factory=list, max_length=20)
+    urls: list[PageURL | UrlTarget] = Field(default_factory=list, max_length=20)
     config: TaskConfig = Field(default_factory=TaskConfig)
+    mode: TaskMode | None = Field(
+        default=None,
+        description="As for a task. A `change` preview only reads: there is no earlier run to "
+        "compare with, so it is never met.",
+    )
+    rules: Rules | None = None
+    change: ChangeFilters | None = None
 
 
 class PreviewResponse(BaseModel):

@@ -21,22 +21,36 @@ API_VERSION = "v1"
 
 
 def notification_message(
-    *, task_name: str, answer: str, change_summary: str | None, sources: list[dict[str, Any]]
+    *,
+    task_name: str,
+    answer: str,
+    change_summary: str | None,
+    sources: list[dict[str, Any]],
+    diff: str | None = None,
 ) -> str:
-    """The human-readable message of a notification (also kept on the execution)."""
+    """The human-readable message of a notification (also kept on the execution); `diff`, the
+    watched text's diff (trimmed), goes at the end."""
     lines = [f"{task_name}: {answer}"]
     if change_summary:
         lines += ["", f"What changed: {change_summary}"]
     if sources:
         lines += ["", "Sources:"]
         lines += [f"- {s['title'] or s['url']} ({s['url']})" for s in sources]
+    if diff:
+        lines += ["", "Diff:", diff]
     return "\n".join(lines)
 
 
 def event(
-    *, delivery_id: uuid.UUID, task: Task, execution: Execution, now: datetime
+    *,
+    delivery_id: uuid.UUID,
+    task: Task,
+    execution: Execution,
+    now: datetime,
+    diff: str | None = None,
 ) -> dict[str, Any]:
-    """The event a channel receives (docs/api.md §7); `id` is the delivery id, kept on retries."""
+    """The event a channel receives (docs/api.md §7); `id` is the delivery id, kept on retries.
+    `data.diff` is the watched text's unified diff from the previous run (trimmed), or null."""
     result = dict(execution.result or {})
     result["grounding_sources"] = execution.grounding_sources
     result["change_summary"] = execution.change_summary
@@ -63,6 +77,7 @@ def event(
                 "notification": execution.notification,
             },
             "result": result,
+            "diff": diff,
             "context": task.context,
         },
     }
@@ -88,7 +103,12 @@ async def channels_of(session: AsyncSession, task: Task) -> list[tuple[int, dict
 
 
 async def queue_notifications(
-    session: AsyncSession, *, task: Task, execution: Execution, now: datetime
+    session: AsyncSession,
+    *,
+    task: Task,
+    execution: Execution,
+    now: datetime,
+    diff: str | None = None,
 ) -> list[Delivery]:
     """A pending delivery per channel, added to the session (the run's transaction)."""
     deliveries = []
@@ -102,7 +122,9 @@ async def queue_notifications(
             channel_index=index,
             channel_type=channel["type"],
             channel=channel,
-            payload=event(delivery_id=delivery_id, task=task, execution=execution, now=now),
+            payload=event(
+                delivery_id=delivery_id, task=task, execution=execution, now=now, diff=diff
+            ),
             status=DeliveryStatus.PENDING,
             attempts=0,
             next_attempt_at=now,

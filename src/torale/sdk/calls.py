@@ -9,9 +9,11 @@ from torale.sdk.models import (
     ApiKey,
     ApiKeyCreated,
     DeliveryAttempt,
+    Diff,
     Execution,
     Page,
     PreviewResult,
+    SourceSnapshot,
     Task,
     User,
     WebhookConfig,
@@ -61,6 +63,25 @@ def task_executions(
         Page[Execution],
         params={"page": page, "limit": limit},
     )
+
+
+def execution_sources(
+    task_id: uuid.UUID | str, execution_id: uuid.UUID | str
+) -> Call[list[SourceSnapshot]]:
+    path = f"{TASKS}/{_id(task_id)}/executions/{_id(execution_id)}/sources"
+    return call("GET", path, list[SourceSnapshot])
+
+
+def task_diff(
+    task_id: uuid.UUID | str,
+    from_execution: uuid.UUID | str | None,
+    to_execution: uuid.UUID | str | None,
+) -> Call[Diff]:
+    params = {
+        "from": _id(from_execution) if from_execution else None,
+        "to": _id(to_execution) if to_execution else None,
+    }
+    return call("GET", f"{TASKS}/{_id(task_id)}/diff", Diff, params=params)
 
 
 def preview(fields: dict[str, Any]) -> Call[PreviewResult]:

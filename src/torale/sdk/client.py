@@ -24,10 +24,12 @@ from torale.sdk.models import (
     ApiKey,
     ApiKeyCreated,
     DeliveryAttempt,
+    Diff,
     Execution,
     NotifyBehavior,
     Page,
     PreviewResult,
+    SourceSnapshot,
     Task,
     TaskState,
     User,
@@ -39,6 +41,7 @@ from torale.sdk.transport import Call, Policy, asend, send
 T = TypeVar("T")
 Id = uuid.UUID | str
 Urls = list[str]  # for annotations inside classes whose `list` method shadows the builtin
+Sources = list[SourceSnapshot]
 PAGE_SIZE = 100
 
 
@@ -54,10 +57,13 @@ def task_fields(
     name: str | None = None,
     schedule: str | None = None,
     timezone: str | None = None,
-    urls: list[str] | None = None,
+    urls: list[str | dict[str, str]] | None = None,
     notify_behavior: NotifyBehavior | str | None = None,
     notifications: list[dict[str, Any]] | None = None,
     config: dict[str, Any] | None = None,
+    mode: str | None = None,
+    rules: dict[str, Any] | None = None,
+    change: dict[str, Any] | None = None,
     context: Any = None,
     state: TaskState | str | None = None,
     run_immediately: bool | None = None,
@@ -73,6 +79,9 @@ def task_fields(
         notify_behavior=notify_behavior,
         notifications=notifications,
         config=config,
+        mode=mode,
+        rules=rules,
+        change=change,
         context=context,
         state=state,
         run_immediately=run_immediately,
@@ -112,7 +121,7 @@ class _Sync:
 
 
 class Tasks(_Sync):
-    def create(self, search_query: str, **fields: Any) -> Task:
+    def create(self, search_query: str | None = None, **fields: Any) -> Task:
         return self._run(calls.create_task(task_fields(search_query, **fields)))
 
     def list(self, *, state: str | None = None, is_active: bool | None = None) -> Iterator[Task]:
@@ -159,6 +168,14 @@ class Tasks(_Sync):
             calls.task_executions(task_id, page, limit, notified=False)
         )
         return result
+
+    def sources(self, task_id: Id, execution_id: Id) -> Sources:
+        """What a run read: each source with the hash of its text."""
+        return self._run(calls.execution_sources(task_id, execution_id))
+
+    def diff(self, task_id: Id, *, from_: Id | None = None, to: Id | None = None) -> Diff:
+        """What changed between two runs (default: the last two that kept their sources)."""
+        return self._run(calls.task_diff(task_id, from_, to))
 
     def notifications(self, task_id: Id) -> Iterator[Execution]:
         return _pages(lambda n: self.notifications_page(task_id, page=n, limit=PAGE_SIZE))
@@ -267,7 +284,7 @@ class _Async:
 
 
 class AsyncTasks(_Async):
-    async def create(self, search_query: str, **fields: Any) -> Task:
+    async def create(self, search_query: str | None = None, **fields: Any) -> Task:
         return await self._run(calls.create_task(task_fields(search_query, **fields)))
 
     def list(
@@ -316,6 +333,14 @@ class AsyncTasks(_Async):
             calls.task_executions(task_id, page, limit, notified=False)
         )
         return result
+
+    async def sources(self, task_id: Id, execution_id: Id) -> Sources:
+        """What a run read: each source with the hash of its text."""
+        return await self._run(calls.execution_sources(task_id, execution_id))
+
+    async def diff(self, task_id: Id, *, from_: Id | None = None, to: Id | None = None) -> Diff:
+        """What changed between two runs (default: the last two that kept their sources)."""
+        return await self._run(calls.task_diff(task_id, from_, to))
 
     def notifications(self, task_id: Id) -> AsyncIterator[Execution]:
         return _apages(lambda n: self.notifications_page(task_id, page=n, limit=PAGE_SIZE))

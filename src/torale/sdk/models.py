@@ -34,6 +34,7 @@ Trigger = Literal["schedule", "manual"]
 Role = Literal["user", "admin"]
 ChannelType = Literal["webhook", "email", "apprise"]
 DeliveryStatus = Literal["pending", "sending", "delivered", "failed"]
+TaskMode = Literal["model", "change", "rules"]
 
 
 class Model(BaseModel):
@@ -152,6 +153,52 @@ NotificationChannel = Annotated[
 ]
 
 
+class UrlTarget(Model):
+    url: str
+    selector: str | None = None
+
+
+class TextCondition(Model):
+    kind: Literal["text"]
+    op: Literal["contains", "not_contains", "matches"] | str
+    value: str
+
+
+class NumberCondition(Model):
+    kind: Literal["number"]
+    op: Literal["<", "<=", ">", ">=", "==", "!=", "drop_pct"] | str
+    value: float
+
+
+class UnknownCondition(Model):
+    """A condition of a kind added to the server after this SDK."""
+
+    kind: str
+
+
+def _condition_tag(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in ("text", "number") else "unknown"
+
+
+RuleCondition = Annotated[
+    Annotated[TextCondition, Tag("text")]
+    | Annotated[NumberCondition, Tag("number")]
+    | Annotated[UnknownCondition, Tag("unknown")],
+    Discriminator(_condition_tag),
+]
+
+
+class Rules(Model):
+    match: Literal["all", "any"] | str = "all"
+    conditions: list[RuleCondition]
+
+
+class ChangeFilters(Model):
+    ignore_lines: list[str] = Field(default_factory=list)
+    only: Literal["additions", "removals"] | str | None = None
+
+
 class Task(Model):
     id: uuid.UUID
     user_id: uuid.UUID
@@ -159,6 +206,10 @@ class Task(Model):
     search_query: str
     condition_description: str
     urls: list[str]
+    targets: list[UrlTarget] = Field(default_factory=list)
+    mode: TaskMode | str = "model"
+    rules: Rules | None = None
+    change: ChangeFilters | None = None
     schedule: str
     timezone: str
     notify_behavior: NotifyBehavior | str
@@ -239,3 +290,33 @@ class DeliveryAttempt(Model):
     duration_ms: int
     delivery_status: DeliveryStatus | str
     attempt: int
+
+
+# --- sources and diffs ---------------------------------------------------------------------
+
+
+class SourceSnapshot(Model):
+    url: str
+    selector: str | None
+    title: str
+    content_hash: str
+    size: int
+
+
+class SourceDiff(Model):
+    url: str
+    selector: str | None
+    before_hash: str | None
+    after_hash: str | None
+    added: list[str]
+    removed: list[str]
+    unified: str
+
+
+class Diff(Model):
+    task_id: uuid.UUID
+    from_execution_id: uuid.UUID
+    to_execution_id: uuid.UUID
+    changed: bool
+    sources: list[SourceDiff]
+    unified: str

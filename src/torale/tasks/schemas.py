@@ -17,6 +17,7 @@ from pydantic import (
     computed_field,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -26,6 +27,8 @@ from torale.inputs import TEXT, Context, clean_json
 from torale.notify.channels import NotificationChannel
 from torale.statuses import TaskState
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone, normalize_cron
+from torale.watch.patterns import pattern_problem
+from torale.watch.selectors import selector_problem
 
 NotifyBehavior = Literal["once", "always", "track_state"]
 
@@ -60,6 +63,109 @@ Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_time
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200), TEXT]
 
 
+def _selector(value: str) -> str:
+    if problem := selector_problem(value):
+        raise PydanticCustomError("selector_invalid", problem)
+    return value
+
+
+def _pattern(value: str) -> str:
+    if problem := pattern_problem(value):
+        raise PydanticCustomError("pattern_invalid", problem)
+    return value
+
+
+Selector = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+    AfterValidator(_selector),
+    TEXT,
+]
+Pattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=500), AfterValidator(_pattern), TEXT
+]
+TaskMode = Literal["model", "change", "rules"]
+
+
+class UrlTarget(BaseModel):
+    """A page, and optionally the part of it that is watched."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: PageURL
+    selector: Selector | None = Field(
+        default=None,
+        description="The part of the page to read: CSS (`#price`), XPath (`xpath://h1`) or, "
+        "for a JSON document, a JSON path (`json:$.items[0].price`). Only that part is read, "
+        "compared and shown to the model; matching nothing fails the run. Default: the page's "
+        "readable text.",
+    )
+
+
+class TextCondition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["text"]
+    op: Literal["contains", "not_contains", "matches"] = Field(
+        description="`contains` / `not_contains`: the text holds the value (case-insensitive); "
+        "`matches`: the value is a regular expression found in the text."
+    )
+    value: Annotated[str, StringConstraints(min_length=1, max_length=500), TEXT]
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> TextCondition:
+        if self.op == "matches":
+            _pattern(self.value)
+        return self
+
+
+class NumberCondition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["number"]
+    op: Literal["<", "<=", ">", ">=", "==", "!=", "drop_pct"] = Field(
+        description="Compares the first price or number in the watched text with the value; "
+        "`drop_pct`: it fell by at least `value` percent since the previous run."
+    )
+    value: float = Field(allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _percentage(self) -> NumberCondition:
+        if self.op == "drop_pct" and not 0 < self.value <= 100:
+            raise PydanticCustomError(
+                "drop_pct_range", "drop_pct takes a percentage above 0, at most 100"
+            )
+        return self
+
+
+RuleCondition = Annotated[TextCondition | NumberCondition, Field(discriminator="kind")]
+
+
+class Rules(BaseModel):
+    """Conditions checked on each URL target's watched text; met when a target satisfies
+    all (or any) of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: Literal["all", "any"] = "all"
+    conditions: list[RuleCondition] = Field(min_length=1, max_length=20)
+
+
+class ChangeFilters(BaseModel):
+    """What counts as a change in `change` mode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ignore_lines: list[Pattern] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Regular expressions: lines where one is found do not count.",
+    )
+    only: Literal["additions", "removals"] | None = Field(
+        default=None, description="Count only added lines, or only removed ones. Default: both."
+    )
+
+
 class TaskConfig(BaseModel):
     """Executor settings for one task. Unknown keys are refused."""
 
@@ -83,6 +189,16 @@ class TaskConfig(BaseModel):
         return {key: value for key, value in data.items() if value is not None}
 
 
+_URLS_DOC = (
+    'Pages to read on every run (at most 20): a URL, or `{"url", "selector"}` to read only '
+    "a part of the page."
+)
+_MODE_DOC = (
+    "How a run decides: `model` (a model judges the condition), `change` (the watched text "
+    "differs from the previous run's; the first run records a baseline) or `rules` (the "
+    "conditions in `rules`). Default: `rules` when rules are given, else `model` when a search "
+    "query is given (refused when the server has no model), else `change`."
+)
 _SCHEDULE_DOC = (
     "Standard 5-field cron (`minute hour day month weekday`), read in `timezone`: numbers, `*`, "
     "ranges, lists, steps (`*/15`, `0-30/5`) and month/weekday names. The macros `@hourly`, "
@@ -99,12 +215,19 @@ class TaskCreate(BaseModel):
         description="A label. Default: the search query (its first 80 characters), or the first "
         "URL's host and path.",
     )
-    search_query: Query = Field(description="What to search for.")
+    search_query: Query | None = Field(
+        default=None, description="What to search for (required in mode `model`)."
+    )
     condition_description: Condition | None = Field(
         default=None, description="When to notify, in plain language. Default: the search query."
     )
-    urls: list[PageURL] = Field(
-        default_factory=list, max_length=20, description="Pages to read on every run."
+    urls: list[PageURL | UrlTarget] = Field(
+        default_factory=list, max_length=20, description=_URLS_DOC
+    )
+    mode: TaskMode | None = Field(default=None, description=_MODE_DOC)
+    rules: Rules | None = Field(default=None, description="The conditions of mode `rules`.")
+    change: ChangeFilters | None = Field(
+        default=None, description="Filters of mode `change` (default: every line counts)."
     )
     schedule: Cron = Field(default="0 9 * * *", description=_SCHEDULE_DOC)
     timezone: Timezone = Field(default="UTC", description="IANA time zone name.")
@@ -137,7 +260,12 @@ class TaskUpdate(BaseModel):
     condition_description: Condition | None = Field(
         default=None, description="Send null or an empty string to follow the search query."
     )
-    urls: list[PageURL] | None = Field(default=None, max_length=20)
+    urls: list[PageURL | UrlTarget] | None = Field(
+        default=None, max_length=20, description=_URLS_DOC
+    )
+    mode: TaskMode | None = Field(default=None, description=_MODE_DOC)
+    rules: Rules | None = Field(default=None, description="null removes them.")
+    change: ChangeFilters | None = Field(default=None, description="null removes them.")
     schedule: Cron | None = Field(default=None, description=_SCHEDULE_DOC)
     timezone: Timezone | None = None
     notify_behavior: NotifyBehavior | None = None
@@ -161,7 +289,11 @@ class TaskRead(BaseModel):
     name: str
     search_query: str
     condition_description: str
-    urls: list[str]
+    urls: list[str] = Field(description="The URL of each target in `targets`, in order.")
+    targets: list[UrlTarget] = Field(description="The pages read, with their selectors.")
+    mode: TaskMode
+    rules: Rules | None
+    change: ChangeFilters | None
     schedule: str
     timezone: str
     notify_behavior: NotifyBehavior
@@ -185,6 +317,14 @@ class TaskRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     state_changed_at: datetime
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _plain_urls(cls, value: Any) -> Any:
+        # Clients that know only strings (the 0.0.2 SDK) keep reading `urls`.
+        if isinstance(value, list):
+            return [item["url"] if isinstance(item, dict) else item for item in value]
+        return value
 
     @field_validator("notifications", "config", mode="before")
     @classmethod

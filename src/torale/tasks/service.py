@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.config import Settings
 from torale.db.models import Task
-from torale.engine.evaluate import model_problem
+from torale.engine.evaluate import NO_MODEL_FOR_MODE, model_problem
 from torale.engine.search.base import SearchProviderName
 from torale.engine.search.registry import missing_setting
 from torale.errors import FieldValidationError, NotFoundError, field_error
@@ -24,7 +24,8 @@ from torale.pagination import PageParams, paginate
 from torale.statuses import TaskState
 from torale.tasks import transitions
 from torale.tasks.schedule import min_interval_seconds
-from torale.tasks.schemas import TaskCreate, TaskUpdate
+from torale.tasks.schemas import TaskCreate, TaskUpdate, UrlTarget
+from torale.watch.targets import Target, stored_targets, targets_of
 
 _NOT_NULL = (
     "name",
@@ -37,6 +38,7 @@ _NOT_NULL = (
     "config",
     "state",
     "is_active",
+    "mode",
 )
 
 
@@ -49,6 +51,8 @@ class TaskPolicy:
     notifications: OutboundPolicy  # where its notifications may go
     # Search providers this server cannot use, with the reason (a missing key or URL).
     unusable_search: tuple[tuple[str, str], ...] = ()
+    # Whether the server has a default model (TORALE_MODEL): decides the default mode.
+    model_configured: bool = True
     # Models a task may choose (TORALE_ALLOWED_MODELS and TORALE_MODEL); None: any.
     allowed_models: tuple[str, ...] | None = ()
 
@@ -60,6 +64,7 @@ class TaskPolicy:
             pages=OutboundPolicy.from_settings(settings, purpose="pages"),
             notifications=OutboundPolicy.from_settings(settings, purpose="notifications"),
             unusable_search=tuple((n, why) for n, why in unusable if why),
+            model_configured=bool(settings.model),
             allowed_models=settings.allowed_model_list,
         )
 
@@ -76,6 +81,76 @@ def _schedule_errors(schedule: str, policy: TaskPolicy) -> list[dict[str, Any]]:
             "schedule_too_frequent",
         )
     ]
+
+
+def targets_of_input(urls: list[str | UrlTarget]) -> list[Target]:
+    """The URL targets a request's `urls` names, in order (repeats kept: see stored_targets)."""
+    return [Target(u) if isinstance(u, str) else Target(u.url, u.selector or None) for u in urls]
+
+
+def resolve_mode(*, mode: str | None, rules: Any, search_query: str) -> str:
+    """The mode of a task that did not say (docs/api.md §4): `rules` when rules are given, else
+    `model` when a search query is given (a model judges it: without a model configured that
+    is a 422 at `mode`), else `change` (only urls: watch them for changes)."""
+    if mode:
+        return mode
+    if rules:
+        return "rules"
+    return "model" if search_query else "change"
+
+
+def mode_errors(
+    *,
+    mode: str,
+    search_query: str,
+    targets: list[Target],
+    rules: Any,
+    change: Any,
+    config: dict[str, Any],
+    policy: TaskPolicy,
+    asked: bool,
+) -> list[dict[str, Any]]:
+    """What the mode needs: `model` a search query and a model; `change` and `rules` at least
+    one URL (they read only their urls, and search nothing: config.search_provider does not
+    apply to them); `rules` its rules. Rules, change filters and config.model belong to their
+    own mode. `asked`: whether the mode was sent rather than defaulted."""
+    errors = []
+    if mode == "model":
+        if not (policy.model_configured or config.get("model")):
+            errors.append(field_error(["body", "mode"], NO_MODEL_FOR_MODE, "model_not_configured"))
+        elif not search_query:
+            errors.append(
+                field_error(["body", "search_query"], "Field required in mode model", "missing")
+            )
+    else:
+        if not targets and not asked:
+            # Neither a query nor urls.
+            message = "Field required: a search query, or urls to watch for changes"
+            errors.append(field_error(["body", "search_query"], message, "missing"))
+        elif not targets:
+            message = f"Mode {mode} watches the task's urls: give at least one"
+            errors.append(field_error(["body", "urls"], message, "urls_required"))
+        if config.get("model"):
+            errors.append(
+                field_error(
+                    ["body", "config", "model"],
+                    f"Mode {mode} asks no model: config.model applies to mode model only",
+                    "mode_mismatch",
+                )
+            )
+    if mode == "rules" and not rules:
+        errors.append(field_error(["body", "rules"], "Mode rules needs rules", "missing"))
+    if mode != "rules" and rules:
+        errors.append(
+            field_error(["body", "rules"], "Rules apply to mode rules only", "mode_mismatch")
+        )
+    if mode != "change" and change:
+        errors.append(
+            field_error(
+                ["body", "change"], "Change filters apply to mode change only", "mode_mismatch"
+            )
+        )
+    return errors
 
 
 def url_errors(urls: list[str], policy: TaskPolicy) -> list[dict[str, Any]]:
@@ -150,11 +225,28 @@ def default_name(search_query: str, urls: list[str]) -> str:
 def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> Task:
     """A new task, validated and complete but not yet added to a session."""
     notifications = stored_channels(data.notifications)
+    targets = targets_of_input(data.urls)
+    urls = [t.url for t in targets]
+    config = data.config.model_dump(exclude_none=True)
+    query = data.search_query or ""
+    rules = data.rules.model_dump() if data.rules else None
+    change = data.change.model_dump() if data.change else None
+    mode = resolve_mode(mode=data.mode, rules=rules, search_query=query)
     errors = (
         _schedule_errors(data.schedule, policy)
-        + url_errors(data.urls, policy)
-        + source_errors(data.urls, data.config.model_dump(exclude_none=True), policy)
-        + model_errors(data.config.model_dump(exclude_none=True), policy)
+        + url_errors(urls, policy)
+        + mode_errors(
+            mode=mode,
+            search_query=query,
+            targets=targets,
+            rules=rules,
+            change=change,
+            config=config,
+            policy=policy,
+            asked=data.mode is not None,
+        )
+        + (source_errors(urls, config, policy) if mode == "model" else [])
+        + model_errors(config, policy)
         + channel_errors(notifications, policy.notifications)
     )
     if errors:
@@ -165,10 +257,13 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
     task = Task(
         id=uuid.uuid4(),
         user_id=user_id,
-        name=data.name or default_name(data.search_query, data.urls),
-        search_query=data.search_query,
-        condition_description=data.condition_description or data.search_query,
-        urls=list(dict.fromkeys(data.urls)),
+        name=data.name or default_name(query, urls),
+        search_query=query,
+        condition_description=data.condition_description or query,
+        urls=stored_targets(targets),
+        mode=mode,
+        rules=rules,
+        change=change,
         schedule=data.schedule,
         timezone=data.timezone,
         notify_behavior=data.notify_behavior,
@@ -242,12 +337,29 @@ async def update_task(
     errors: list[dict[str, Any]] = []
     if "schedule" in sent:
         errors += _schedule_errors(data.schedule or task.schedule, policy)
+    targets = targets_of_input(data.urls or []) if "urls" in sent else targets_of(task.urls)
     if "urls" in sent:
-        errors += url_errors(data.urls or [], policy)
-    if {"urls", "config"} & sent:
-        urls = (data.urls or []) if "urls" in sent else task.urls
-        config = data.config.model_dump(exclude_none=True) if data.config else task.config
-        errors += source_errors(urls, config, policy)
+        errors += url_errors([t.url for t in targets], policy)
+    config = data.config.model_dump(exclude_none=True) if data.config else task.config
+    query = (data.search_query or "") if "search_query" in sent else task.search_query
+    rules = (data.rules.model_dump() if data.rules else None) if "rules" in sent else task.rules
+    change = (
+        (data.change.model_dump() if data.change else None) if "change" in sent else task.change
+    )
+    mode = data.mode or task.mode
+    if {"urls", "config", "mode", "rules", "change", "search_query"} & sent:
+        errors += mode_errors(
+            mode=mode,
+            search_query=query,
+            targets=targets,
+            rules=rules,
+            change=change,
+            config=config,
+            policy=policy,
+            asked=True,
+        )
+        if mode == "model":
+            errors += source_errors([t.url for t in targets], config, policy)
     if "config" in sent and data.config is not None:
         errors += model_errors(data.config.model_dump(exclude_none=True), policy)
     notifications = None
@@ -272,7 +384,8 @@ async def update_task(
     if "condition_description" in sent:
         task.condition_description = data.condition_description or task.search_query
     if "urls" in sent:
-        task.urls = list(dict.fromkeys(data.urls or []))
+        task.urls = stored_targets(targets)
+    task.mode, task.rules, task.change = mode, rules, change
     if notifications is not None:
         task.notifications = notifications
     if "config" in sent and data.config is not None:

@@ -1,0 +1,115 @@
+"""Snapshot queries for the API: an execution's sources, and the diff between two executions of a
+task. The caller checks that the task is the user's; executions are looked up within it."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from torale.db.models import Execution, ExecutionSource
+from torale.errors import FieldValidationError, NotFoundError, field_error
+from torale.watch import snapshots
+from torale.watch.diff import line_diff
+from torale.watch.schemas import DiffRead, SourceDiff, SourceRead
+from torale.watch.targets import Target
+
+
+async def _execution_of(
+    session: AsyncSession, *, task_id: uuid.UUID, execution_id: uuid.UUID
+) -> Execution:
+    execution = await session.scalar(
+        select(Execution).where(Execution.id == execution_id, Execution.task_id == task_id)
+    )
+    if execution is None:
+        raise NotFoundError("Execution not found")
+    return execution
+
+
+async def sources(
+    session: AsyncSession, *, task_id: uuid.UUID, execution_id: uuid.UUID
+) -> list[SourceRead]:
+    await _execution_of(session, task_id=task_id, execution_id=execution_id)
+    return [
+        SourceRead(
+            url=source.url,
+            selector=source.selector,
+            title=source.title,
+            content_hash=source.content_hash,
+            size=size,
+        )
+        for source, size, _ in await snapshots.sources_of(session, execution_id, with_text=False)
+    ]
+
+
+async def _latest_with_sources(session: AsyncSession, task_id: uuid.UUID) -> list[uuid.UUID]:
+    """The task's two newest executions that kept sources, newest first."""
+    rows = await session.scalars(
+        select(Execution.id)
+        .where(
+            Execution.task_id == task_id,
+            exists().where(ExecutionSource.execution_id == Execution.id),
+        )
+        .order_by(Execution.created_at.desc(), Execution.id.desc())
+        .limit(2)
+    )
+    return list(rows)
+
+
+async def diff(
+    session: AsyncSession,
+    *,
+    task_id: uuid.UUID,
+    from_id: uuid.UUID | None,
+    to_id: uuid.UUID | None,
+) -> DiffRead:
+    """The diff from one execution's sources to another's; by default between the task's last
+    two executions that kept sources (`from` alone: from it to the latest)."""
+    if from_id is None or to_id is None:
+        latest = await _latest_with_sources(session, task_id)
+        if to_id is None:
+            to_id = latest[0] if latest else None
+        if from_id is None:
+            from_id = next((e for e in latest if e != to_id), None)
+        if from_id is None or to_id is None:
+            raise FieldValidationError(
+                [
+                    field_error(
+                        ["query", "from"],
+                        "The task has fewer than two runs with sources to compare",
+                        "not_enough_runs",
+                    )
+                ]
+            )
+    await _execution_of(session, task_id=task_id, execution_id=from_id)
+    await _execution_of(session, task_id=task_id, execution_id=to_id)
+    before = await snapshots.sources_of(session, from_id, with_text=True)
+    after = await snapshots.sources_of(session, to_id, with_text=True)
+    old = {Target(s.url, s.selector).key: (s, t or "") for s, _, t in before}
+    new = {Target(s.url, s.selector).key: (s, t or "") for s, _, t in after}
+    items = []
+    for key in dict.fromkeys([*old, *new]):
+        was, now = old.get(key), new.get(key)
+        source = (now or was)[0]  # type: ignore[index]
+        target = Target(source.url, source.selector)
+        lines = line_diff(was[1] if was else "", now[1] if now else "", label=target.label)
+        items.append(
+            SourceDiff(
+                url=source.url,
+                selector=source.selector,
+                before_hash=was[0].content_hash if was else None,
+                after_hash=now[0].content_hash if now else None,
+                added=lines.added,
+                removed=lines.removed,
+                unified=lines.unified,
+            )
+        )
+    return DiffRead(
+        task_id=task_id,
+        from_execution_id=from_id,
+        to_execution_id=to_id,
+        changed=any(i.added or i.removed for i in items),
+        sources=items,
+        unified="\n".join(i.unified for i in items if i.unified),
+    )

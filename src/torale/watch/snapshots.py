@@ -1,0 +1,158 @@
+"""Snapshots: the text of every source a successful run read, stored once per distinct text.
+
+`snapshot_contents` holds each text once, keyed by its SHA-256 and zlib-compressed; a run adds
+an `execution_sources` row per source pointing at its text, so runs of a page that does not
+change cost a row each, not a copy. `prune` removes the sources of runs older than the
+retention (keeping each task's latest run with sources: the baseline the next run compares
+with) and the texts nothing refers to any more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from torale.db.models import Execution, ExecutionSource, SnapshotContent
+from torale.watch.targets import Target
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A source as a run read it."""
+
+    target: Target
+    title: str
+    text: str
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.text)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def store(
+    session: AsyncSession,
+    *,
+    execution_id: uuid.UUID,
+    snapshots: list[Snapshot],
+    now: datetime,
+) -> None:
+    """Keep what a run read: each text once (marked seen now), a source row per snapshot."""
+    texts = {s.content_hash: s.text for s in snapshots}
+    # Texts seen before (an unchanged page) are only marked seen: no compression, no copy.
+    # Moving last_seen_at locks the row, so a prune running now leaves it.
+    seen = set(
+        (
+            await session.execute(
+                update(SnapshotContent)
+                .where(SnapshotContent.hash.in_(list(texts)))
+                .values(last_seen_at=now)
+                .returning(SnapshotContent.hash)
+            )
+        ).scalars()
+    )
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for digest, text in texts.items():
+        if digest in seen:
+            continue
+        raw = text.encode()
+        statement = insert(SnapshotContent).values(
+            hash=digest,
+            data=zlib.compress(raw, 6),
+            size=len(raw),
+            created_at=now,
+            last_seen_at=now,
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["hash"], set_={"last_seen_at": statement.excluded.last_seen_at}
+            )
+        )
+    session.add_all(
+        ExecutionSource(
+            execution_id=execution_id,
+            position=position,
+            url=s.target.url,
+            selector=s.target.selector,
+            title=s.title,
+            content_hash=s.content_hash,
+        )
+        for position, s in enumerate(snapshots)
+    )
+
+
+def _text(data: bytes) -> str:
+    return zlib.decompress(data).decode()
+
+
+async def sources_of(
+    session: AsyncSession, execution_id: uuid.UUID, *, with_text: bool
+) -> list[tuple[ExecutionSource, int, str | None]]:
+    """(source, text size, text if asked) of an execution's sources, in reading order."""
+    columns: list[Any] = [ExecutionSource, SnapshotContent.size]
+    if with_text:
+        columns.append(SnapshotContent.data)
+    rows = await session.execute(
+        select(*columns)
+        .join(SnapshotContent, SnapshotContent.hash == ExecutionSource.content_hash)
+        .where(ExecutionSource.execution_id == execution_id)
+        .order_by(ExecutionSource.position)
+    )
+    return [(row[0], row[1], _text(row[2]) if with_text else None) for row in rows]
+
+
+async def texts_of(session: AsyncSession, execution_id: uuid.UUID) -> dict[str, str]:
+    """The texts an execution read, by target key."""
+    return {
+        Target(source.url, source.selector).key: text or ""
+        for source, _, text in await sources_of(session, execution_id, with_text=True)
+    }
+
+
+async def prune(session: AsyncSession, *, now: datetime, retention: timedelta) -> int:
+    """Drop the sources of runs finished before the retention (except each task's latest run
+    that has sources) and the texts no source refers to and not seen since; how many texts went."""
+    cutoff = now - retention
+    newest = dict(
+        (
+            await session.execute(
+                select(Execution.task_id, func.max(Execution.created_at))
+                .join(ExecutionSource, ExecutionSource.execution_id == Execution.id)
+                .group_by(Execution.task_id)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    old = await session.execute(
+        select(Execution.id, Execution.task_id, Execution.created_at).where(
+            Execution.created_at < cutoff,
+            exists().where(ExecutionSource.execution_id == Execution.id),
+        )
+    )
+    doomed = [row.id for row in old if newest.get(row.task_id) != row.created_at]
+    for start in range(0, len(doomed), 500):
+        await session.execute(
+            delete(ExecutionSource).where(
+                ExecutionSource.execution_id.in_(doomed[start : start + 500])
+            )
+        )
+    result = await session.execute(
+        delete(SnapshotContent).where(
+            SnapshotContent.last_seen_at < cutoff,
+            ~exists().where(ExecutionSource.content_hash == SnapshotContent.hash),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
