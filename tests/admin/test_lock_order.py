@@ -28,11 +28,10 @@ async def admin(app: FastAPI) -> ApiUser:
     return await create_test_user(app, "root@example.com", role="admin")
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: one writer
 async def test_account_levers_scheduler_and_task_writes_never_deadlock(
     app: FastAPI, client: httpx.AsyncClient, admin: ApiUser, alice: ApiUser, bob: ApiUser
 ) -> None:
-    if app.state.torale.settings.is_sqlite:
-        pytest.skip("SQLite has one writer at a time: no row locks to order")
     engine = app.state.torale.run_engine
     tasks: list[dict[str, Any]] = []
     for user in (alice, bob) * 6:
