@@ -735,3 +735,13 @@ async def test_admin_overview_counts_and_charts_runs(
     assert re.search(r"<desc[^>]*>.*: 1 succeeded, 0 failed", page.text)
     runs = await as_admin.get("/manage/runs")
     assert task["name"] in runs.text
+
+
+async def test_text_a_database_cannot_store_is_refused_on_pages_too(
+    as_alice: Browserless, anonymous: httpx.AsyncClient
+) -> None:
+    """The API's text rules hold for page inputs: a NUL is a 4xx, never a 500."""
+    listed = await as_alice.get("/tasks", params={"q": "a\x00b"})
+    assert 400 <= listed.status_code < 500, listed.status_code
+    signin = await anonymous.get("/signin", params={"token": "x\x00"})
+    assert 400 <= signin.status_code < 500, signin.status_code

@@ -14,6 +14,7 @@ from torale.auth import service as auth_service
 from torale.auth.schemas import ApiKeyCreate
 from torale.db.database import session_scope
 from torale.errors import FieldValidationError, validation_error_items
+from torale.inputs import Text
 from torale.notify import actions as notify_actions
 from torale.notify import service as notify_service
 from torale.pagination import PageParams
@@ -53,7 +54,7 @@ async def api_keys(request: Request, viewer: ViewerDep) -> Response:
 
 @router.post("/settings/api-keys")
 async def create_api_key(
-    request: Request, viewer: ViewerDep, name: Annotated[str, Form(max_length=500)] = ""
+    request: Request, viewer: ViewerDep, name: Annotated[Text, Form(max_length=500)] = ""
 ) -> Response:
     try:
         body = ApiKeyCreate(name=name)
@@ -113,8 +114,8 @@ async def webhooks(request: Request, viewer: ViewerDep) -> Response:
 async def save_webhook(
     request: Request,
     viewer: ViewerDep,
-    url: Annotated[str, Form(max_length=2048)] = "",
-    enabled: Annotated[str, Form()] = "",
+    url: Annotated[Text, Form(max_length=2048)] = "",
+    enabled: Annotated[Text, Form()] = "",
 ) -> Response:
     rt = Runtime.of_request(request)
     url = url.strip()
@@ -146,7 +147,7 @@ async def rotate_secret(request: Request, viewer: ViewerDep) -> Response:
 
 @router.post("/settings/webhooks/test")
 async def send_test_webhook(
-    request: Request, viewer: ViewerDep, url: Annotated[str, Form(max_length=2048)] = ""
+    request: Request, viewer: ViewerDep, url: Annotated[Text, Form(max_length=2048)] = ""
 ) -> Response:
     state = app_state(request)
     rt = Runtime.of_request(request)

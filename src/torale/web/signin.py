@@ -15,6 +15,7 @@ from torale.auth.keys import looks_like_api_key
 from torale.auth.lookup import AuthenticatedUser
 from torale.db.database import session_scope
 from torale.errors import AuthenticationError, PermissionDeniedError
+from torale.inputs import Text
 from torale.state import app_state
 from torale.web import csrf
 from torale.web.rendering import render
@@ -104,7 +105,7 @@ async def home(request: Request) -> Response:
 
 @router.get("/signin")
 async def signin_page(
-    request: Request, token: str | None = None, next: str | None = None
+    request: Request, token: Text | None = None, next: Text | None = None
 ) -> Response:
     if token:
         state = app_state(request)
@@ -126,8 +127,8 @@ async def signin_page(
 @router.post("/signin")
 async def signin_with_key(
     request: Request,
-    api_key: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "",
+    api_key: Annotated[Text, Form(max_length=200)] = "",
+    next: Annotated[Text, Form(max_length=2000)] = "",
 ) -> Response:
     user = await user_for_api_key(request, api_key)
     if user is None:

@@ -22,6 +22,7 @@ from torale.errors import (
 from torale.executions import actions as run_actions
 from torale.executions.preview import PreviewRequest
 from torale.executions.schemas import ExecutionRead
+from torale.inputs import Text
 from torale.notify import service as notify_service
 from torale.pages import Page
 from torale.pagination import PageParams
@@ -58,7 +59,7 @@ def _form_context(form: TaskForm, task: TaskRead | None = None) -> dict[str, Any
 
 @router.get("/tasks")
 async def tasks_page(
-    request: Request, viewer: ViewerDep, state: str = "", q: str = "", page: int = 1
+    request: Request, viewer: ViewerDep, state: Text = "", q: Text = "", page: int = 1
 ) -> Response:
     wanted = TaskState(state) if state in {s.value for s in TaskState} else None
     rt = Runtime.of_request(request)
