@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Test processes (pytest-xdist): most tests wait on servers and subprocesses, so two pay on two CPUs.
+PYTEST_WORKERS ?= 2
 
 .PHONY: serve test lint format install dev bench bench-engine bench-scheduler bench-memory bench-web screenshots clean
 
@@ -32,7 +34,7 @@ test: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: dev
 	$(BIN)/ruff check .
