@@ -80,7 +80,12 @@ async def body_routes(
     """Every operation that takes a body, with a URL aimed at the user's own resources."""
     created = await client.post("/api/v1/tasks", json={"search_query": "q"}, headers=user.headers)
     keys = (await client.get("/auth/api-keys", headers=user.headers)).json()["items"]
-    values = {"task_id": created.json()["id"], "key_id": keys[0]["id"], "user_id": str(user.id)}
+    values = {
+        "task_id": created.json()["id"],
+        "key_id": keys[0]["id"],
+        "user_id": str(user.id),
+        "execution_id": "00000000-0000-4000-8000-000000000000",
+    }
     found = [(op, op.url(values)) for op in operations(app) if op.has_body]
     assert {str(op) for op, _ in found} >= {
         "POST /api/v1/tasks",
@@ -176,7 +181,12 @@ async def test_every_route_documents_the_refusals_it_can_answer(
 ) -> None:
     """The size limit applies to every route (by Content-Length, before routing), and JSON that
     is not UTF-8 is a validation error: each answer must be one its operation documents."""
-    values = {"task_id": "00000000-0000-4000-8000-000000000000", "key_id": "0", "user_id": "0"}
+    values = {
+        "task_id": "00000000-0000-4000-8000-000000000000",
+        "key_id": "0",
+        "user_id": "0",
+        "execution_id": "0",
+    }
     undocumented = []
     for operation in operations(app):
         url = operation.url(values)

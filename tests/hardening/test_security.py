@@ -288,6 +288,7 @@ async def test_channel_secrets_are_masked_in_every_response(
         "task_id": task["id"],
         "user_id": str(alice.id),
         "key_id": str(uuid.uuid4()),
+        "execution_id": execution["id"],
     }
     checked = []
     for operation in operations(app):
