@@ -10,10 +10,12 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     JsonValue,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    Tag,
     computed_field,
     field_validator,
     model_serializer,
@@ -100,6 +102,26 @@ class UrlTarget(BaseModel):
         "compared and shown to the model; matching nothing fails the run. Default: the page's "
         "readable text.",
     )
+
+
+def _url_entry_kind(value: object) -> str | None:
+    if isinstance(value, str):
+        return "url"
+    if isinstance(value, dict | UrlTarget):
+        return "target"
+    return None  # neither: one error at the entry itself
+
+
+# A plain URL or a {"url", "selector"} object. Tagged so that an error names the entry (and
+# "url" or "target"), not the validators pydantic tried.
+UrlEntry = Annotated[
+    Annotated[PageURL, Tag("url")] | Annotated[UrlTarget, Tag("target")],
+    Discriminator(
+        _url_entry_kind,
+        custom_error_type="url_entry",
+        custom_error_message='Each URL is a string or an object {"url", "selector"}',
+    ),
+]
 
 
 class TextCondition(BaseModel):
@@ -221,9 +243,7 @@ class TaskCreate(BaseModel):
     condition_description: Condition | None = Field(
         default=None, description="When to notify, in plain language. Default: the search query."
     )
-    urls: list[PageURL | UrlTarget] = Field(
-        default_factory=list, max_length=20, description=_URLS_DOC
-    )
+    urls: list[UrlEntry] = Field(default_factory=list, max_length=20, description=_URLS_DOC)
     mode: TaskMode | None = Field(default=None, description=_MODE_DOC)
     rules: Rules | None = Field(default=None, description="The conditions of mode `rules`.")
     change: ChangeFilters | None = Field(
@@ -260,9 +280,7 @@ class TaskUpdate(BaseModel):
     condition_description: Condition | None = Field(
         default=None, description="Send null or an empty string to follow the search query."
     )
-    urls: list[PageURL | UrlTarget] | None = Field(
-        default=None, max_length=20, description=_URLS_DOC
-    )
+    urls: list[UrlEntry] | None = Field(default=None, max_length=20, description=_URLS_DOC)
     mode: TaskMode | None = Field(default=None, description=_MODE_DOC)
     rules: Rules | None = Field(default=None, description="null removes them.")
     change: ChangeFilters | None = Field(default=None, description="null removes them.")
