@@ -255,6 +255,7 @@ def fuzz_target(
         webhook_timeout_seconds=2,
     )
     LIVE.target = create_app(settings, scheduler=False)
+    LOCAL_PAGE["url"] = fake_web.url + "/news"
     with pytest.MonkeyPatch.context() as patch, ConnectSpy().installed() as spy:
         patch.setattr(torale.net, "_resolve", _offline_resolve)
         try:
@@ -289,13 +290,26 @@ def protect_caller(case: Case, caller: Caller) -> None:
         case.path_parameters["key_id"] = str(caller.spare_key_id)
 
 
+# The local page previews read instead of public ones (set by the fuzz_target fixture).
+LOCAL_PAGE: dict[str, str] = {}
+
+
 def keep_search_offline(case: Case) -> None:
     """DuckDuckGo is reached by the ddgs library, over the internet, with its own DNS: it has no
     local fake, and this machine no internet, so it would answer a correct 502 (a provider
     failed). Requests that choose it choose the local SearXNG fake instead. So do previews that
     search nothing (`none`): they read only their urls, public pages this machine cannot reach,
     and would answer a correct 502 too (nothing to read)."""
-    config = case.body.get("config") if isinstance(case.body, dict) else None
+    body: dict[str, Any] | None = case.body if isinstance(case.body, dict) else None
+    if body is not None and case.path.endswith("/preview") and isinstance(body.get("urls"), list):
+        # A preview reads its urls now: public pages (the examples') are out of reach here and
+        # would answer a correct 502. Read the local page instead.
+        body["urls"] = [
+            {**entry, "url": LOCAL_PAGE["url"]} if isinstance(entry, dict) else LOCAL_PAGE["url"]
+            for entry in body["urls"]
+            if isinstance(entry, str | dict)
+        ]
+    config = body.get("config") if body is not None else None
     if not isinstance(config, dict):
         return
     offline = config.get("search_provider") == "duckduckgo" or (
