@@ -132,6 +132,7 @@ async def poll(url: str, query: Any, until: Callable[[Any], bool], seconds: floa
         await engine.dispose()
 
 
+@pytest.mark.timeout(300)  # 200 runs by two worker processes; slow on a loaded machine
 async def test_two_workers_on_postgresql_run_every_due_slot_exactly_once(
     make_postgres_database: Callable[[], str],
     fake_model: FakeOpenAI,
