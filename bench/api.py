@@ -342,6 +342,10 @@ def torale_env(data_dir: Path, port: int) -> dict[str, str]:
         TORALE_LOG_LEVEL="info",
         TORALE_HOST="127.0.0.1",
         TORALE_PORT=str(port),
+        # Tasks judged by a model need one configured to be accepted; the benchmark never
+        # runs them (daily at 09:00), so it points at nothing.
+        TORALE_MODEL="bench-model",
+        TORALE_OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -285,6 +285,9 @@ def base_env() -> dict[str, str]:
         TORALE_SECRET_KEY=SECRET_KEY,
         TORALE_RATE_LIMITS=RATE_LIMITS,
         TORALE_LOG_LEVEL="info",
+        # Model tasks need a model configured to be accepted; runs here go to the stub worker.
+        TORALE_MODEL="bench-model",
+        TORALE_OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         PYTHONUNBUFFERED="1",
     )
     return env

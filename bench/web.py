@@ -161,6 +161,9 @@ def main() -> int:
             TORALE_LOG_LEVEL="warning",
             TORALE_PUBLIC_URL=base_url,
             TORALE_SEARCH_PROVIDER="none",
+            # Model tasks need a model configured to be accepted; none of them runs here.
+            TORALE_MODEL="bench-model",
+            TORALE_OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         )
         torale = [sys.executable, "-m", "torale"]
         key = run([*torale, "keys", "create", "--email", "bench@example.com"], env, work)
