@@ -14,27 +14,10 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver
+from tests.fixtures.engine import fake_model, fake_search, fake_web  # noqa: F401 - shared fakes
 from tests.fixtures.logs import ServerLog
 from tests.hardening.netguard import ConnectSpy
 from torale.logs import OneLineFormatter, configure_logging
-
-
-@pytest.fixture(scope="session")
-def fake_model() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def fake_search() -> Iterator[FakeSearxng]:
-    with FakeSearxng() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def fake_web() -> Iterator[FakeWeb]:
-    with FakeWeb() as fake:
-        yield fake
 
 
 @pytest.fixture(autouse=True)

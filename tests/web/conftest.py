@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, verdict_rules
+from tests.fixtures.engine import MET, NOT_MET, fake_model, fake_search, fake_web  # noqa: F401 - shared fakes
 from tests.fixtures.users import ApiUser, create_test_user
 from tests.fixtures.web import BASE_URL, Browserless, sign_in
-from tests.web.stage import MET, NOT_MET
 from torale.db import migrate
 
 
@@ -25,24 +25,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('web') / 'torale.db'}"
     asyncio.run(migrate.upgrade(url))
     return url
-
-
-@pytest.fixture(scope="session")
-def fake_model() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def fake_search() -> Iterator[FakeSearxng]:
-    with FakeSearxng() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def fake_web() -> Iterator[FakeWeb]:
-    with FakeWeb() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="session")

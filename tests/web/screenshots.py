@@ -10,7 +10,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.web.stage import CHROMIUM, MET, Stage, stage
+from tests.fixtures.engine import MET
+from tests.web.stage import CHROMIUM, Stage, stage
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WIDTHS = {"desktop": (1280, 860), "phone": (375, 780)}

@@ -27,27 +27,11 @@ from tests.fakes import (
     article_html,
     verdict_rules,
 )
+from tests.fixtures.engine import MET, NOT_MET
 
 CHROMIUM = os.environ.get("TORALE_TEST_CHROMIUM", "/usr/bin/chromium")
 KEY_RE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
 LINK_RE = re.compile(r"http://\S+/signin\?token=[A-Za-z0-9_-]+")
-
-MET = {
-    "answer": "Apple will release the iPhone 18 on September 9.",
-    "condition_met": True,
-    "current_state": {"release_date": "September 9"},
-    "reasoning": "The newsroom article names the date.",
-    "confidence": 0.9,
-    "sources": [],
-}
-NOT_MET = {
-    "answer": "No release date has been announced yet.",
-    "condition_met": False,
-    "current_state": {"release_date": None},
-    "reasoning": "The page says the date is to be announced.",
-    "confidence": 0.8,
-    "sources": [],
-}
 
 
 def free_port() -> int:

@@ -23,9 +23,10 @@ from tests.fakes import (
     WebhookReceiver,
     article_html,
 )
+from tests.fixtures.engine import MET
 from tests.fixtures.services import require_service
 from tests.fixtures.web import chromium_path
-from tests.web.stage import MET, Stage
+from tests.web.stage import Stage
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
