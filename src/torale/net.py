@@ -33,6 +33,7 @@ not only each read, and an answer Torale does not need whole is read no further 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -239,15 +240,33 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """The TLS settings of every outbound client that verifies with the default CA bundle.
+
+    Built once per process: loading the CA bundle costs tens of milliseconds of CPU, and each
+    httpx client would otherwise load it again (several per app, one per model client).
+    """
+    return httpx.create_ssl_context(trust_env=False)
+
+
+def tls(verify: ssl.SSLContext | bool = True) -> ssl.SSLContext:
+    """The SSL context for ``verify``: the shared default, a given context, or no checks."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    return default_tls() if verify else httpx.create_ssl_context(verify=False, trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, with the policy checked on every request and every connection."""
 
     def __init__(self, policy: OutboundPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(verify=verify, trust_env=False)
+        context = tls(verify)
+        super().__init__(verify=context, trust_env=False)
         self._policy = policy
         # httpx builds its pool with the default network backend; swap in one that checks.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=100,  # httpx's default limits
             max_keepalive_connections=20,
             keepalive_expiry=5.0,

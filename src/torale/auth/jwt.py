@@ -12,6 +12,7 @@ import jwt
 
 from torale.errors import AuthenticationError, ServiceUnavailableError
 from torale.inputs import text_problem
+from torale.net import default_tls
 
 logger = logging.getLogger("torale.auth")
 
@@ -40,7 +41,7 @@ class JWTVerifier:
         self._lock = asyncio.Lock()
 
     async def _fetch(self) -> None:
-        async with httpx.AsyncClient(timeout=10.0) as client:
+        async with httpx.AsyncClient(timeout=10.0, verify=default_tls()) as client:
             response = await client.get(self.jwks_url)
             response.raise_for_status()
             key_set = jwt.PyJWKSet.from_dict(response.json())

@@ -49,7 +49,7 @@ from torale.engine.fetch import (
 from torale.engine.search.base import SearchError, SearchResult
 from torale.engine.search.registry import search_provider
 from torale.executions import lifecycle
-from torale.net import OutboundPolicy
+from torale.net import OutboundPolicy, default_tls
 from torale.notify.outbox import notification_message, queue_notifications
 from torale.statuses import ExecutionStatus, TaskState, Trigger
 from torale.tasks import transitions
@@ -98,7 +98,7 @@ class Engine:
             max_bytes=settings.fetch_max_bytes,
             max_chars=settings.max_source_chars,
         )
-        http = httpx.AsyncClient(timeout=settings.fetch_timeout_seconds)
+        http = httpx.AsyncClient(timeout=settings.fetch_timeout_seconds, verify=default_tls())
         return cls(settings, sessions, write_lock, Evaluator(settings), fetcher, http)
 
     @property
