@@ -181,6 +181,9 @@ async def test_sign_in_goes_back_to_the_page_asked_for(
     browser.cookies.delete("torale_session")
     evil = await oidc_provider.visit(await _start(browser, "/signin/oidc?next=//evil.example"))
     assert (await browser.get(evil)).headers["location"] == "/tasks"
+    browser.cookies.delete("torale_session")
+    long = await oidc_provider.visit(await _start(browser, "/signin/oidc?next=/" + "x" * 3000))
+    assert (await browser.get(long)).headers["location"] == "/"
 
 
 @pytest.mark.parametrize("public_url", ["https://torale.test"])
@@ -281,6 +284,9 @@ async def test_a_signed_in_browser_going_back_stays_signed_in(
     assert "torale_session" not in again.headers.get("set-cookie", "")
     start = await browser.get("/signin/oidc?next=/settings/api-keys")
     assert (start.status_code, start.headers["location"]) == (303, "/settings/api-keys")
+    # A link that says the provider failed does not sign anyone out either.
+    failed = await browser.get("/signin/oidc/callback", params={"error": "access_denied"})
+    assert (failed.status_code, failed.headers["location"]) == (303, "/")
     assert (await browser.get("/tasks")).status_code == 200
 
 

@@ -56,6 +56,7 @@ FLOW_COOKIE = "torale_oidc"
 # How long a person may take at the provider before the flow expires.
 FLOW_SECONDS = 600
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+MAX_TARGET = 2000  # characters of the `next` path kept in the flow cookie
 
 
 class _DeactivatedError(Exception):
@@ -132,7 +133,8 @@ async def start(request: Request, next: Text | None = None) -> Response:
     response = RedirectResponse(url, status_code=303)
     response.set_cookie(
         FLOW_COOKIE,
-        seal(flow, next or "/", state.hashing_key),
+        # A target too long for a cookie is dropped, not the sign-in.
+        seal(flow, next if next and len(next) <= MAX_TARGET else "/", state.hashing_key),
         max_age=FLOW_SECONDS,
         httponly=True,
         samesite="lax",  # sent on the provider's redirect back (a top-level GET)
@@ -152,13 +154,14 @@ async def callback(
     provider = _provider(request)
     app = app_state(request)
     name = app.settings.oidc_display_name
+    sealed = unseal(request.cookies.get(FLOW_COOKIE), app.hashing_key)
+    if sealed is None and await current_viewer(request):
+        # Signed in already (the back button, a second tab, someone else's link): nothing to
+        # do, and the session stays.
+        return RedirectResponse("/", status_code=303)
     if error:
         # The provider did not sign the person in; nothing to check, nothing granted.
         return _refused(request, _provider_error(name, error), 401)
-    sealed = unseal(request.cookies.get(FLOW_COOKIE), app.hashing_key)
-    if sealed is None and await current_viewer(request):
-        # Signed in already (the back button, a second tab): nothing to do.
-        return RedirectResponse("/", status_code=303)
     if sealed is None:
         return _refused(
             request,
