@@ -15,6 +15,7 @@ from torale.admin.router import router as admin_router
 from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
 from torale.auth.lookup import KeyLookup
+from torale.auth.oidc import OidcProvider
 from torale.auth.router import router as auth_router
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
@@ -80,6 +81,7 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
         rate_limiter=rate_limiter,
         key_usage=key_usage,
         jwt=jwt,
+        oidc=OidcProvider.from_settings(settings),
         hashing_key=settings.hashing_key,
         key_lookup=key_lookup,
         task_lists=TaskListCache(settings.task_list_cache_bytes),

@@ -28,6 +28,11 @@ not only each read, and an answer Torale does not need whole is read no further 
 ``ANSWER_PEEK_BYTES``.
 
 ``OutboundPolicy.from_settings`` is the one way to build the policy from the settings.
+
+Hosts the operator configured may be trusted by name (``trusted_hosts``): the identity
+provider's issuer host (TORALE_OIDC_ISSUER) is reached whatever address it resolves to, as an
+intranet Keycloak must be, without opening private networks to the URLs users type. Every other
+host, including endpoints the provider's discovery document names elsewhere, is judged as usual.
 """
 
 from __future__ import annotations
@@ -100,6 +105,11 @@ def _unwrap(ip: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
     return ip
 
 
+def _host_key(host: str) -> str:
+    """A host name as compared: no brackets, no trailing dot, lowercase."""
+    return host.strip("[]").rstrip(".").lower()
+
+
 def is_forbidden_address(address: str) -> bool:
     """True for any address that is not a public unicast internet address."""
     ip = _unwrap(ipaddress.ip_address(address))
@@ -118,18 +128,33 @@ class OutboundPolicy:
     allow_http: bool = True
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+    # Host names (lowercase) reached whatever they resolve to: only ones the operator named.
+    trusted_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, purpose: Literal["pages", "notifications"]
+        cls, settings: Settings, *, purpose: Literal["pages", "notifications", "identity"]
     ) -> OutboundPolicy:
         """The policy for requests made for `purpose`: pages (and searches) may use plain
-        http; notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so."""
+        http; notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so; the identity
+        provider only when its issuer URL is http, and its issuer host is trusted."""
+        if purpose == "identity":
+            issuer = urlsplit(settings.oidc_issuer or "")
+            return cls(
+                allow_http=issuer.scheme == "http",
+                allow_private=settings.allow_private_networks,
+                allowed_networks=settings.allowed_network_list,
+                trusted_hosts=frozenset({_host_key(issuer.hostname)} if issuer.hostname else ()),
+            )
         return cls(
             allow_http=purpose == "pages" or settings.allow_http_webhooks,
             allow_private=settings.allow_private_networks,
             allowed_networks=settings.allowed_network_list,
         )
+
+    def trusts(self, host: str) -> bool:
+        """Is this host one the operator named, to be reached whatever it resolves to?"""
+        return bool(self.trusted_hosts) and _host_key(host) in self.trusted_hosts
 
     def address_allowed(self, address: str) -> bool:
         """May Torale connect to this IP address (any notation ``ipaddress`` reads)?"""
@@ -140,8 +165,8 @@ class OutboundPolicy:
     def check_host(self, host: str) -> None:
         """Refuse a host name or address literal that is local or not allowed, as far as the
         name tells (no DNS). Raises UnsafeURLError."""
-        host = host.strip("[]").rstrip(".").lower()
-        if self.allow_private:
+        host = _host_key(host)
+        if self.allow_private or self.trusts(host):
             return
         if (
             host in _LOCAL_HOST_NAMES
@@ -201,6 +226,8 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         if not addresses:
             raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
+        if self._policy.trusts(host):
+            return addresses  # still connected to as resolved here: no second lookup
         for address in addresses:
             if not self._policy.address_allowed(address):
                 raise UnsafeURLError(REFUSED, detail=f"{host} resolves to {address}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,11 @@ from tests.fakes import (
     article_html,
 )
 from tests.fixtures.engine import MET
+from tests.fixtures.jwks import key_a  # noqa: F401 - the provider's key, as a fixture here
+from tests.fixtures.oidc_provider import (  # noqa: F401 - the provider, as a fixture here
+    OpenIDProvider,
+    oidc_provider,
+)
 from tests.fixtures.services import require_service
 from tests.fixtures.web import chromium_path
 from tests.web.stage import Stage
@@ -186,6 +192,42 @@ def test_the_printed_signin_link_works_once(browser: Browser, stage: Stage) -> N
     assert "/signin" in second.page.url
     assert "used already or has expired" in second.page.inner_text("main")
     first.assert_clean()
+
+
+def test_sign_in_with_the_identity_provider(
+    browser: Browser,
+    tmp_path: Path,
+    fake_model: FakeOpenAI,
+    fake_search: FakeSearxng,
+    fake_web: FakeWeb,
+    receiver: WebhookReceiver,
+    oidc_provider: OpenIDProvider,
+) -> None:
+    """A server of its own, configured with a local OpenID provider: the button, the provider,
+    and back signed in."""
+    settings = oidc_provider.settings()
+    own = Stage(
+        tmp_path,
+        fake_model,
+        fake_search,
+        fake_web,
+        receiver,
+        extra_env={f"TORALE_{name.upper()}": str(value) for name, value in settings.items()},
+    )
+    own.start()
+    try:
+        oidc_provider.redirect_uris = [own.base_url + "/signin/oidc/callback"]
+        w = open_page(browser, own)
+        w.page.goto(own.base_url + "/tasks")
+        w.page.click("text=Sign in with Test ID")
+        w.page.wait_for_url("**/tasks")
+        assert "idp-user-1@idp.example.com" in w.page.inner_text("body")
+        # The only other site the browser went to is the provider's authorize endpoint.
+        assert [url.split("?")[0] for url in w.foreign] == [oidc_provider.url + "/authorize"]
+        w.foreign.clear()
+        w.assert_clean()
+    finally:
+        own.stop()
 
 
 def test_create_and_revoke_a_key_and_send_a_webhook_test(browser: Browser, stage: Stage) -> None:
