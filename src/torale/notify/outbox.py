@@ -18,6 +18,7 @@ from torale.statuses import DeliveryStatus
 
 EVENT_TYPE = "task.condition_met"
 API_VERSION = "v1"
+_DIFF_HEADING = "Diff:"
 
 
 def notification_message(
@@ -37,8 +38,26 @@ def notification_message(
         lines += ["", "Sources:"]
         lines += [f"- {s['title'] or s['url']} ({s['url']})" for s in sources]
     if diff:
-        lines += ["", "Diff:", diff]
+        lines += ["", _DIFF_HEADING, diff]
     return "\n".join(lines)
+
+
+def diff_of_notification(
+    message: str, *, answer: str, change_summary: str | None, sources: list[dict[str, Any]]
+) -> str | None:
+    """The diff a notification message carries (what `notification_message` put at its end),
+    given the rest of what it was made from; None when it carries none. The diff is what
+    follows the last `<tail>\n\nDiff:\n`, where the tail is all the message but the task's
+    name (which may have changed since): a diff's lines are never empty (context lines start
+    with a space), so that marker cannot appear inside the diff itself."""
+    tail = notification_message(
+        task_name="", answer=answer, change_summary=change_summary, sources=sources
+    ).removeprefix(": ")
+    marker = f"{tail}\n\n{_DIFF_HEADING}\n"
+    at = message.rfind(marker)
+    if at < 0:
+        return None
+    return message[at + len(marker) :] or None
 
 
 def event(
