@@ -1,4 +1,4 @@
-"""Request and response bodies of the feed token routes (docs/api.md §8)."""
+"""Request and response bodies of the feed token routes (docs/api.md §7)."""
 
 from __future__ import annotations
 
