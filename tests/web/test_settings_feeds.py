@@ -27,18 +27,17 @@ async def test_feed_urls_are_shown_once_and_new_ones_stop_the_old(
     made = await as_alice.post("/settings/feeds/rotate")
     assert made.status_code == 200
     assert "shown only this once" in made.text
-    urls = FEED_URL.findall(made.text)
-    assert len(urls) == 2
-    everything, one_task = urls
+    everything, one_task, template = FEED_URL.findall(made.text)
     assert everything.endswith("/notifications.atom")
     assert one_task.endswith(f"/tasks/{task['id']}.atom")
+    assert template == one_task.replace(task["id"], "{task_id}")
     assert "&lt;b&gt;iPhone&lt;/b&gt;" in made.text  # the task's name, escaped
     assert (await read(anonymous, html.unescape(one_task))).feed.title == "Torale: <b>iPhone</b>"
     later = await as_alice.get("/settings/feeds")
     assert everything not in later.text
     assert "You have feed URLs, made" in later.text
     again = await as_alice.post("/settings/feeds/rotate")
-    [new, _] = FEED_URL.findall(again.text)
+    [new, _, _] = FEED_URL.findall(again.text)
     assert new != everything
     assert (await anonymous.get(everything)).status_code == 404
     await read(anonymous, new)
