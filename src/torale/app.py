@@ -21,6 +21,8 @@ from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
 from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
+from torale.feeds.router import feed_router
+from torale.feeds.router import router as feeds_router
 from torale.health import router as health_router
 from torale.logs import silence_secret_bearing_loggers
 from torale.metrics import Metrics, MetricsMiddleware
@@ -141,6 +143,8 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     app.include_router(executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502))
     app.include_router(watch_router, responses=AUTHENTICATED | error_responses(404, 413))
     app.include_router(webhooks_router, responses=AUTHENTICATED | error_responses(413))
+    app.include_router(feeds_router, responses=AUTHENTICATED | error_responses(413))
+    app.include_router(feed_router)
     app.include_router(health_router, responses=error_responses(413))
     app.include_router(metrics_router, responses=error_responses(401, 413))
     app.include_router(auth_router, responses=AUTHENTICATED | error_responses(404, 409, 413))

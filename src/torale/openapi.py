@@ -229,6 +229,16 @@ ADMIN_USER = USER | {
     "last_activity": "2026-09-10T07:00:38Z",
 }
 WEBHOOK_CONFIG = {"url": HOOK_URL, "secret": WEBHOOK_SECRET, "enabled": True}
+FEED_TOKEN_VALUE = "q8Zx1Vb0nRk3TfLw7HcYp2Gd9Ma5Je4Us6Ko_Ni-BtE"  # noqa: S105 - made up
+FEEDS_AT = f"https://torale.example.com/feeds/{FEED_TOKEN_VALUE}"
+FEED_TOKEN = {"active": True, "created_at": "2026-09-01T08:12:44Z"}
+NO_FEED_TOKEN = {"active": False, "created_at": None}
+FEED_TOKEN_CREATED = {
+    "token": FEED_TOKEN_VALUE,
+    "created_at": "2026-09-01T08:12:44Z",
+    "notifications_url": f"{FEEDS_AT}/notifications.atom",
+    "task_url_template": f"{FEEDS_AT}/tasks/{{task_id}}.atom",
+}
 
 
 def page(*items: Any, total: int | None = None) -> dict[str, Any]:
@@ -635,6 +645,17 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
             )
             | BAD_LIMIT
         },
+    ),
+    # feeds
+    ("GET", "/api/v1/feeds/token"): Documented(
+        success=ok("You have a feed token", FEED_TOKEN)
+        | {"none": example("No feed token (feeds are off)", NO_FEED_TOKEN)},
+    ),
+    ("POST", "/api/v1/feeds/token"): Documented(
+        success=ok("A new token and its feed URLs (shown only here)", FEED_TOKEN_CREATED),
+    ),
+    ("DELETE", "/api/v1/feeds/token"): Documented(
+        success=ok("Feeds are off: every feed URL answers 404", NO_FEED_TOKEN),
     ),
     # health
     ("GET", "/health"): Documented(

@@ -50,6 +50,9 @@ OPERATIONS: dict[str, Call[Any]] = {
     "rotate_webhook_secret": calls.rotate_webhook_secret(),
     "send_test_webhook": calls.send_test_webhook("https://hooks.example.com/"),
     "deliveries": calls.deliveries(1, 20, ID),
+    "feed_token": calls.feed_token(),
+    "rotate_feed_token": calls.rotate_feed_token(),
+    "delete_feed_token": calls.delete_feed_token(),
 }
 NOTIFIED = calls.task_executions(ID, 1, 20, notified=True)
 

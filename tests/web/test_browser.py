@@ -325,6 +325,14 @@ def test_docs_and_redoc_render_offline(browser: Browser, stage: Stage) -> None:
     w.assert_clean()
 
 
+# The controls of a page that have no label a screen reader could read.
+UNLABELLED = """Array.from(document.querySelectorAll(
+        'input:not([type=hidden]), select, textarea, button'))
+    .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+                 && !(c.tagName === 'BUTTON' && c.textContent.trim()))
+    .map(c => c.outerHTML.slice(0, 80))"""
+
+
 def test_phone_width_keyboard_and_focus(browser: Browser, stage: Stage) -> None:
     w = open_page(browser, stage, width=375)
     page = w.page
@@ -333,6 +341,14 @@ def test_phone_width_keyboard_and_focus(browser: Browser, stage: Stage) -> None:
         page.goto(stage.base_url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth")
         assert overflow <= 375, (path, overflow)
+    # The feeds page as it shows new URLs (long, one per task).
+    page.goto(stage.base_url + "/settings/feeds")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("form[action='/settings/feeds/rotate'] button")
+    page.wait_for_selector("#feed-all")
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    assert overflow <= 375, ("/settings/feeds", overflow)
+    assert page.evaluate(UNLABELLED) == [], "/settings/feeds with its URLs"
     page.goto(stage.base_url + "/tasks")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
@@ -340,14 +356,14 @@ def test_phone_width_keyboard_and_focus(browser: Browser, stage: Stage) -> None:
     page.keyboard.press("Tab")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
-    for path in ("/tasks/new", "/settings/api-keys", "/settings/webhooks", "/tasks"):
+    for path in (
+        "/tasks/new",
+        "/settings/api-keys",
+        "/settings/webhooks",
+        "/settings/feeds",
+        "/tasks",
+    ):
         page.goto(stage.base_url + path)
-        unlabelled = page.evaluate(
-            """Array.from(document.querySelectorAll(
-                   'input:not([type=hidden]), select, textarea, button'))
-               .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
-                            && !(c.tagName === 'BUTTON' && c.textContent.trim()))
-               .map(c => c.outerHTML.slice(0, 80))"""
-        )
+        unlabelled = page.evaluate(UNLABELLED)
         assert unlabelled == [], (path, unlabelled)
     w.assert_clean()

@@ -11,6 +11,8 @@ from torale.sdk.models import (
     DeliveryAttempt,
     Diff,
     Execution,
+    FeedToken,
+    FeedTokenCreated,
     Page,
     PreviewResult,
     SourceSnapshot,
@@ -124,3 +126,15 @@ def send_test_webhook(url: str | None) -> Call[WebhookTestResult]:
 def deliveries(page: int, limit: int, task_id: uuid.UUID | str | None) -> Call[Any]:
     params = {"page": page, "limit": limit, "task_id": _id(task_id) if task_id else None}
     return call("GET", "/api/v1/webhooks/deliveries", Page[DeliveryAttempt], params=params)
+
+
+def feed_token() -> Call[FeedToken]:
+    return call("GET", "/api/v1/feeds/token", FeedToken)
+
+
+def rotate_feed_token() -> Call[FeedTokenCreated]:
+    return call("POST", "/api/v1/feeds/token", FeedTokenCreated)
+
+
+def delete_feed_token() -> Call[FeedToken]:
+    return call("DELETE", "/api/v1/feeds/token", FeedToken)

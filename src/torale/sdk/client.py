@@ -26,6 +26,8 @@ from torale.sdk.models import (
     DeliveryAttempt,
     Diff,
     Execution,
+    FeedToken,
+    FeedTokenCreated,
     NotifyBehavior,
     Page,
     PreviewResult,
@@ -227,6 +229,21 @@ class Webhooks(_Sync):
         return result
 
 
+class Feeds(_Sync):
+    """Your Atom feeds' token. It is stored as a hash: only `rotate()` shows it (and the URLs)."""
+
+    def token(self) -> FeedToken:
+        return self._run(calls.feed_token())
+
+    def rotate(self) -> FeedTokenCreated:
+        """A new token (the old feed URLs stop at once), with the feed URLs that carry it."""
+        return self._run(calls.rotate_feed_token())
+
+    def turn_off(self) -> FeedToken:
+        """Remove the token: every feed URL stops until `rotate()` makes a new one."""
+        return self._run(calls.delete_feed_token())
+
+
 class Auth(_Sync):
     def me(self) -> User:
         return self._run(calls.me())
@@ -260,6 +277,7 @@ class Torale:
         )
         self.tasks = Tasks(self)
         self.webhooks = Webhooks(self)
+        self.feeds = Feeds(self)
         self.auth = Auth(self)
 
     def close(self) -> None:
@@ -393,6 +411,21 @@ class AsyncWebhooks(_Async):
         return result
 
 
+class AsyncFeeds(_Async):
+    """Your Atom feeds' token. It is stored as a hash: only `rotate()` shows it (and the URLs)."""
+
+    async def token(self) -> FeedToken:
+        return await self._run(calls.feed_token())
+
+    async def rotate(self) -> FeedTokenCreated:
+        """A new token (the old feed URLs stop at once), with the feed URLs that carry it."""
+        return await self._run(calls.rotate_feed_token())
+
+    async def turn_off(self) -> FeedToken:
+        """Remove the token: every feed URL stops until `rotate()` makes a new one."""
+        return await self._run(calls.delete_feed_token())
+
+
 class AsyncAuth(_Async):
     async def me(self) -> User:
         return await self._run(calls.me())
@@ -426,6 +459,7 @@ class ToraleAsync:
         )
         self.tasks = AsyncTasks(self)
         self.webhooks = AsyncWebhooks(self)
+        self.feeds = AsyncFeeds(self)
         self.auth = AsyncAuth(self)
 
     async def aclose(self) -> None:

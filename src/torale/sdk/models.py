@@ -292,6 +292,25 @@ class DeliveryAttempt(Model):
     attempt: int
 
 
+# --- feeds ---------------------------------------------------------------------------------
+
+
+class FeedToken(Model):
+    active: bool
+    created_at: datetime | None
+
+
+class FeedTokenCreated(Model):
+    token: str = Field(repr=False)  # the secret itself: kept out of reprs (and so out of logs)
+    created_at: datetime
+    notifications_url: str = Field(repr=False)  # carries the token
+    task_url_template: str = Field(repr=False)
+
+    def task_url(self, task_id: uuid.UUID | str) -> str:
+        """The Atom feed of one task's notifications."""
+        return self.task_url_template.replace("{task_id}", str(uuid.UUID(str(task_id))))
+
+
 # --- sources and diffs ---------------------------------------------------------------------
 
 
