@@ -182,15 +182,33 @@ def watched_texts(current_state: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 _NEXT_CHECK = re.compile(r"; (?=[✓✗] )")
+# The engine names conditions tersely (watch.rules); the page words them as the task page does.
+_CHECK_WORDS = (
+    ("number ", "price "),
+    ("text not_contains ", "the text does not contain "),
+    ("text contains ", "the text contains "),
+    ("text matches ", "the text matches "),
+)
+
+
+def _check_words(check: str) -> str:
+    for terse, words in _CHECK_WORDS:
+        if check.startswith(terse):
+            return words + check[len(terse) :]
+    return check
 
 
 def rule_checks(reasoning: str) -> list[tuple[str, list[tuple[bool, str]]]]:
     """A rules run's reasoning (a line per target: `target: ✓ …; ✗ …`) as (target, [(held,
-    condition)])."""
+    condition in words)])."""
     found = []
     for line in reasoning.splitlines():
         label, _, rest = line.partition(": ")
-        checks = [(part.startswith("✓"), part[2:]) for part in _NEXT_CHECK.split(rest) if part]
+        checks = [
+            (part.startswith("✓"), _check_words(part[2:]))
+            for part in _NEXT_CHECK.split(rest)
+            if part
+        ]
         found.append((label, checks))
     return found
 

@@ -16,20 +16,12 @@ MAX_ROWS = 20
 _MAX_CHARS = 5000
 
 MODES = (
-    (
-        "model",
-        "AI model",
-        "Searches the web, reads the pages and judges a condition written in plain words.",
-    ),
-    (
-        "change",
-        "Page changes",
-        "Tells you when the watched text of a page changes. No model needed.",
-    ),
+    ("model", "AI model", "Searches the web and judges a condition written in plain words."),
+    ("change", "Page changes", "Tells you when a page's watched text changes. No model needed."),
     (
         "rules",
         "Rules",
-        "Tells you when a page shows a phrase, or its price crosses a number. No model needed.",
+        "Tells you when a phrase appears or a price crosses a line. No model needed.",
     ),
 )
 NO_MODEL_HINT = (
