@@ -75,7 +75,87 @@ def seed(s: Stage) -> dict[str, str]:
     s.api(key, "PATCH", f"/api/v1/tasks/{ids['Berlin marathon entries']}", {"state": "paused"})
     s.api(key, "PUT", "/api/v1/webhooks/config", {"url": s.receiver.url + "/all"})
     s.new_user("dana@example.com")
+    ids.update(seed_watching(s))
     return ids
+
+
+def shop(price: str, stock: str) -> str:
+    return f"""<html><head><title>Espresso machine | Example Shop</title></head><body>
+<nav>Home · Coffee · Cart (session 81723)</nav><main><h1>Lelit Anna espresso machine</h1>
+<div id="offer"><p class="price">{price}</p><p class="stock">{stock}</p>
+<p class="delivery">Delivery in 2 to 3 days</p></div>
+<p>Free delivery on orders over €20.</p></main><footer>Example Shop</footer></body></html>"""
+
+
+def seed_watching(s: Stage) -> dict[str, str]:
+    """A change task whose page changed between its runs (so its history has a diff) and a
+    rules task: pages watched without a model."""
+    key = s.admin_key
+    s.web.set_page("/shop/espresso", shop("€1.249,00", "In stock"))
+    page = s.page_url("/shop/espresso")
+    change = s.api(
+        key,
+        "POST",
+        "/api/v1/tasks",
+        {
+            "name": "Espresso machine offer",
+            "urls": [{"url": page, "selector": "#offer"}],
+            "mode": "change",
+            "change": {"ignore_lines": ["^Delivery in"]},
+            "schedule": "0 */6 * * *",
+            "timezone": "Europe/Berlin",
+            "notify_behavior": "always",
+            "notifications": [{"type": "webhook", "url": s.receiver.url + "/hook"}],
+        },
+    )
+    s.api(key, "POST", f"/api/v1/tasks/{change['id']}/execute?wait=true")
+    s.web.set_page("/shop/espresso", shop("€1.149,00", "Only 2 left"))
+    s.api(key, "POST", f"/api/v1/tasks/{change['id']}/execute?wait=true")
+    rules = s.api(
+        key,
+        "POST",
+        "/api/v1/tasks",
+        {
+            "name": "Espresso machine under €1,200",
+            "urls": [{"url": page, "selector": ".price"}],
+            "rules": {
+                "match": "all",
+                "conditions": [{"kind": "number", "op": "<", "value": 1200}],
+            },
+            "schedule": "0 9 * * *",
+            "timezone": "Europe/Berlin",
+            "notify_behavior": "once",
+        },
+    )
+    s.api(key, "POST", f"/api/v1/tasks/{rules['id']}/execute?wait=true")
+    return {"change": change["id"], "rules": rules["id"]}
+
+
+def new_watch_forms(page: Page, s: Stage, variant: str) -> None:
+    """The form in its two modes that need no model, each with a preview."""
+    url = s.page_url("/shop/espresso")
+    page.goto(s.base_url + "/tasks/new")
+    page.click("label:has(#mode-change)")
+    page.fill("#url_0", url)
+    page.fill("#selector_0", "#offer")
+    page.fill("#ignore_lines", "^Delivery in")
+    page.fill("#name", "Espresso machine offer")
+    page.click("button:has-text('Preview')")
+    page.wait_for_selector(".verdict")
+    shoot(page, "task-new-change", variant)
+    page.goto(s.base_url + "/tasks/new")
+    page.click("label:has(#mode-rules)")
+    page.fill("#url_0", url)
+    page.fill("#selector_0", "#offer")
+    page.select_option("#rule_op_0", "<")
+    page.fill("#rule_value_0", "1200")
+    page.click("button:has-text('Add a condition')")
+    page.wait_for_selector("#rule_op_1")
+    page.select_option("#rule_op_1", "not_contains")
+    page.fill("#rule_value_1", "Sold out")
+    page.click("button:has-text('Preview')")
+    page.wait_for_selector(".verdict")
+    shoot(page, "task-new-rules", variant)
 
 
 def shoot(page: Page, name: str, variant: str) -> None:
@@ -107,8 +187,15 @@ def capture(browser: Browser, s: Stage, ids: dict[str, str], size: str, scheme: 
     page.click("button:has-text('Preview')")
     page.wait_for_selector(".verdict")
     shoot(page, "task-new", variant)
+    new_watch_forms(page, s, variant)
     page.goto(s.base_url + f"/tasks/{ids['iPhone 18 release date']}")
     shoot(page, "task", variant)
+    page.goto(s.base_url + f"/tasks/{ids['change']}")
+    page.click("summary:has-text('Show what changed')")
+    page.wait_for_selector(".diff-line")
+    shoot(page, "task-change", variant)
+    page.goto(s.base_url + f"/tasks/{ids['rules']}")
+    shoot(page, "task-rules", variant)
     page.goto(s.base_url + "/settings/api-keys")
     page.fill("#key-name", "laptop")
     page.click("button:has-text('Create key')")
