@@ -113,9 +113,21 @@ _DESCRIPTIONS = {
 }
 
 
+# The schema of ErrorBody in the OpenAPI document (torale.openapi.install puts it there). A
+# reference rather than `"model": ErrorBody`: FastAPI builds a response field for every model
+# named in `responses`, for each route of each app it makes, and these are on every route.
+ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, in the documented shape."""
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+    return {
+        code: {
+            "description": _DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": ERROR_BODY_REF}},
+        }
+        for code in codes
+    }
 
 
 # What every authenticated route may answer besides its own errors.

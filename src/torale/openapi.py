@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from torale.db.database import CommitOutcomeUnknownError
 from torale.engine.evaluate import NO_MODEL_FOR_MODE
+from torale.errors import ErrorBody
 from torale.middleware import BodyTooLargeError
 from torale.notify.outbox import notification_message
 from torale.tasks.schedule import ACCEPTED
@@ -993,7 +994,10 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_examples(generate())
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
+            app.openapi_schema = add_examples(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
