@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, field_validator
 from torale.config import Settings
 from torale.engine.retry import with_retries
 from torale.inputs import clean_json
+from torale.net import default_tls
 
 if TYPE_CHECKING:
     # pydantic-ai and the provider SDKs are large: loaded on the first evaluation, not at start.
@@ -341,7 +342,7 @@ class Evaluator:
         return name
 
     def _model(self, name: str) -> Model:
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
         from pydantic_ai.models import infer_model
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
@@ -354,6 +355,8 @@ class Evaluator:
                 api_key=key,
                 max_retries=0,  # retried here, with the same policy as everything else
                 timeout=settings.model_timeout_seconds,
+                # The process's TLS settings, not a CA bundle loaded again for each client.
+                http_client=DefaultAsyncHttpxClient(verify=default_tls()),
             )
             return OpenAIChatModel(
                 name.removeprefix("openai:"), provider=OpenAIProvider(openai_client=client)
