@@ -343,6 +343,32 @@ def test_the_identity_policy_trusts_the_issuer_host_only() -> None:
     assert OutboundPolicy.from_settings(https, purpose="pages").trusted_hosts == frozenset()
 
 
+def test_the_jwks_policy_trusts_the_key_set_host_only() -> None:
+    from torale.config import Settings
+
+    settings = Settings(
+        _env_file=None,
+        jwt_issuer="https://idp.example",
+        jwt_jwks_url="http://Keys.Intranet.:8080/jwks.json",
+        oidc_issuer="https://idp.example",
+        oidc_client_id="torale",
+    )
+    policy = OutboundPolicy.from_settings(settings, purpose="jwks")
+    assert policy.trusted_hosts == {"keys.intranet"}
+    assert policy.allow_http  # the operator's JWKS URL is http
+    policy.check_url("http://keys.intranet:8080/jwks.json")
+    with pytest.raises(UnsafeURLError):
+        policy.check_url("http://localhost:8080/jwks.json")
+    # Each purpose trusts its own URL's host, not the other's.
+    identity = OutboundPolicy.from_settings(settings, purpose="identity")
+    assert identity.trusted_hosts == {"idp.example"}
+    assert not identity.allow_http
+    https = Settings(
+        _env_file=None, jwt_issuer="https://idp.example", jwt_jwks_url="https://idp.example/k"
+    )
+    assert not OutboundPolicy.from_settings(https, purpose="jwks").allow_http
+
+
 async def test_allowed_networks_accept_mapped_addresses() -> None:
     policy = OutboundPolicy(allowed_networks=(IPv4Network("10.0.5.0/24"), IPv6Network("fd00::/8")))
     assert policy.address_allowed("10.0.5.7")

@@ -56,19 +56,6 @@ user's keys share them); failed authentication is throttled per client address.
 """
 
 
-def _jwt_verifier(settings: Settings) -> JWTVerifier | None:
-    if not settings.jwt_enabled:
-        return None
-    assert settings.jwt_issuer
-    assert settings.jwt_jwks_url
-    return JWTVerifier(
-        issuer=settings.jwt_issuer,
-        jwks_url=settings.jwt_jwks_url,
-        audience=settings.jwt_audience,
-        cache_seconds=settings.jwks_cache_seconds,
-    )
-
-
 def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
     """The API process's state: the background services and the web parts on them."""
     services = build_services(settings, dispatch=dispatch)
@@ -76,7 +63,7 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
         settings.rate_limits, settings.redis_url, failure_spec=settings.auth_failure_limits
     )
     key_usage = KeyUsageRecorder()
-    jwt = _jwt_verifier(settings)
+    jwt = JWTVerifier.from_settings(settings)
     key_lookup = KeyLookup(services.database)
     return AppState(
         **{field.name: getattr(services, field.name) for field in fields(Services)},

@@ -1,4 +1,5 @@
-"""Outbound HTTP policy shared by page fetches and webhooks.
+"""Outbound HTTP policy shared by page fetches, notifications and the identity provider
+(sign-in and the sign-in tokens' keys).
 
 Torale fetches URLs that users type, so it must not become a way into the network it runs in.
 Requests to private, loopback, link-local, multicast, reserved and cloud-metadata addresses are
@@ -30,9 +31,11 @@ not only each read, and an answer Torale does not need whole is read no further 
 ``OutboundPolicy.from_settings`` is the one way to build the policy from the settings.
 
 Hosts the operator configured may be trusted by name (``trusted_hosts``): the identity
-provider's issuer host (TORALE_OIDC_ISSUER) is reached whatever address it resolves to, as an
-intranet Keycloak must be, without opening private networks to the URLs users type. Every other
-host, including endpoints the provider's discovery document names elsewhere, is judged as usual.
+provider's issuer host (TORALE_OIDC_ISSUER) and the host of the sign-in tokens' key set
+(TORALE_JWT_JWKS_URL) are reached whatever address they resolve to, as an intranet Keycloak
+must be, without opening private networks to the URLs users type. Every other host, including
+endpoints the provider's discovery document names elsewhere and the targets of redirects, is
+judged as usual.
 """
 
 from __future__ import annotations
@@ -133,18 +136,21 @@ class OutboundPolicy:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, purpose: Literal["pages", "notifications", "identity"]
+        cls, settings: Settings, *, purpose: Literal["pages", "notifications", "identity", "jwks"]
     ) -> OutboundPolicy:
         """The policy for requests made for `purpose`: pages (and searches) may use plain
-        http; notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so; the identity
-        provider only when its issuer URL is http, and its issuer host is trusted."""
-        if purpose == "identity":
-            issuer = urlsplit(settings.oidc_issuer or "")
+        http; notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so. The identity
+        provider (TORALE_OIDC_ISSUER) and the sign-in tokens' key set (TORALE_JWT_JWKS_URL)
+        are URLs the operator named: plain http only when that URL is http, and its host is
+        trusted."""
+        if purpose in ("identity", "jwks"):
+            url = settings.oidc_issuer if purpose == "identity" else settings.jwt_jwks_url
+            named = urlsplit(url or "")
             return cls(
-                allow_http=issuer.scheme == "http",
+                allow_http=named.scheme == "http",
                 allow_private=settings.allow_private_networks,
                 allowed_networks=settings.allowed_network_list,
-                trusted_hosts=frozenset({_host_key(issuer.hostname)} if issuer.hostname else ()),
+                trusted_hosts=frozenset({_host_key(named.hostname)} if named.hostname else ()),
             )
         return cls(
             allow_http=purpose == "pages" or settings.allow_http_webhooks,

@@ -1,6 +1,11 @@
 """`make screenshots`: every page of the web app at 1280 px and 375 px, light and dark, into
 docs/screenshots/. Runs a real `torale serve` against local fakes (tests/web/stage.py) and
-Debian's Chromium (TORALE_TEST_CHROMIUM, default /usr/bin/chromium)."""
+Debian's Chromium (TORALE_TEST_CHROMIUM, default /usr/bin/chromium); the sign-in page with an
+identity provider's button (`signin-oidc`) on a second server configured with the local OpenID
+provider (tests/fixtures/oidc_provider.py).
+
+`make screenshots PAGES="signin-oidc settings-feeds"` (or `python -m tests.web.screenshots
+NAME …`) writes only the pictures with those names; the pages are visited all the same."""
 
 from __future__ import annotations
 
@@ -11,10 +16,14 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.fixtures.engine import MET
+from tests.fixtures.jwks import new_key
+from tests.fixtures.oidc_provider import running_provider
 from tests.web.stage import CHROMIUM, Stage, stage
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WIDTHS = {"desktop": (1280, 860), "phone": (375, 780)}
+# The pictures to write (by name, e.g. "signin"); empty: all of them.
+ONLY: set[str] = set()
 
 
 def seed(s: Stage) -> dict[str, str]:
@@ -159,6 +168,8 @@ def new_watch_forms(page: Page, s: Stage, variant: str) -> None:
 
 
 def shoot(page: Page, name: str, variant: str) -> None:
+    if ONLY and name not in ONLY:
+        return
     page.wait_for_load_state("networkidle")
     page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar at the top of the picture
     page.screenshot(path=str(OUT / f"{name}-{variant}.png"), full_page=True)
@@ -174,6 +185,7 @@ def capture(browser: Browser, s: Stage, ids: dict[str, str], size: str, scheme: 
         locale="en-GB",
     )
     page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "Make new feed URLs?" after the first
     page.goto(s.base_url + "/signin")
     shoot(page, "signin", variant)
     page.fill("#api_key", s.admin_key)
@@ -204,6 +216,10 @@ def capture(browser: Browser, s: Stage, ids: dict[str, str], size: str, scheme: 
     page.click("button:has-text('Send test')")
     page.wait_for_selector("#test-result .alert")
     shoot(page, "settings-webhooks", variant)
+    page.goto(s.base_url + "/settings/feeds")
+    page.click("form[action='/settings/feeds/rotate'] button")
+    page.wait_for_selector("#feed-all")
+    shoot(page, "settings-feeds", variant)
     for path, name in (
         ("/manage", "admin"),
         ("/manage/users", "admin-users"),
@@ -221,7 +237,46 @@ def capture(browser: Browser, s: Stage, ids: dict[str, str], size: str, scheme: 
     context.close()
 
 
-def main() -> int:
+def capture_provider_signin(browser: Browser, s: Stage, size: str, scheme: str) -> None:
+    width, height = WIDTHS[size]
+    variant = f"{width}" + ("-dark" if scheme == "dark" else "")
+    context = browser.new_context(
+        viewport={"width": width, "height": height},
+        color_scheme=scheme,  # type: ignore[arg-type]
+        locale="en-GB",
+    )
+    page = context.new_page()
+    page.goto(s.base_url + "/signin")
+    page.wait_for_selector(".signin-provider")
+    shoot(page, "signin-oidc", variant)
+    context.close()
+
+
+def with_provider(browser: Browser, s: Stage, data_dir: Path) -> None:
+    """A second server, with sign-in through the local OpenID provider: its sign-in page."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with running_provider(new_key("screenshots")) as provider:
+        settings = provider.settings() | {"oidc_name": "Example SSO"}
+        own = Stage(
+            data_dir,
+            s.model,
+            s.search,
+            s.web,
+            s.receiver,
+            extra_env={f"TORALE_{name.upper()}": str(value) for name, value in settings.items()},
+        )
+        own.start()
+        try:
+            provider.redirect_uris = [own.base_url + "/signin/oidc/callback"]
+            for size in ("desktop", "phone"):
+                for scheme in ("light", "dark"):
+                    capture_provider_signin(browser, own, size, scheme)
+        finally:
+            own.stop()
+
+
+def main(names: list[str]) -> int:
+    ONLY.update(names)
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, stage(Path(tmp) / "data") as s:
         s.answer(
@@ -240,10 +295,12 @@ def main() -> int:
             for size in ("desktop", "phone"):
                 for scheme in ("light", "dark"):
                     capture(browser, s, ids, size, scheme)
+            if not ONLY or "signin-oidc" in ONLY:
+                with_provider(browser, s, Path(tmp) / "with-provider")
             browser.close()
     print(f"screenshots written to {OUT}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
