@@ -32,6 +32,7 @@ from torale.sdk.models import (
     SourceSnapshot,
     Task,
     TaskState,
+    TaskSuggestion,
     User,
     WebhookConfig,
     WebhookTestResult,
@@ -202,6 +203,11 @@ class Tasks(_Sync):
         )
         return self._run(calls.preview(fields))
 
+    def suggest(self, prompt: str) -> TaskSuggestion:
+        """A task drafted by the server's model from `prompt` (nothing is saved): create it
+        with `create(**suggestion.task.fields())`."""
+        return self._run(calls.suggest_task(prompt))
+
 
 class Webhooks(_Sync):
     def get_config(self) -> WebhookConfig:
@@ -368,6 +374,10 @@ class AsyncTasks(_Async):
             config=config,
         )
         return await self._run(calls.preview(fields))
+
+    async def suggest(self, prompt: str) -> TaskSuggestion:
+        """A task drafted by the server's model from `prompt` (nothing is saved)."""
+        return await self._run(calls.suggest_task(prompt))
 
 
 class AsyncWebhooks(_Async):
