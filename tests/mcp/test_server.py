@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from mcp import Client
 
@@ -17,7 +16,6 @@ from tests.fixtures.api_server import Api, MakeUser
 from tests.fixtures.engine import DRAFT, MET
 from tests.fixtures.mcp import TOOL_NAMES, call, http_session, stdio_session
 from tests.fixtures.sdk_examples import CONDITION, QUERY, UNKNOWN_ID
-from torale.auth.authenticate import INVALID_KEY, MISSING_CREDENTIALS
 from torale.openapi import UNKNOWN_ID as UNKNOWN_ID_MESSAGE
 from torale.sdk import Torale
 from torale.tasks.schemas import TaskCreate
@@ -164,74 +162,3 @@ async def test_refusals_carry_the_apis_message(session: Session, user_key: str) 
         conflict = await call(client, "pause_task", task_id=task["id"])
         assert conflict.error == "A completed task cannot become paused (HTTP 409)"
         assert (await call(client, "list_tasks")).value["total"] == 1  # nothing else was made
-
-
-async def test_http_refuses_a_missing_or_revoked_key(api: Api, user_key: str) -> None:
-    key = user_key
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the client gives up on a 401
-        async with http_session(api.url, None) as client:
-            await client.list_tools()
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    headers = {"Accept": "application/json, text/event-stream"}
-    missing = httpx.post(f"{api.url}/mcp", json=body, headers=headers, timeout=30)
-    assert missing.status_code == 401
-    assert missing.json() == {"detail": MISSING_CREDENTIALS}
-    assert missing.headers["www-authenticate"] == "Bearer"
-
-    async with http_session(api.url, key) as client:
-        assert (await call(client, "list_tasks")).value["total"] == 0
-        revoke(api, key)
-        with pytest.raises(Exception):  # noqa: B017, PT011 - the next request is a 401
-            await client.call_tool("list_tasks", {})
-    revoked = httpx.post(
-        f"{api.url}/mcp", json=body, headers=headers | {"Authorization": f"Bearer {key}"}
-    )
-    assert revoked.status_code == 401
-    assert revoked.json() == {"detail": INVALID_KEY}
-
-
-async def test_http_answers_carry_the_rate_limit_headers(api: Api, user_key: str) -> None:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    headers = {
-        "Accept": "application/json, text/event-stream",
-        "Authorization": f"Bearer {user_key}",
-    }
-    answer = httpx.post(f"{api.url}/mcp", json=body, headers=headers, timeout=30)
-    assert answer.status_code == 200, answer.text
-    assert [t["name"] for t in answer.json()["result"]["tools"]] == TOOL_NAMES
-    assert answer.headers["x-ratelimit-limit"] == "100000"
-    assert int(answer.headers["x-ratelimit-remaining"]) < 100000
-
-
-async def test_stdio_refuses_a_revoked_key(api: Api, user_key: str, tmp_path: Path) -> None:
-    key = user_key
-    async with stdio_session(api.url, key, tmp_path) as client:
-        assert (await call(client, "list_tasks")).value["total"] == 0
-        revoke(api, key)
-        refused = await call(client, "list_tasks")
-        assert refused.error == f"{INVALID_KEY} (HTTP 401)"
-
-
-def test_stdio_without_a_key_says_what_to_set(api: Api, tmp_path: Path) -> None:
-    import subprocess
-
-    from tests.fixtures.mcp import stdio_parameters
-
-    parameters = stdio_parameters(api.url, None, tmp_path)
-    done = subprocess.run(
-        [parameters.command, *parameters.args],
-        env=parameters.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert done.stdout == ""  # stdout is the protocol's
-    assert "`torale mcp` needs an API key: set TORALE_API_KEY" in done.stderr
-
-
-def revoke(api: Api, key: str) -> None:
-    with Torale(api_key=key, api_url=api.url) as sdk:
-        (mine,) = [k for k in sdk.auth.api_keys() if key.startswith(k.key_prefix)]
-        sdk.auth.revoke_api_key(mine.id)

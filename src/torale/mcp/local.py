@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from torale.auth.authenticate import MISSING_CREDENTIALS, bearer_credential, client_address
@@ -207,6 +208,27 @@ class LocalTools:
         return result
 
 
+# A JSON-RPC error code of the range left to servers: the request was refused before MCP.
+REFUSED = -32000
+
+
+def refusal(exc: Exception, where: str) -> JSONResponse:
+    """The API's answer to a request `/mcp` refuses (its status, headers and `{"detail"}`),
+    which is a JSON-RPC error as well, so that an MCP client shows the message rather than
+    only the status."""
+    answer = response_for(exc, where)
+    body = json.loads(bytes(answer.body))
+    if isinstance(body.get("detail"), str):
+        message = f"{body['detail']} (HTTP {answer.status_code})"
+        body |= {"jsonrpc": "2.0", "id": None, "error": {"code": REFUSED, "message": message}}
+    headers = {
+        name: value
+        for name, value in answer.headers.items()
+        if name not in ("content-length", "content-type")
+    }
+    return JSONResponse(body, status_code=answer.status_code, headers=headers)
+
+
 class McpEndpoint:
     """The ASGI app at `/mcp`: the caller authenticated as for any API route, then the MCP
     server (started on first use, stopped with the app: `close`)."""
@@ -225,7 +247,7 @@ class McpEndpoint:
                 bearer_credential(scope), client_address(scope)
             )
         except Exception as exc:
-            await response_for(exc, f"{scope.get('method')} /mcp")(scope, receive, send)
+            await refusal(exc, f"{scope.get('method')} /mcp")(scope, receive, send)
             return
         state = scope_state(scope)
         if admission.rate_limit_headers:
