@@ -162,3 +162,29 @@ async def test_refusals_carry_the_apis_message(session: Session, user_key: str) 
         conflict = await call(client, "pause_task", task_id=task["id"])
         assert conflict.error == "A completed task cannot become paused (HTTP 409)"
         assert (await call(client, "list_tasks")).value["total"] == 1  # nothing else was made
+
+
+def test_the_readmes_client_configurations_name_what_the_tests_use() -> None:
+    """The README's JSON snippets: stdio starts `torale mcp` with the two variables the tests
+    set, HTTP goes to `/mcp` with the bearer header the tests send."""
+    import json
+    import re
+
+    from tests.sdk.readme import FENCE, section
+
+    blocks = [
+        json.loads(code)["mcpServers"]["torale"]
+        for lang, code in FENCE.findall(section("Use it from an AI assistant (MCP)"))
+        if lang == "json"
+    ]
+    stdio = [b for b in blocks if "command" in b]
+    http = [b for b in blocks if "url" in b]
+    assert len(stdio) == 1
+    assert len(http) == 2
+    assert (stdio[0]["command"], stdio[0]["args"]) == ("torale", ["mcp"])
+    assert set(stdio[0]["env"]) == {"TORALE_API_URL", "TORALE_API_KEY"}
+    for block in http:
+        assert block["url"].endswith("/mcp")
+        assert re.fullmatch(
+            r"Bearer \$\{(env:)?TORALE_API_KEY\}", block["headers"]["Authorization"]
+        )

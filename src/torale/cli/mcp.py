@@ -39,15 +39,13 @@ def mcp() -> None:
         )
         raise typer.Exit(1)
     try:
-        from torale.mcp.remote import TIMEOUT_SECONDS, serve
+        from torale.mcp.remote import TIMEOUT, serve
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] == "torale":
             raise
         err.print(f"[red]`torale mcp` needs the MCP library:[/red] {escape(INSTALL_MCP)}")
         raise typer.Exit(1) from None
-    client = ToraleAsync(
-        api_key=connection.api_key, api_url=connection.api_url, timeout=TIMEOUT_SECONDS
-    )
+    client = ToraleAsync(api_key=connection.api_key, api_url=connection.api_url, timeout=TIMEOUT)
 
     async def run() -> None:
         async with client:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from torale.mcp.server import Context, build_server
@@ -23,9 +24,9 @@ from torale.sdk.client import ToraleAsync
 from torale.sdk.errors import APIError
 from torale.sdk.transport import Call, asend, call
 
-# Long enough for run_task, which the server answers when the run has finished (at most its
-# run time limit and a margin).
-TIMEOUT_SECONDS = 900.0
+# Answers may take long (run_task is answered when the run has finished: at most the server's
+# run time limit and a margin); a server that does not take the connection is given up soon.
+TIMEOUT = httpx.Timeout(900.0, connect=10.0)
 PAGE_LIMIT = 20  # the API's default page size
 _UUID = TypeAdapter(uuid.UUID)
 

@@ -254,7 +254,7 @@ class Torale:
         self,
         api_key: str | None = None,
         api_url: str | None = None,
-        timeout: float = 60,
+        timeout: float | httpx.Timeout = 60,
         *,
         max_retries: int = 3,
     ) -> None:
@@ -424,7 +424,7 @@ class ToraleAsync:
         self,
         api_key: str | None = None,
         api_url: str | None = None,
-        timeout: float = 60,
+        timeout: float | httpx.Timeout = 60,
         *,
         max_retries: int = 3,
     ) -> None:
