@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import fields
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from torale import __version__
 from torale.admin.router import router as admin_router
@@ -25,6 +26,7 @@ from torale.feeds.router import feed_router
 from torale.feeds.router import router as feeds_router
 from torale.health import router as health_router
 from torale.logs import silence_secret_bearing_loggers
+from torale.mcp.local import McpEndpoint
 from torale.metrics import Metrics, MetricsMiddleware
 from torale.metrics import router as metrics_router
 from torale.middleware import (
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     settings = settings or Settings()
     silence_secret_bearing_loggers()  # whoever configured logging: no channel secret in it
     state = build_state(settings, dispatch=scheduler)
+    mcp = McpEndpoint(state, lambda: app.openapi())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +107,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
         try:
             yield
         finally:
+            await mcp.close()
             await state.dispatcher.stop()
             await state.scheduler.stop()
             flusher.cancel()
@@ -136,6 +140,8 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     app.include_router(metrics_router, responses=error_responses(401, 413))
     app.include_router(auth_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     app.include_router(admin_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
+    # The MCP server (Streamable HTTP), for AI assistants: the API's tools and credentials.
+    app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
     install_web(app)
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)

@@ -39,6 +39,7 @@ OPERATIONS: dict[str, Call[Any]] = {
     "execute_task": calls.execute_task(ID, True),
     "task_executions": calls.task_executions(ID, 1, 20, notified=False),
     "preview": calls.preview({}),
+    "suggest_task": calls.suggest_task("tell me when the next iPhone is announced"),
     "execution_sources": calls.execution_sources(ID, ID),
     "task_diff": calls.task_diff(ID, ID, ID),
     "me": calls.me(),

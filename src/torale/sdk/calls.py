@@ -17,6 +17,7 @@ from torale.sdk.models import (
     PreviewResult,
     SourceSnapshot,
     Task,
+    TaskSuggestion,
     User,
     WebhookConfig,
     WebhookTestResult,
@@ -84,6 +85,10 @@ def task_diff(
         "to": _id(to_execution) if to_execution else None,
     }
     return call("GET", f"{TASKS}/{_id(task_id)}/diff", Diff, params=params)
+
+
+def suggest_task(prompt: str) -> Call[TaskSuggestion]:
+    return call("POST", f"{TASKS}/suggest", TaskSuggestion, json={"prompt": prompt})
 
 
 def preview(fields: dict[str, Any]) -> Call[PreviewResult]:

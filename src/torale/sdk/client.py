@@ -34,6 +34,7 @@ from torale.sdk.models import (
     SourceSnapshot,
     Task,
     TaskState,
+    TaskSuggestion,
     User,
     WebhookConfig,
     WebhookTestResult,
@@ -204,6 +205,11 @@ class Tasks(_Sync):
         )
         return self._run(calls.preview(fields))
 
+    def suggest(self, prompt: str) -> TaskSuggestion:
+        """A task drafted by the server's model from `prompt` (nothing is saved): create it
+        with `create(**suggestion.task.fields())`."""
+        return self._run(calls.suggest_task(prompt))
+
 
 class Webhooks(_Sync):
     def get_config(self) -> WebhookConfig:
@@ -265,7 +271,7 @@ class Torale:
         self,
         api_key: str | None = None,
         api_url: str | None = None,
-        timeout: float = 60,
+        timeout: float | httpx.Timeout = 60,
         *,
         max_retries: int = 3,
     ) -> None:
@@ -387,6 +393,10 @@ class AsyncTasks(_Async):
         )
         return await self._run(calls.preview(fields))
 
+    async def suggest(self, prompt: str) -> TaskSuggestion:
+        """A task drafted by the server's model from `prompt` (nothing is saved)."""
+        return await self._run(calls.suggest_task(prompt))
+
 
 class AsyncWebhooks(_Async):
     async def get_config(self) -> WebhookConfig:
@@ -447,7 +457,7 @@ class ToraleAsync:
         self,
         api_key: str | None = None,
         api_url: str | None = None,
-        timeout: float = 60,
+        timeout: float | httpx.Timeout = 60,
         *,
         max_retries: int = 3,
     ) -> None:
