@@ -369,6 +369,31 @@ def test_the_jwks_policy_trusts_the_key_set_host_only() -> None:
     assert not OutboundPolicy.from_settings(https, purpose="jwks").allow_http
 
 
+def test_the_search_policy_trusts_the_configured_search_hosts_only() -> None:
+    from torale.config import Settings
+
+    settings = Settings(
+        _env_file=None,
+        searxng_url="http://SearXNG.Intranet:8888/",
+        tavily_api_key="tvly-key",
+        brave_url="https://brave.intranet",  # no Brave key: Brave is not used, not trusted
+    )
+    policy = OutboundPolicy.from_settings(settings, purpose="search")
+    assert policy.trusted_hosts == {"searxng.intranet", "api.tavily.com"}
+    assert policy.allow_http  # the operator's SearXNG URL is http
+    assert not policy.allow_private
+    policy.check_url("http://searxng.intranet:8888/search")
+    for refused in ("http://localhost:8888/search", "http://10.0.0.1/", "http://127.0.0.2/"):
+        with pytest.raises(UnsafeURLError):
+            policy.check_url(refused)
+    https = Settings(_env_file=None, searxng_url="https://search.example")
+    assert not OutboundPolicy.from_settings(https, purpose="search").allow_http
+    # Nothing configured (DuckDuckGo goes through its own client): nothing trusted, https only.
+    none = OutboundPolicy.from_settings(Settings(_env_file=None), purpose="search")
+    assert none.trusted_hosts == frozenset()
+    assert not none.allow_http
+
+
 async def test_allowed_networks_accept_mapped_addresses() -> None:
     policy = OutboundPolicy(allowed_networks=(IPv4Network("10.0.5.0/24"), IPv6Network("fd00::/8")))
     assert policy.address_allowed("10.0.5.7")

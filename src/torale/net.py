@@ -1,5 +1,5 @@
-"""Outbound HTTP policy shared by page fetches, notifications and the identity provider
-(sign-in and the sign-in tokens' keys).
+"""Outbound HTTP policy shared by page fetches, search APIs, notifications and the identity
+provider (sign-in and the sign-in tokens' keys).
 
 Torale fetches URLs that users type, so it must not become a way into the network it runs in.
 Requests to private, loopback, link-local, multicast, reserved and cloud-metadata addresses are
@@ -31,11 +31,12 @@ not only each read, and an answer Torale does not need whole is read no further 
 ``OutboundPolicy.from_settings`` is the one way to build the policy from the settings.
 
 Hosts the operator configured may be trusted by name (``trusted_hosts``): the identity
-provider's issuer host (TORALE_OIDC_ISSUER) and the host of the sign-in tokens' key set
-(TORALE_JWT_JWKS_URL) are reached whatever address they resolve to, as an intranet Keycloak
-must be, without opening private networks to the URLs users type. Every other host, including
-endpoints the provider's discovery document names elsewhere and the targets of redirects, is
-judged as usual.
+provider's issuer host (TORALE_OIDC_ISSUER), the host of the sign-in tokens' key set
+(TORALE_JWT_JWKS_URL) and the hosts of the search APIs (TORALE_SEARXNG_URL, TORALE_TAVILY_URL,
+TORALE_BRAVE_URL) are reached whatever address they resolve to, as an intranet Keycloak or
+SearXNG must be, without opening private networks to the URLs users type. Every other host,
+including endpoints the provider's discovery document names elsewhere and the targets of
+redirects, is judged as usual.
 """
 
 from __future__ import annotations
@@ -136,21 +137,32 @@ class OutboundPolicy:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, purpose: Literal["pages", "notifications", "identity", "jwks"]
+        cls,
+        settings: Settings,
+        *,
+        purpose: Literal["pages", "notifications", "identity", "jwks", "search"],
     ) -> OutboundPolicy:
-        """The policy for requests made for `purpose`: pages (and searches) may use plain
-        http; notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so. The identity
-        provider (TORALE_OIDC_ISSUER) and the sign-in tokens' key set (TORALE_JWT_JWKS_URL)
-        are URLs the operator named: plain http only when that URL is http, and its host is
-        trusted."""
-        if purpose in ("identity", "jwks"):
-            url = settings.oidc_issuer if purpose == "identity" else settings.jwt_jwks_url
-            named = urlsplit(url or "")
+        """The policy for requests made for `purpose`: pages may use plain http;
+        notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so. The identity provider
+        (TORALE_OIDC_ISSUER), the sign-in tokens' key set (TORALE_JWT_JWKS_URL) and the search
+        APIs (TORALE_SEARXNG_URL, and TORALE_TAVILY_URL / TORALE_BRAVE_URL when their key is
+        set) are URLs the operator named: plain http only when such a URL is http, and their
+        hosts are trusted."""
+        if purpose in ("identity", "jwks", "search"):
+            if purpose == "search":
+                urls = [
+                    settings.searxng_url,
+                    settings.tavily_url if settings.tavily_api_key is not None else None,
+                    settings.brave_url if settings.brave_api_key is not None else None,
+                ]
+            else:
+                urls = [settings.oidc_issuer if purpose == "identity" else settings.jwt_jwks_url]
+            named = [urlsplit(url) for url in urls if url]
             return cls(
-                allow_http=named.scheme == "http",
+                allow_http=any(parts.scheme == "http" for parts in named),
                 allow_private=settings.allow_private_networks,
                 allowed_networks=settings.allowed_network_list,
-                trusted_hosts=frozenset({_host_key(named.hostname)} if named.hostname else ()),
+                trusted_hosts=frozenset(_host_key(p.hostname) for p in named if p.hostname),
             )
         return cls(
             allow_http=purpose == "pages" or settings.allow_http_webhooks,

@@ -47,9 +47,10 @@ from torale.engine.fetch import (
     url_hash,
 )
 from torale.engine.search.base import SearchError, SearchResult
+from torale.engine.search.http import search_client
 from torale.engine.search.registry import search_provider
 from torale.executions import lifecycle
-from torale.net import OutboundPolicy, default_tls
+from torale.net import OutboundPolicy
 from torale.notify.outbox import notification_message, queue_notifications
 from torale.statuses import ExecutionStatus, TaskState, Trigger
 from torale.tasks import transitions
@@ -80,7 +81,7 @@ class Engine:
     write_lock: asyncio.Lock | None
     evaluator: Evaluator
     fetcher: Fetcher
-    http: httpx.AsyncClient  # for search APIs, which the operator configured
+    http: httpx.AsyncClient  # for search APIs: the outbound policy, their hosts trusted
     # Called after a run has committed notifications to send (the dispatcher's wake-up).
     on_queued: Callable[[], None] | None = None
 
@@ -98,7 +99,7 @@ class Engine:
             max_bytes=settings.fetch_max_bytes,
             max_chars=settings.max_source_chars,
         )
-        http = httpx.AsyncClient(timeout=settings.fetch_timeout_seconds, verify=default_tls())
+        http = search_client(settings)
         return cls(settings, sessions, write_lock, Evaluator(settings), fetcher, http)
 
     @property
