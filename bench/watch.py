@@ -70,6 +70,7 @@ SCENARIO_NAMES = {
     "noise": "200, only noise changed",
     "text": "200, the text changed",
 }
+SIZES = (50, 100, 200)
 GOALS_MS = {"static": 2.0, "same": 8.0, "noise": 30.0, "text": 30.0}  # per 100 KB page
 KINDS = ("selector", "page")
 KIND_NAMES = {"selector": f"selector `{SELECTOR}`", "page": "whole page (readable text)"}
@@ -431,7 +432,10 @@ async def worker_round(
         rows = (
             await session.execute(
                 select(
-                    Execution.status, Execution.condition_met, Execution.usage, Execution.completed_at
+                    Execution.status,
+                    Execution.condition_met,
+                    Execution.usage,
+                    Execution.completed_at,
                 ).where(Execution.task_id.in_(ids), Execution.created_at >= armed)
             )
         ).all()
@@ -633,7 +637,11 @@ def render_section(
     for kind in KINDS:
         for scenario in SCENARIOS:
             cells = [
-                _ms(_median(find(groups, mode="change", kind=kind, scenario=scenario, kb=kb).page_ms))
+                _ms(
+                    _median(
+                        find(groups, mode="change", kind=kind, scenario=scenario, kb=kb).page_ms
+                    )
+                )
                 for kb in (50, 100, 200)
             ]
             run = _median(find(groups, mode="change", kind=kind, scenario=scenario, kb=100).run_ms)
@@ -683,7 +691,7 @@ def render_section(
             )
         out += [
             "",
-            f"One `torale worker` process (the local scheduler, `TORALE_WORKER_CONCURRENCY` at "
+            "One `torale worker` process (the local scheduler, `TORALE_WORKER_CONCURRENCY` at "
             "its default, SQLite): all tasks of a row are made due at once and the row ends when "
             "the last check finished. Worker CPU from `/proc/<pid>/stat` (10 ms ticks over "
             "the whole row, so the scheduler's claims and the idle polls are in it). *Measured* "

@@ -34,11 +34,12 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SCENARIOS = ("static", "same", "noise", "text")
-WORDS = (
+VOCABULARY = (
     "espresso machine grinder portafilter steam wand boiler pressure crema roast bean milk "
     "frother warranty delivery stainless steel temperature shot double basket tamper descaling "
     "water tank capacity litre compact design quiet pump brew group heating seconds"
-).split()
+)
+WORDS = VOCABULARY.split()
 
 
 def _sentence(rng: random.Random, n: int) -> str:
@@ -63,7 +64,8 @@ def shop_page(kb: int, n: int) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="{{CSRF}}"><meta property="og:title" content="{title}">
 <meta name="description" content="{_sentence(rng, 18)}">
-<link rel="stylesheet" href="/static/shop.css"><link rel="preload" href="/static/app.js" as="script">
+<link rel="stylesheet" href="/static/shop.css">
+<link rel="preload" href="/static/app.js" as="script">
 <script type="application/ld+json">{json.dumps({"@type": "Product", "name": title})}</script>
 <script>window.__STATE__ = {json.dumps(state)};</script>
 </head><body>
@@ -80,7 +82,8 @@ def shop_page(kb: int, n: int) -> str:
     specs = (
         '<table class="specs">'
         + "".join(
-            f"<tr><th>{_sentence(rng, 2)}</th><td>{rng.randint(1, 99)} {rng.choice(WORDS)}</td></tr>"
+            f"<tr><th>{_sentence(rng, 2)}</th>"
+            f"<td>{rng.randint(1, 99)} {rng.choice(WORDS)}</td></tr>"
             for _ in range(25)
         )
         + "</table>\n"
@@ -182,7 +185,7 @@ LAST_MODIFIED = formatdate(time.time() - 86_400, usegmt=True)
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, format: str, *args: object) -> None:
         return
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
