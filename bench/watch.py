@@ -44,13 +44,20 @@ if str(REPO_DIR) not in sys.path:
 
 from sqlalchemy import func, select, update  # noqa: E402
 
-from common import RESULTS_FILE, cpu_ticks, free_port, section_markers, write_section  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS_FILE,
+    Machine,
+    cpu_ticks,
+    free_port,
+    section_markers,
+    write_section,
+)
 from torale.auth.service import create_user  # noqa: E402
 from torale.config import Settings  # noqa: E402
 from torale.db.database import create_engine, create_sessionmaker, session_scope  # noqa: E402
 from torale.db.migrate import upgrade  # noqa: E402
 from torale.db.models import Execution, ExecutionSource, SnapshotContent, Task  # noqa: E402
-from torale.engine.fetch import CachedPage, FetchedPage  # noqa: E402
+from torale.engine.fetch import CachedPage, FetchedPage, extract_text  # noqa: E402
 from torale.engine.run import Engine, run_execution  # noqa: E402
 from torale.statuses import Trigger  # noqa: E402
 from torale.tasks.schemas import TaskCreate  # noqa: E402
@@ -269,7 +276,7 @@ async def page_path_round(
 
 async def per_check(
     pages: Proc, model: Proc, *, per_group: int, rounds: int, profile: bool
-) -> tuple[list[Group], list[str]]:
+) -> tuple[list[Group], list[str], float]:
     data_dir = fresh_dir("checks")
     settings = settings_for(data_dir, model)
     groups: list[Group] = []
@@ -296,6 +303,7 @@ async def per_check(
     failures: list[str] = []
     caches: dict[str, tuple[dict[str, CachedPage], dict[str, str]]] = {}
     profiler = cProfile.Profile() if profile else None
+    machine = Machine().start()
     try:
         for round_ in range(rounds + 1):  # round 0: the first check of each task (a baseline)
             for group in groups:
@@ -318,6 +326,7 @@ async def per_check(
                 if profiler:
                     profiler.disable()
             log(f"  round {round_} of {rounds} done")
+        busy = machine.read()
         async with sessions() as session:
             for group in groups:
                 rows = (
@@ -336,7 +345,7 @@ async def per_check(
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
         (WORK_DIR / "profile-page-path.txt").write_text(out.getvalue())
         log(f"profile of the 100 KB page paths: {WORK_DIR / 'profile-page-path.txt'}")
-    return groups, failures
+    return groups, failures, busy
 
 
 def check_runs(group: Group, rows: Sequence[Any], rounds: int) -> list[str]:
@@ -360,6 +369,31 @@ def check_runs(group: Group, rows: Sequence[Any], rounds: int) -> list[str]:
     return problems
 
 
+def extraction_baseline(pages: Proc, repeats: int) -> dict[int, tuple[float, float]]:
+    """(ms now, ms before) to extract one page's readable text, by size: `extract_text`
+    against trafilatura's full extraction with its metadata, what a check did before the title
+    was read alone. Interleaved, median of `repeats`."""
+    import trafilatura
+
+    results = {}
+    for kb in SIZES:
+        body = httpx.get(f"{pages.url}/noise/{kb}/0", timeout=30).content
+        now: list[float] = []
+        before: list[float] = []
+        for _ in range(repeats + 1):
+            started = time.process_time()
+            extract_text(body, "text/html; charset=utf-8", "https://shop.example.com/")
+            now.append((time.process_time() - started) * 1000)
+            started = time.process_time()
+            trafilatura.bare_extraction(
+                body, url="https://shop.example.com/", with_metadata=True,
+                include_comments=False, include_tables=True,
+            )  # fmt: skip
+            before.append((time.process_time() - started) * 1000)
+        results[kb] = (_median(now[1:]), _median(before[1:]))
+    return results
+
+
 # --------------------------------------------------------------------------------------------
 # Part 2: one `torale worker` process and N tasks
 # --------------------------------------------------------------------------------------------
@@ -376,6 +410,7 @@ class WorkerRound:
     met: int
     not_modified: int
     model_calls: int
+    machine: float  # CPUs busy on the whole machine meanwhile
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -401,6 +436,7 @@ async def worker_round(
     sessions: Any, worker: subprocess.Popen[bytes], ids: list[uuid.UUID], mode: str, scenario: str
 ) -> WorkerRound:
     armed = dt.datetime.now(dt.UTC)
+    machine = Machine().start()
     before = cpu_ticks(worker.pid)
     async with session_scope(sessions) as session:
         await session.execute(
@@ -428,6 +464,7 @@ async def worker_round(
                 or 0
             )
     ticks = cpu_ticks(worker.pid) - before
+    busy = machine.read()
     async with sessions() as session:
         rows = (
             await session.execute(
@@ -452,6 +489,7 @@ async def worker_round(
         met=sum(bool(row.condition_met) for row in rows),
         not_modified=sum((row.usage or {}).get("pages_not_modified", 0) for row in rows),
         model_calls=sum((row.usage or {}).get("llm_calls", 0) for row in rows),
+        machine=busy,
     )
 
 
@@ -603,6 +641,8 @@ def find(groups: list[Group], **where: Any) -> Group:
 
 def render_section(
     groups: list[Group],
+    busy: float,
+    extraction: dict[int, tuple[float, float]],
     worker: list[WorkerRound],
     storage: Storage | None,
     args: argparse.Namespace,
@@ -651,6 +691,21 @@ def render_section(
             )
     out += [
         "",
+        "Extracting the readable text alone, in the same run (median of "
+        f"{args.rounds} interleaved repeats): what `extract_text` costs now, against "
+        "trafilatura's full extraction with its metadata (dates, authors, categories …), which "
+        "is what every check of a changed or validator-less page paid before the title was "
+        "read alone:",
+        "",
+        "| Page size | `extract_text` | full extraction with metadata (before) | now / before |",
+        "|---:|---:|---:|---:|",
+        *[
+            f"| {kb} KB | {_ms(now)} | {_ms(before)} | {now / before:.2f} |"
+            for kb, (now, before) in extraction.items()
+        ],
+    ]
+    out += [
+        "",
         "### The same checks as model tasks (local fake model), 100 KB",
         "",
         "| Page | Scenario | change task, whole check | model task, whole check | model / change |",
@@ -672,7 +727,10 @@ def render_section(
         "alike. The engine runs in the benchmark's process (SQLite in a fresh data directory, "
         "the product's `Engine.build`); the pages and the fake model are other processes, so "
         "their CPU is not counted. Tasks have no notification channels (sending is not "
-        "measured). Per-round figures: `bench/.work/watch/results.json`.",
+        "measured). Per-round figures: `bench/.work/watch/results.json`. The whole machine "
+        f"(every process, ours or not) had {busy:.2f} of its {os.cpu_count()} CPUs busy on "
+        "average meanwhile: CPU time per check grows a little on a crowded machine (caches, "
+        "hyperthreads), so compare rows of one run rather than runs.",
     ]
     if worker and storage:
         out += [
@@ -681,13 +739,14 @@ def render_section(
             f"({args.worker_kb} KB pages, readable text)",
             "",
             "| Tasks | Scenario | worker CPU per check | checks/s on one core (1 / CPU) | "
-            "checks/s measured | model calls |",
-            "|---|---|---:|---:|---:|---:|",
+            "checks/s measured | model calls | machine CPUs busy |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         for r in worker:
             out.append(
                 f"| {r.mode} | {SCENARIO_NAMES[r.scenario]} | {_ms(r.cpu_ms)} | "
-                f"{1000 / r.cpu_ms:,.0f} | {r.checks / r.wall:,.0f} | {r.model_calls} |"
+                f"{1000 / r.cpu_ms:,.0f} | {r.checks / r.wall:,.0f} | {r.model_calls} | "
+                f"{r.machine:.2f} of {os.cpu_count()} |"
             )
         out += [
             "",
@@ -722,12 +781,15 @@ def render_section(
 
 async def bench(
     args: argparse.Namespace,
-) -> tuple[list[Group], list[WorkerRound], Storage | None, list[str]]:
+) -> tuple[
+    list[Group], float, dict[int, tuple[float, float]], list[WorkerRound], Storage | None, list[str]
+]:
     pages = start_pages()
     model = start_model()
     try:
         log(f"part 1: CPU per check ({args.per_group} tasks per row, {args.rounds} rounds)")
-        groups, failures = await per_check(
+        extraction = extraction_baseline(pages, args.rounds)
+        groups, failures, busy = await per_check(
             pages, model, per_group=args.per_group, rounds=args.rounds, profile=args.profile
         )
         rounds: list[WorkerRound] = []
@@ -741,7 +803,7 @@ async def bench(
     finally:
         pages.stop()
         model.stop()
-    return groups, rounds, storage, failures
+    return groups, busy, extraction, rounds, storage, failures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -763,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    groups, rounds, storage, failures = asyncio.run(bench(args))
+    groups, busy, extraction, rounds, storage, failures = asyncio.run(bench(args))
     (WORK_DIR / "results.json").write_text(
         json.dumps(
             {
@@ -772,6 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ],
                 "worker": [dataclasses.asdict(r) for r in rounds],
                 "storage": dataclasses.asdict(storage) if storage else None,
+                "extraction_ms_now_before": extraction,
             },
             indent=1,
         )
@@ -782,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for failure in failures:
             print(f"- {failure}", file=sys.stderr)
         return 1
-    section = render_section(groups, rounds, storage, args, environment())
+    section = render_section(groups, busy, extraction, rounds, storage, args, environment())
     print()
     print(section)
     if not args.no_write:
