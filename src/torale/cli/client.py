@@ -459,11 +459,12 @@ def resume(task_id: TaskId, as_json: JsonOption = False) -> None:
 
 def show_verdict(result: Any, sources: list[Any]) -> None:
     met = "[green]met[/green]" if result.condition_met else "not met"
-    out.print(f"Condition {met}: {result.answer}")
+    # Answers name targets such as `url [#price]`: text from the server is never markup.
+    out.print(f"Condition {met}: {escape(result.answer)}")
     if getattr(result, "reasoning", None):
-        out.print(f"  why: {result.reasoning}")
+        out.print(f"  why: {escape(result.reasoning)}")
     for source in sources:
-        out.print(f"  - {source.title or source.url} <{source.url}>")
+        out.print(f"  - {escape(source.title or source.url)} <{escape(source.url)}>")
 
 
 @task_app.command("execute")

@@ -273,6 +273,8 @@ class Page(Base):
     title: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the media type and body the text was read from (None: not known).
+    body_hash: Mapped[str | None] = mapped_column(String(64))
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -238,7 +238,7 @@ async def _cached_pages(engine: Engine, targets: list[Target]) -> dict[str, Cach
         rows = await session.scalars(select(Page).where(Page.url_hash.in_(list(keys))))
         return {
             keys[row.url_hash]: CachedPage(
-                row.title or "", row.text, row.text_hash, row.etag, row.last_modified
+                row.title or "", row.text, row.text_hash, row.etag, row.last_modified, row.body_hash
             )
             for row in rows
         }
@@ -580,6 +580,7 @@ async def _record_outcome(
                         "title": page.title,
                         "text": page.text,
                         "text_hash": page.text_hash,
+                        "body_hash": page.body_hash,
                         "fetched_at": now,
                     },
                     key="url_hash",
