@@ -3,8 +3,8 @@
 A page answered 200 with the bytes it had at the last read is not extracted again: its text is
 the cached one (`engine.fetch`). Existing entries have no hash and are read in full once.
 
-Revision ID: 0008_watchbench
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_watchbench"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
