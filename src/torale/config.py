@@ -194,6 +194,14 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=4, ge=1, le=256, description="Runs executed at the same time by one process."
     )
+    snapshot_retention_days: float = Field(
+        default=30,
+        ge=0,
+        description="How long runs keep the text of what they read (for sources and diffs); "
+        "older runs' snapshots are pruned every hour by the processes that run background work, "
+        "except each task's latest run (what the next run compares with) and the latest text "
+        "of each of its URL targets. 0 keeps them forever.",
+    )
     # --- notifications -------------------------------------------------------------------
     smtp_url: SecretStr | None = Field(
         default=None,

@@ -529,6 +529,15 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
                 ["query", "from"],
                 "The task has fewer than two runs with sources to compare",
                 "not_enough_runs",
+            )
+            | invalid(
+                "snapshots_pruned",
+                "A run older than the retention period",
+                ["query", "from"],
+                f"The snapshots of execution {FAILED_EXECUTION_ID} were pruned: runs keep what "
+                "they read for the server's retention period (TORALE_SNAPSHOT_RETENTION_DAYS), "
+                "and runs from before snapshots were kept have none",
+                "snapshots_pruned",
             ),
         },
     ),
