@@ -143,6 +143,8 @@ class RunOutcome:
     usage: dict[str, Any] = field(default_factory=dict)
     snapshots: list[Snapshot] = field(default_factory=list)  # what each source read
     diff: str | None = None  # the watched text's diff from the previous run (trimmed)
+    # Rules: each condition on each target and whether it held (`watch.judge.Judgement`).
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _normal_url(url: str) -> str:
@@ -365,7 +367,9 @@ async def _perform_watch(
     material = {"mode": spec.mode, "sources": sorted((e.url, e.text_hash) for e in evidence)}
     print_ = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     sources = [{"url": e.url, "title": e.title} for e in evidence]
-    return RunOutcome(verdict, sources, print_, pages, usage, snapshots, judgement.diff)
+    return RunOutcome(
+        verdict, sources, print_, pages, usage, snapshots, judgement.diff, judgement.checks
+    )
 
 
 # --- run_execution -----------------------------------------------------------------------
@@ -646,7 +650,22 @@ async def run_execution(
     return execution_id
 
 
-async def preview_run(engine: Engine, spec: TaskSpec) -> RunOutcome:
-    """The same pipeline for an unsaved task, within the run time limit; records nothing."""
+async def preview_run(
+    engine: Engine,
+    spec: TaskSpec,
+    *,
+    earlier: EarlierCheck | None = None,
+    previous_texts: dict[str, str] | None = None,
+) -> RunOutcome:
+    """The same pipeline for an unsaved task (or an existing task's edited form), within the
+    run time limit; records nothing. `earlier` and `previous_texts` are what an existing task's
+    last run found and read: what a real run of it would compare with."""
     async with asyncio.timeout(engine.settings.run_timeout_seconds):
-        return await perform_run(engine, spec, earlier=None, previous=None, use_page_cache=False)
+        return await perform_run(
+            engine,
+            spec,
+            earlier=earlier,
+            previous=None,  # a preview always judges: it is asked to
+            use_page_cache=False,
+            previous_texts=previous_texts,
+        )

@@ -76,6 +76,17 @@ async def _latest_with_sources(session: AsyncSession, task_id: uuid.UUID) -> lis
     return list(rows)
 
 
+async def baseline(
+    session: AsyncSession, *, task_id: uuid.UUID
+) -> tuple[uuid.UUID, dict[str, str]] | None:
+    """The task's latest execution that kept sources, and its texts by target key: what the
+    task's next run compares with. None: nothing to compare with."""
+    latest = await _latest_with_sources(session, task_id)
+    if not latest:
+        return None
+    return latest[0], await snapshots.texts_of(session, latest[0])
+
+
 async def diff(
     session: AsyncSession,
     *,
