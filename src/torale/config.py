@@ -194,6 +194,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=4, ge=1, le=256, description="Runs executed at the same time by one process."
     )
+    selector_misses_to_notify: int = Field(
+        default=3,
+        ge=0,
+        description="After this many runs in a row whose selector matched nothing, the task's "
+        "owner is notified once (through the task's channels) which URL and selector stopped "
+        "matching; not again until the selector matches again or the urls change. 0: never.",
+    )
     snapshot_retention_days: float = Field(
         default=30,
         ge=0,

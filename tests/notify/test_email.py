@@ -161,6 +161,30 @@ async def test_a_change_email_carries_the_diff_in_both_parts(
     assert '<span style="color:#1a7f37">+$49.00 &amp;</span>' in body
 
 
+async def test_a_selector_that_stopped_matching_is_told_by_email(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, smtp: SmtpServer, fake_web: FakeWeb
+) -> None:
+    fake_web.set_page("/p", "<html><body><p>Coming <soon></p></body></html>")
+    url = fake_web.url + "/p"
+    task = await create(
+        client,
+        alice,
+        urls=[{"url": url, "selector": ".price"}],
+        notifications=[email("alice@example.com")],
+    )
+    for _ in range(3):  # TORALE_SELECTOR_MISSES_TO_NOTIFY
+        assert (await run_now(client, alice, task["id"]))["status"] == "failed"
+    (delivery,) = await deliveries_of(app, task_id=task["id"])
+    assert delivery.payload["event_type"] == "task.selector_missed"
+    (done,) = (await settled(app, [delivery.id])).values()
+    assert done.status == "delivered"
+    (mail,) = await smtp.wait_for(1)
+    assert f"- {url} [.price]" in mail.part("text/plain")
+    body = mail.part("text/html")
+    assert html.escape(f"- {url} [.price]") in body
+    assert "could not be found in the last 3 runs" in body
+
+
 async def test_a_task_name_with_a_line_break_still_gets_its_email(
     app: FastAPI,
     client: httpx.AsyncClient,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.config import Settings
@@ -50,7 +50,12 @@ from torale.engine.search.base import SearchError, SearchResult
 from torale.engine.search.registry import search_provider
 from torale.executions import lifecycle
 from torale.net import OutboundPolicy
-from torale.notify.outbox import notification_message, queue_notifications
+from torale.notify.outbox import (
+    SELECTOR_MISSED,
+    notification_message,
+    queue_notifications,
+    selector_missed_message,
+)
 from torale.statuses import ExecutionStatus, TaskState, Trigger
 from torale.tasks import transitions
 from torale.watch import snapshots as snapshot_store
@@ -65,6 +70,14 @@ _FETCH_CONCURRENCY = 5
 
 class RunFailedError(Exception):
     """The run cannot produce a verdict; the message is shown to the user."""
+
+
+class SelectorMissedRunError(RunFailedError):
+    """A selector matched nothing: the run fails, and enough of these in a row tell the owner."""
+
+    def __init__(self, message: str, missed: list[Target]) -> None:
+        super().__init__(message)
+        self.missed = missed
 
 
 class AlreadyRunningError(Exception):
@@ -194,12 +207,15 @@ async def _read_sources(
 
     pages = await asyncio.gather(*(read(target) for target in targets))
     missed = [
-        f"{t.label}: {page}"
+        (t, page)
         for t, page in zip(targets, pages, strict=True)
         if isinstance(page, SelectorMissedError)
     ]
     if missed:
-        raise RunFailedError("The selector matched nothing: " + "; ".join(missed))
+        raise SelectorMissedRunError(
+            "The selector matched nothing: " + "; ".join(f"{t.label}: {why}" for t, why in missed),
+            [t for t, _ in missed],
+        )
     if strict and (
         unread := [
             f"{t.label}: {page}"
@@ -553,6 +569,7 @@ async def _record_outcome(
         execution.evidence_fingerprint = outcome.fingerprint
         task.condition_met = verdict.condition_met
         task.last_known_state = verdict.current_state
+        task.selector_misses = 0  # every selector matched (a miss fails the run)
         if notify:
             execution.notification = notification_message(
                 task_name=task.name,
@@ -590,11 +607,71 @@ async def _record_outcome(
     return notify
 
 
-async def _record_failure(engine: Engine, execution_id: uuid.UUID, message: str) -> None:
+async def _record_failure(
+    engine: Engine,
+    execution_id: uuid.UUID,
+    message: str,
+    *,
+    missed: SelectorMissedRunError | None = None,
+) -> None:
     now = datetime.now(UTC)
+    queued = False
     async with session_scope(engine.sessions, engine.write_lock) as session:
-        await locks.lock_execution_owners(session, [execution_id])  # first: see db.locks
-        await lifecycle.fail(session, execution_id=execution_id, message=message, now=now)
+        owners = await locks.lock_execution_owners(session, [execution_id])  # first: db.locks
+        if missed is not None:
+            queued = await _count_selector_miss(
+                session, engine, execution_id, missed, active=all(owners.values()), now=now
+            )
+        else:
+            await lifecycle.fail(session, execution_id=execution_id, message=message, now=now)
+    if queued and engine.on_queued:
+        engine.on_queued()
+
+
+async def _count_selector_miss(
+    session: AsyncSession,
+    engine: Engine,
+    execution_id: uuid.UUID,
+    missed: SelectorMissedRunError,
+    *,
+    active: bool,
+    now: datetime,
+) -> bool:
+    """Fail a run whose selector matched nothing, counting it on the task; at the Nth such run
+    in a row (TORALE_SELECTOR_MISSES_TO_NOTIFY), queue one notification saying which URL and
+    selector stopped matching. True if it queued one. The owners are locked."""
+    execution = await session.get(Execution, execution_id)
+    if execution is None or execution.status != ExecutionStatus.RUNNING:
+        return False  # declared orphaned meanwhile: it was not this run's miss to count
+    # Tasks before executions (db.locks): the count first, then the run's status.
+    misses = await session.scalar(
+        update(_tasks)
+        .where(_tasks.c.id == execution.task_id)
+        .values(selector_misses=_tasks.c.selector_misses + 1)
+        .returning(_tasks.c.selector_misses)
+    )
+    await lifecycle.fail(session, execution_id=execution_id, message=str(missed), now=now)
+    limit = engine.settings.selector_misses_to_notify
+    if not (active and limit and misses == limit):
+        return False
+    task = await session.get(Task, execution.task_id)
+    if task is None:
+        return False
+    await session.refresh(execution)
+    labels = [t.label for t in missed.missed]
+    execution.notification = selector_missed_message(task_name=task.name, missed=labels, runs=limit)
+    deliveries = await queue_notifications(
+        session,
+        task=task,
+        execution=execution,
+        now=now,
+        event_type=SELECTOR_MISSED,
+        extra={
+            "missed": [{"url": t.url, "selector": t.selector} for t in missed.missed],
+            "runs": limit,
+        },
+    )
+    return bool(deliveries)
 
 
 async def run_execution(
@@ -630,6 +707,9 @@ async def run_execution(
                 previous_texts=previous_texts,
             )
         await _record_success(engine, task_id, execution_id, outcome)
+    except SelectorMissedRunError as exc:
+        logger.info("run %s of task %s: %s", execution_id, task_id, exc)
+        await _record_failure(engine, execution_id, str(exc), missed=exc)
     except (RunFailedError, SearchError, EvaluationError) as exc:
         logger.warning("run %s of task %s failed: %s", execution_id, task_id, exc, exc_info=exc)
         await _record_failure(engine, execution_id, str(exc))

@@ -71,7 +71,12 @@ class EmailSender:
         message.add_alternative(
             "<html><body>"
             f"<h2>{html.escape(title)}</h2>"
-            f"<p>{html.escape(str(result.get('answer', '')))}</p>"
+            + (
+                f"<p>{html.escape(str(result['answer']))}</p>"
+                if result.get("answer")
+                # Not a verdict (a selector that stopped matching): the message itself.
+                else f'<p style="white-space:pre-wrap">{html.escape(body)}</p>'
+            )
             + (f"<p><strong>What changed:</strong> {html.escape(change)}</p>" if change else "")
             + (f"<p>Sources:</p><ul>{items}</ul>" if items else "")
             + (_diff_block(str(diff)) if diff else "")
