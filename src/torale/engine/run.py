@@ -59,7 +59,13 @@ from torale.notify.outbox import (
 from torale.statuses import ExecutionStatus, TaskState, Trigger
 from torale.tasks import transitions
 from torale.watch import snapshots as snapshot_store
-from torale.watch.judge import Judgement, judge_change, judge_rules
+from torale.watch.judge import (
+    Judgement,
+    changes_since,
+    judge_change,
+    judge_rules,
+    summarize_changes,
+)
 from torale.watch.patterns import PatternTimeoutError
 from torale.watch.snapshots import Snapshot
 from torale.watch.targets import Target, targets_of
@@ -158,6 +164,9 @@ class RunOutcome:
     diff: str | None = None  # the watched text's diff from the previous run (trimmed)
     # Rules: each condition on each target and whether it held (`watch.judge.Judgement`).
     checks: list[dict[str, Any]] = field(default_factory=list)
+    # Model runs: what the change summary says when the decision has nothing more precise (the
+    # model's change_summary, written with the diff in view, else the diff in words).
+    change_hint: str | None = None
 
 
 def _normal_url(url: str) -> str:
@@ -285,7 +294,8 @@ async def perform_run(
 ) -> RunOutcome:
     """Search, read, and judge (or reuse the previous verdict); `change` and `rules` tasks read
     only their targets and decide without a model. Writes nothing. `previous_texts` are the
-    previous successful run's texts by target key (what `change` compares with)."""
+    previous successful run's texts by target key: what `change` compares with, and what a
+    model sees the diff from (when the evidence changed, so the model is asked at all)."""
     if spec.mode != "model":
         return await _perform_watch(
             engine,
@@ -327,12 +337,16 @@ async def perform_run(
         verdict = Verdict.model_validate({**previous.result, "sources": []})
         return RunOutcome(verdict, previous.sources, print_, pages, usage, snapshots)
 
+    # Only now, with a model call to make anyway: what changed since the last run, as context
+    # for the model's change summary (a reused verdict above costs no diff either).
+    diff = changes_since(snapshots, previous_texts) if previous_texts else None
     prompt = build_prompt(
         query=spec.search_query,
         condition=spec.condition,
         evidence=evidence,
         earlier=earlier,
         now=datetime.now(UTC),
+        changes=diff,
     )
     evaluation = await engine.evaluator.evaluate(model=model, prompt=prompt)
     usage["llm_calls"] = evaluation.requests
@@ -340,7 +354,10 @@ async def perform_run(
     usage["output_tokens"] = evaluation.output_tokens
     verdict = evaluation.verdict
     sources = _grounding(verdict.sources, evidence)
-    return RunOutcome(verdict, sources, print_, pages, usage, snapshots)
+    hint = None
+    if diff:
+        hint = verdict.change_summary or summarize_changes(snapshots, previous_texts or {})
+    return RunOutcome(verdict, sources, print_, pages, usage, snapshots, diff, change_hint=hint)
 
 
 async def _perform_watch(
@@ -379,6 +396,7 @@ async def _perform_watch(
         confidence=1.0,
         sources=[],
         inferred_condition=None,
+        change_summary=None,
     )
     material = {"mode": spec.mode, "sources": sorted((e.url, e.text_hash) for e in evidence)}
     print_ = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -546,6 +564,7 @@ async def _record_outcome(
             verdict=verdict,
             was_met=task.condition_met,
             previous_state=task.last_known_state,
+            hint=outcome.change_hint,
         )
         # A run under way when its owner was deactivated records its result, and notifies
         # nobody.
@@ -695,7 +714,7 @@ async def run_execution(
     try:
         async with asyncio.timeout(engine.settings.run_timeout_seconds):
             previous_texts = None
-            if spec.mode != "model" and last_success_id is not None:
+            if last_success_id is not None:
                 async with session_scope(engine.sessions, writes=False) as session:
                     previous_texts = await snapshot_store.texts_of(session, last_success_id)
             outcome = await perform_run(

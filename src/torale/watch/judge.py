@@ -66,6 +66,16 @@ def changes_since(
     return _unified(_diffs(snapshots, previous, ignore_lines or []))
 
 
+def summarize_changes(snapshots: list[Snapshot], previous: dict[str, str]) -> str | None:
+    """In words, which targets' text changed since `previous` and by how many lines; None when
+    none did (a target without a previous text is not a change)."""
+    parts = []
+    for s, d in _diffs(snapshots, previous, []):
+        if d is not None and d.changed:
+            parts.append(f"{s.target.label} ({len(d.added)} lines added, {len(d.removed)} removed)")
+    return ("The pages changed since the last check: " + "; ".join(parts)) if parts else None
+
+
 def _state_text(text: str, digest: str) -> str:
     if len(text) <= STATE_TEXT_CHARS:
         return text
