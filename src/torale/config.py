@@ -140,6 +140,17 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, description="API key for `TORALE_OPENAI_BASE_URL`, if it needs one."
     )
+    ollama_autodetect: bool = Field(
+        default=True,
+        description="With neither TORALE_MODEL nor TORALE_OPENAI_BASE_URL set, `torale serve` and "
+        "`torale worker` look for a local Ollama at TORALE_OLLAMA_URL when they start and, if it "
+        "has a chat model, use the first one (and say so). `false` turns this off.",
+    )
+    ollama_url: str = Field(
+        default="http://127.0.0.1:11434",
+        description="Where the local Ollama is looked for (its `/api/tags`; models are then "
+        "served from its OpenAI-compatible `/v1`).",
+    )
     search_provider: SearchProviderName = Field(
         default="duckduckgo",
         description="Web search: `duckduckgo` (no key), `searxng` (with TORALE_SEARXNG_URL), "
