@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -283,6 +283,18 @@ def _new_usage() -> dict[str, Any]:
     }
 
 
+# The previous successful run's texts by target key, or a function that loads them.
+PreviousTexts = dict[str, str] | Callable[[], Awaitable[dict[str, str]]] | None
+
+
+async def _texts(previous: PreviousTexts) -> dict[str, str]:
+    if previous is None:
+        return {}
+    if isinstance(previous, dict):
+        return previous
+    return await previous()
+
+
 async def perform_run(
     engine: Engine,
     spec: TaskSpec,
@@ -290,18 +302,19 @@ async def perform_run(
     earlier: EarlierCheck | None,
     previous: PreviousVerdict | None,
     use_page_cache: bool,
-    previous_texts: dict[str, str] | None = None,
+    previous_texts: PreviousTexts = None,
 ) -> RunOutcome:
     """Search, read, and judge (or reuse the previous verdict); `change` and `rules` tasks read
     only their targets and decide without a model. Writes nothing. `previous_texts` are the
-    previous successful run's texts by target key: what `change` compares with, and what a
-    model sees the diff from (when the evidence changed, so the model is asked at all)."""
+    previous successful run's texts by target key (or how to load them): what `change`
+    compares with, and what a model sees the diff from — loaded only when the evidence
+    changed, so that the model is asked at all."""
     if spec.mode != "model":
         return await _perform_watch(
             engine,
             spec,
             earlier=earlier,
-            previous_texts=previous_texts or {},
+            previous_texts=await _texts(previous_texts),
             use_page_cache=use_page_cache,
         )
     settings = engine.settings
@@ -339,7 +352,8 @@ async def perform_run(
 
     # Only now, with a model call to make anyway: what changed since the last run, as context
     # for the model's change summary (a reused verdict above costs no diff either).
-    diff = changes_since(snapshots, previous_texts) if previous_texts else None
+    texts = await _texts(previous_texts)
+    diff = changes_since(snapshots, texts) if texts else None
     prompt = build_prompt(
         query=spec.search_query,
         condition=spec.condition,
@@ -356,7 +370,7 @@ async def perform_run(
     sources = _grounding(verdict.sources, evidence)
     hint = None
     if diff:
-        hint = verdict.change_summary or summarize_changes(snapshots, previous_texts or {})
+        hint = verdict.change_summary or summarize_changes(snapshots, texts)
     return RunOutcome(verdict, sources, print_, pages, usage, snapshots, diff, change_hint=hint)
 
 
@@ -711,12 +725,15 @@ async def run_execution(
     if claimed is None:
         return None
     execution_id, spec, earlier, previous, last_success_id = claimed
+
+    async def previous_texts() -> dict[str, str]:
+        if last_success_id is None:
+            return {}
+        async with session_scope(engine.sessions, writes=False) as session:
+            return await snapshot_store.texts_of(session, last_success_id)
+
     try:
         async with asyncio.timeout(engine.settings.run_timeout_seconds):
-            previous_texts = None
-            if last_success_id is not None:
-                async with session_scope(engine.sessions, writes=False) as session:
-                    previous_texts = await snapshot_store.texts_of(session, last_success_id)
             outcome = await perform_run(
                 engine,
                 spec,
