@@ -67,9 +67,9 @@ bench-web: dev
 	$(BIN)/python bench/web.py
 
 ## Screenshots of every page at 1280 and 375 px, light and dark, into docs/screenshots/ (needs
-## Debian's Chromium: apt-get install -y chromium).
+## Debian's Chromium: apt-get install -y chromium). PAGES="signin settings-feeds" writes only those.
 screenshots: dev
-	$(BIN)/python -m tests.web.screenshots
+	$(BIN)/python -m tests.web.screenshots $(PAGES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

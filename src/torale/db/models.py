@@ -58,7 +58,10 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'admin')", name="role"),
+        Index("uq_users_feed_token_hash", "feed_token_hash", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
@@ -69,6 +72,10 @@ class User(Base):
     # Moved on by database triggers whenever one of the user's tasks is written (0002), so a
     # cached task list is current exactly when its version is. Never set it from Python.
     tasks_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The token in the user's feed URLs (`/feeds/<token>/…`), kept only as a keyed hash (0008):
+    # None until made; rotating replaces it, so the old URLs stop at once.
+    feed_token_hash: Mapped[str | None] = mapped_column(String(64))
+    feed_token_created_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -136,7 +143,7 @@ class Task(Base):
     # Why a paused task is paused when the user did not pause it ("account_deactivated"), so
     # that reactivating the account resumes exactly those tasks.
     paused_reason: Mapped[str | None] = mapped_column(String(32))
-    # Runs in a row that failed because a selector matched nothing (0008); the owner is told
+    # Runs in a row that failed because a selector matched nothing (0009); the owner is told
     # once when it reaches TORALE_SELECTOR_MISSES_TO_NOTIFY. A successful run (every selector
     # matched) and new urls set it back to 0.
     selector_misses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -47,6 +47,7 @@ from torale.engine.fetch import (
     url_hash,
 )
 from torale.engine.search.base import SearchError, SearchResult
+from torale.engine.search.http import search_client
 from torale.engine.search.registry import search_provider
 from torale.executions import lifecycle
 from torale.net import OutboundPolicy
@@ -99,7 +100,7 @@ class Engine:
     write_lock: asyncio.Lock | None
     evaluator: Evaluator
     fetcher: Fetcher
-    http: httpx.AsyncClient  # for search APIs, which the operator configured
+    http: httpx.AsyncClient  # for search APIs: the outbound policy, their hosts trusted
     # Called after a run has committed notifications to send (the dispatcher's wake-up).
     on_queued: Callable[[], None] | None = None
 
@@ -117,7 +118,7 @@ class Engine:
             max_bytes=settings.fetch_max_bytes,
             max_chars=settings.max_source_chars,
         )
-        http = httpx.AsyncClient(timeout=settings.fetch_timeout_seconds)
+        http = search_client(settings)
         return cls(settings, sessions, write_lock, Evaluator(settings), fetcher, http)
 
     @property

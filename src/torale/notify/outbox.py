@@ -20,6 +20,7 @@ EVENT_TYPE = "task.condition_met"
 # A task's selector matched nothing in TORALE_SELECTOR_MISSES_TO_NOTIFY runs in a row.
 SELECTOR_MISSED = "task.selector_missed"
 API_VERSION = "v1"
+_DIFF_HEADING = "Diff:"
 
 
 def notification_message(
@@ -39,7 +40,7 @@ def notification_message(
         lines += ["", "Sources:"]
         lines += [f"- {s['title'] or s['url']} ({s['url']})" for s in sources]
     if diff:
-        lines += ["", "Diff:", diff]
+        lines += ["", _DIFF_HEADING, diff]
     return "\n".join(lines)
 
 
@@ -56,6 +57,26 @@ def selector_missed_message(*, task_name: str, missed: list[str], runs: int) -> 
         "the page again. You will not be told again until it has matched.",
     ]
     return "\n".join(lines)
+
+
+def diff_of_notification(
+    message: str, *, answer: str, change_summary: str | None, sources: list[dict[str, Any]]
+) -> str | None:
+    """The diff a notification message carries (what `notification_message` put at its end),
+    given the rest of what it was made from; None when it carries none. The message is
+    `<name>: <tail>[\n\nDiff:\n<diff>]`, where only the task's name (which may have changed
+    since) is unknown: the diff is what follows the last `<tail>\n\nDiff:\n` that comes after
+    a `: `. A diff's lines are never empty (context lines start with a space), so that marker
+    cannot appear inside the diff itself; only a task name made to look like a message could
+    mislead it, in its owner's own feed."""
+    tail = notification_message(
+        task_name="", answer=answer, change_summary=change_summary, sources=sources
+    ).removeprefix(": ")
+    marker = f"{tail}\n\n{_DIFF_HEADING}\n"
+    at = message.rfind(marker)
+    if at < 0 or not message[:at].endswith(": "):
+        return None
+    return message[at + len(marker) :] or None
 
 
 def event(

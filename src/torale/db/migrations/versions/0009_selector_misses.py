@@ -5,8 +5,8 @@ new urls, start it again from 0).
 The column is added with ALTER TABLE (SQLite included), so the tasks table is not rebuilt and
 its tasks_version triggers stay.
 
-Revision ID: 0008_watch2
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-02
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_watch2"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
