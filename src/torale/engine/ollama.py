@@ -4,8 +4,8 @@ At start (`torale serve`, `torale worker`), a server with neither `TORALE_MODEL`
 `TORALE_OPENAI_BASE_URL` asks `TORALE_OLLAMA_URL` (Ollama's default address) for its models
 (`GET /api/tags`). If one answers with a chat model, Torale uses the first through Ollama's
 OpenAI-compatible endpoint (`/v1`), as if the operator had set both settings, and says so.
-Nothing listening costs a refused connection; something that does not answer, at most
-PROBE_TIMEOUT_SECONDS. `TORALE_OLLAMA_AUTODETECT=false` turns it off. The address is the
+Nothing listening costs a refused connection; something that does not answer,
+PROBE_TIMEOUT_SECONDS to connect and as long again for each read. `TORALE_OLLAMA_AUTODETECT=false` turns it off. The address is the
 operator's own configuration, like a model or search endpoint, so the outbound policy (which
 guards the pages tasks name) does not apply to it.
 """
