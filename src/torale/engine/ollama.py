@@ -5,9 +5,10 @@ At start (`torale serve`, `torale worker`), a server with neither `TORALE_MODEL`
 (`GET /api/tags`). If one answers with a chat model, Torale uses the first through Ollama's
 OpenAI-compatible endpoint (`/v1`), as if the operator had set both settings, and says so.
 Nothing listening costs a refused connection; something that does not answer,
-PROBE_TIMEOUT_SECONDS to connect and as long again for each read. `TORALE_OLLAMA_AUTODETECT=false` turns it off. The address is the
-operator's own configuration, like a model or search endpoint, so the outbound policy (which
-guards the pages tasks name) does not apply to it.
+PROBE_TIMEOUT_SECONDS to connect and as long again for each read.
+`TORALE_OLLAMA_AUTODETECT=false` turns it off. The address is the operator's own
+configuration, like a model endpoint, so the outbound policy (which guards the pages tasks
+name) does not apply to it.
 """
 
 from __future__ import annotations
