@@ -42,6 +42,10 @@ class FetchedPage:
     last_modified: str | None
     not_modified: bool  # answered 304: the text is the cached one
     selector: str | None = None  # the part of the page `text` is (None: its readable text)
+    # Read by the browser (torale.browser): not kept in the page cache, which serves
+    # conditional requests of the plain fetcher. `screenshot`: a PNG of it, when asked for.
+    rendered: bool = False
+    screenshot: bytes | None = None
 
     @property
     def cache_key(self) -> str:
@@ -91,6 +95,26 @@ def extract_text(body: bytes, content_type: str, url: str) -> tuple[str, str]:
     if not text.strip():
         text = trafilatura.html2txt(body) or ""
     return title, text
+
+
+async def read_text(
+    body: bytes, content_type: str, url: str, *, selector: str | None, max_chars: int
+) -> tuple[str, str]:
+    """(title, text) of a page as runs read it, however it was fetched: its readable text, or
+    with `selector` only the part it selects (SelectorMissedError when that is nothing), at most
+    `max_chars`. The plain fetcher and the browser (`torale.browser`) both read pages here."""
+    if selector is None:
+        title, text = await asyncio.to_thread(extract_text, body, content_type, url)
+    else:
+        title = ""
+        try:
+            text = await asyncio.to_thread(select_text, body, content_type, selector)
+        except SelectorMissError as exc:
+            raise SelectorMissedError(str(exc)) from None
+    # Pages are stored and judged as text: NUL characters (PostgreSQL cannot store them)
+    # and lone surrogates go here, before anything else sees the text.
+    text = " ".join(clean_text(text).split(" ")).strip()[:max_chars]
+    return clean_text(title), text
 
 
 class Fetcher:
@@ -151,20 +175,12 @@ class Fetcher:
             raise FetchFailedError("not a URL an HTTP client can request") from None
         except httpx.HTTPError as exc:
             raise FetchFailedError(type(exc).__name__) from None
-        if selector is None:
-            title, text = await asyncio.to_thread(extract_text, body, content_type, url)
-        else:
-            title = ""
-            try:
-                text = await asyncio.to_thread(select_text, body, content_type, selector)
-            except SelectorMissError as exc:
-                raise SelectorMissedError(str(exc)) from None
-        # Pages are stored and judged as text: NUL characters (PostgreSQL cannot store them)
-        # and lone surrogates go here, before anything else sees the text.
-        text = " ".join(clean_text(text).split(" ")).strip()[: self.max_chars]
+        title, text = await read_text(
+            body, content_type, url, selector=selector, max_chars=self.max_chars
+        )
         return FetchedPage(
             url=url,
-            title=clean_text(title),
+            title=title,
             text=text,
             text_hash=text_hash(text),
             etag=etag,

@@ -11,6 +11,7 @@ from torale.tasks.schemas import (
     Condition,
     PageURL,
     Query,
+    Render,
     Rules,
     TaskConfig,
     TaskMode,
@@ -34,6 +35,9 @@ class PreviewRequest(BaseModel):
     )
     rules: Rules | None = None
     change: ChangeFilters | None = None
+    render: Render = Field(
+        default="plain", description="As for a task: `browser` reads the urls with a browser."
+    )
 
 
 class PreviewResponse(BaseModel):
