@@ -110,6 +110,11 @@ class BrowserPool:
     def remote(self) -> bool:
         return self._cdp_url is not None
 
+    @property
+    def browser(self) -> Browser | None:
+        """The browser now running, if one is."""
+        return self._browser
+
     def processes(self) -> set[int]:
         """The running browser's processes (and Playwright's driver) on this machine."""
         alive = processes.descendants(os.getpid())

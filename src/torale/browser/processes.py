@@ -1,5 +1,5 @@
 """The browser's processes, read from /proc: which ones Playwright started, how much memory
-they hold, and how to end a browser that no longer answers.
+they hold, whether the browser still runs, and how to end one that no longer answers.
 
 Playwright does not say which process is its browser. The pool compares this process's
 descendants before and after a launch; a hung browser is then killed by its process id
@@ -75,10 +75,22 @@ def command(pid: int) -> bytes:
         return b""
 
 
-def rss_bytes(pids: set[int]) -> int:
-    """Resident memory of these processes together (those still running)."""
+def memory_bytes(pids: set[int]) -> int:
+    """Memory these processes hold together (those still running): the sum of their
+    proportional set sizes, where a page shared by n processes counts 1/n in each. (Summing
+    resident sets would count Chromium's shared pages once per process.) A process whose
+    PSS cannot be read counts its resident set."""
     total = 0
     for pid in pids:
+        try:
+            rollup = (_PROC / str(pid) / "smaps_rollup").read_text()
+            kilobytes = next(
+                int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")
+            )
+            total += kilobytes * 1024
+            continue
+        except (OSError, StopIteration, ValueError, IndexError):
+            pass
         try:
             resident = int((_PROC / str(pid) / "statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):
