@@ -182,7 +182,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Phase], dict[str, str]]:
         plain = Fetcher(POLICY, timeout=15, max_bytes=2_000_000, max_chars=8_000)
         pool = BrowserPool(executable=args.chromium, concurrency=args.concurrency)
         browser = BrowserFetcher(pool, POLICY, timeout=15, max_bytes=2_000_000, max_chars=8_000)
-        info: dict[str, str] = {}
+        info: dict[str, str] = {"load": " / ".join(f"{v:.1f}" for v in os.getloadavg())}
         try:
             expected = (await plain.fetch(web.url + "/static")).text
             if "Back in stock" not in expected:
@@ -296,10 +296,11 @@ def render_section(phases: list[Phase], info: dict[str, str], args: argparse.Nam
         f"MB (RSS sum {info['browser_idle_rss']} MB). The browser was started "
         f"{info['launches']} time(s).",
         "- A render waits for the network to be idle (500 ms without a request) unless the "
-        "target has a selector, which ends it as soon as the element is in the page: that "
-        "wait is most of the difference between the two browser rows.",
-        '- "Machine busy" is every process on the machine, ours or not (from /proc/stat): on '
-        "a shared machine the rates are only comparable within one run.",
+        "target has a selector, which ends it as soon as the element is in the page; every "
+        "render also starts a fresh context and tab (a renderer process) and closes it.",
+        '- "Machine busy" is every process on the machine, ours or not (from /proc/stat), and '
+        f"the load average was {info['load']} when the run started: on a shared machine the "
+        "rates are only comparable within one run.",
         "",
         "| | |",
         "|---|---|",

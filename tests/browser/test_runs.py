@@ -128,6 +128,21 @@ async def test_a_task_renders_all_its_urls_and_keeps_screenshots_with_its_source
     assert second["condition_met"] is False  # change mode: nothing changed
 
 
+async def test_a_preview_renders_too(
+    client: httpx.AsyncClient, alice: ApiUser, fake_web: FakeWeb
+) -> None:
+    fake_web.set_page("/shop", js_page("Espresso machine", STORY))
+    body = {"urls": [fake_web.url + "/shop"], "rules": IN_STOCK}
+    plain = await client.post(f"{TASKS}/preview", json=body, headers=alice.headers)
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["condition_met"] is False
+    rendered = await client.post(
+        f"{TASKS}/preview", json={**body, "render": "browser"}, headers=alice.headers
+    )
+    assert rendered.status_code == 200, rendered.text
+    assert rendered.json()["condition_met"] is True
+
+
 async def test_unchanged_rendered_pages_reuse_the_verdict(
     client: httpx.AsyncClient, alice: ApiUser, fake_web: FakeWeb, fake_model: FakeOpenAI
 ) -> None:
