@@ -213,13 +213,18 @@ class BrowserPool:
         self._playwright, self._browser = playwright, browser
         self._pids = self._driver_processes(before)
         # The browser is the driver's own child (Chromium's helpers are the browser's).
-        drivers = self._pids & processes.children(os.getpid())
-        launched = processes.children(min(drivers)) if drivers and not self._cdp_url else set()
+        driver = self._driver_pid()
+        launched = processes.children(driver) if driver and not self._cdp_url else set()
         self._browser_pid = min(launched) if len(launched) == 1 else None
         if self._browser_pid is None and not self._cdp_url and processes.running(os.getpid()):
             logger.warning("cannot tell the browser's process (%s)", sorted(launched))
         self._generation += 1
         self.launches += 1
+
+    def _driver_pid(self) -> int | None:
+        """Playwright's driver (the process of `_pids` this process started itself)."""
+        drivers = self._pids & processes.children(os.getpid())
+        return min(drivers) if drivers else None
 
     @staticmethod
     def _driver_processes(before: set[int]) -> set[int]:
@@ -254,6 +259,11 @@ class BrowserPool:
         self._browser_pid = None
 
     async def _end(self, playwright: Playwright, browser: Browser | None) -> None:
+        if self._browser_pid is not None and not processes.running(self._browser_pid):
+            # It died: there is nothing to ask to close; end what it left behind.
+            leftovers = self._pids - {self._driver_pid()}
+            processes.kill(leftovers & processes.descendants(os.getpid()))
+            browser = None
         try:
             async with asyncio.timeout(CLOSE_SECONDS):
                 if browser is not None:

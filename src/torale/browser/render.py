@@ -129,7 +129,10 @@ async def _render_in(
                 f"it did not answer for {seconds + GRACE_SECONDS:g} s"
             ) from None
         except PlaywrightError as exc:
-            if await _disconnected(lease, pool):
+            # "Target … closed" while we closed nothing: most likely the browser is gone, and
+            # its end may take a moment to show (a large process exits slowly on a busy host).
+            patience = CLOSE_SECONDS if "closed" in str(exc).lower() else 1.0
+            if await _disconnected(lease, pool, patience):
                 raise _BrowserBrokeError("it closed") from None
             raise RenderFailedError(_playwright_reason(exc)) from None
     finally:
@@ -137,7 +140,9 @@ async def _render_in(
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        if not await _close(opened.context, guard):
+        if not pool.alive(lease.generation):
+            await guard.close()  # the context went with the browser
+        elif not await _close(opened.context, guard):
             await pool.retire(lease.generation, "it did not close a page")
 
 
@@ -168,14 +173,16 @@ async def _until_gone(lease: Lease, pool: BrowserPool) -> None:
         await asyncio.sleep(0.25)
 
 
-async def _disconnected(lease: Lease, pool: BrowserPool) -> bool:
-    """Whether the browser went away. Playwright may report a closed page before it notices
-    that the whole browser is gone: give it a moment to."""
-    for _ in range(20):
-        if not pool.alive(lease.generation):
-            return True
+async def _disconnected(lease: Lease, pool: BrowserPool, patience: float) -> bool:
+    """Whether the browser went away, within `patience` seconds: Playwright may report a
+    closed page before the whole browser's end shows."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + patience
+    while pool.alive(lease.generation):
+        if loop.time() >= until:
+            return False
         await asyncio.sleep(0.05)
-    return False
+    return True
 
 
 def _context_options(pool: BrowserPool) -> dict[str, Any]:
