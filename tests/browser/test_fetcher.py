@@ -161,3 +161,15 @@ _PNG = (
     b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99"
     b"=\x1d\x00\x00\x00\x00IEND\xaeB`\x82"
 )
+
+
+async def test_a_pop_up_is_not_what_is_read(fake_web: FakeWeb, fetcher: BrowserFetcher) -> None:
+    fake_web.set_page(
+        "/opener",
+        "<html><body><article><h1>Shop</h1><p>The machine is in stock.</p></article>"
+        '<script>window.open("/missing"); window.open("/ad");</script></body></html>',
+    )
+    fake_web.set_page("/ad", "<html><body><p>Buy something else.</p></body></html>")
+    page = await fetcher.fetch(fake_web.url + "/opener")
+    assert "The machine is in stock." in page.text
+    assert "something else" not in page.text

@@ -238,3 +238,16 @@ async def test_an_unreachable_remote_browser_fails_the_page_saying_so(fake_web: 
             await fetcher.fetch(fake_web.url + "/shop")
     finally:
         await pool.close()
+
+
+async def test_a_browser_path_that_is_not_one_fails_the_page_saying_so(fake_web: FakeWeb) -> None:
+    pool = BrowserPool(executable="no-such-browser")
+    assert pool.problem() == "TORALE_BROWSER_PATH: no-such-browser is not an executable browser"
+    fetcher = _fetcher(pool)
+    fake_web.set_page("/shop", js_page("Espresso machine", STORY))
+    try:
+        with pytest.raises(FetchFailedError, match="TORALE_BROWSER_PATH: no-such-browser"):
+            await fetcher.fetch(fake_web.url + "/shop")
+    finally:
+        await pool.close()
+    assert pool.launches == 0

@@ -41,7 +41,7 @@ from torale.net import (
 )
 
 if TYPE_CHECKING:
-    from playwright.async_api import Request, Route, WebSocketRoute
+    from playwright.async_api import Frame, Page, Request, Route, WebSocketRoute
     from websockets.asyncio.client import ClientConnection
 
 logger = logging.getLogger("torale.browser")
@@ -115,6 +115,7 @@ class PageGuard:
         self._blocked = _ALWAYS_BLOCKED if screenshot else _ALWAYS_BLOCKED | _SCREENSHOT_ONLY
         self._client = guarded_client(policy, timeout=30.0, max_redirects=MAX_REDIRECTS)
         self._navigating: str | None = None
+        self._frame: Frame | None = None
         self._kept: Answer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sockets: set[ClientConnection] = set()
@@ -127,6 +128,11 @@ class PageGuard:
         self.document: Answer | None = None
         self.failure: str | None = None
         self.redirect: str | None = None
+
+    def reads(self, page: Page) -> None:
+        """`page` is the render's page: its main frame's documents are the ones it reads (a
+        pop-up's, or a frame's, are only answered)."""
+        self._frame = page.main_frame
 
     def navigating_to(self, url: str) -> None:
         """The render is about to navigate the page to `url` (see the module's "Redirects")."""
@@ -156,7 +162,7 @@ class PageGuard:
         ):
             await route.abort("blockedbyclient")
             return
-        document = request.is_navigation_request() and _is_main_frame(request)
+        document = request.is_navigation_request() and self._is_read_frame(request)
         if document and self._kept is not None and self._kept.url == request.url:
             # The end of the redirects followed for this navigation.
             answer, self._kept = self._kept, None
@@ -199,6 +205,12 @@ class PageGuard:
                 return
             self.document = answer
         await route.fulfill(status=answer.status, headers=answer.headers, body=answer.body)
+
+    def _is_read_frame(self, request: Request) -> bool:
+        try:
+            return self._frame is not None and request.frame == self._frame
+        except Exception:  # a service worker's request has no frame (and they are blocked)
+            return False
 
     async def _fetch(self, request: Request) -> Answer:
         headers = {
@@ -300,13 +312,6 @@ class PageGuard:
                 await asyncio.wait_for(server.close(), 1.0)
         self._sockets.clear()
         await self._client.aclose()
-
-
-def _is_main_frame(request: Request) -> bool:
-    try:
-        return request.frame.parent_frame is None
-    except Exception:  # a service worker's request has no frame (and they are blocked)
-        return False
 
 
 def _closed(exc: Exception) -> bool:

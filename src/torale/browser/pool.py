@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -95,11 +96,23 @@ class BrowserPool:
         if not settings.browser_enabled:
             return None
         url = settings.browser_url.get_secret_value() if settings.browser_url else None
-        return cls(
+        pool = cls(
             executable=settings.browser_path,
             cdp_url=url,
             concurrency=settings.browser_concurrency,
         )
+        if problem := pool.problem():
+            # Said at start; pages read with the browser fail with the same sentence.
+            logger.warning("pages with render browser will fail: %s", problem)
+        return pool
+
+    def problem(self) -> str | None:
+        """What keeps the browser from starting that can be known without starting it."""
+        if importlib.util.find_spec("playwright") is None:
+            return "the browser needs Playwright: pip install 'torale[browser]'"
+        if self._executable and shutil.which(self._executable) is None:
+            return f"TORALE_BROWSER_PATH: {self._executable} is not an executable browser"
+        return None
 
     @property
     def proxy(self) -> str:
@@ -178,20 +191,12 @@ class BrowserPool:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _start(self) -> None:
-        try:
-            from playwright.async_api import Error as PlaywrightError
-            from playwright.async_api import async_playwright
-        except ImportError:
-            raise BrowserUnavailableError(
-                "the browser needs Playwright: pip install 'torale[browser]'"
-            ) from None
-        executable = None
-        if self._executable:
-            executable = shutil.which(self._executable)
-            if executable is None:
-                raise BrowserUnavailableError(
-                    f"TORALE_BROWSER_PATH: {self._executable} is not an executable browser"
-                )
+        if problem := self.problem():
+            raise BrowserUnavailableError(problem)
+        from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import async_playwright
+
+        executable = shutil.which(self._executable) if self._executable else None
         before = processes.descendants(os.getpid())
         playwright = await async_playwright().start()
         try:

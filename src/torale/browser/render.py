@@ -163,6 +163,7 @@ async def _attempt(
         await context.route("**/*", guard.handle)
         await context.route_web_socket("**/*", guard.handle_websocket)
         page = await context.new_page()
+        guard.reads(page)
         context.on("page", _close_popup)  # pop-ups (after our page) are not what was asked
         return await _load(page, guard, url, selector, screenshot, deadline, seconds)
 
