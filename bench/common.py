@@ -1,9 +1,12 @@
-"""What the benchmark scripts share: their results file, free ports, CPU time from /proc."""
+"""What the benchmark scripts share: their results file, free ports, CPU time from /proc, how
+busy the machine was."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
@@ -45,3 +48,27 @@ def cpu_ticks(pid: int, tid: int | None = None) -> int:
     stat = Path(path).read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])
+
+
+@dataclass
+class Machine:
+    """How busy the whole machine was (every process, ours or not), from /proc/stat."""
+
+    busy: int = 0
+    total: int = 0
+
+    @staticmethod
+    def _now() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    def start(self) -> Machine:
+        self.busy, self.total = self._now()
+        return self
+
+    def read(self) -> float:
+        """CPUs busy on average since start (0 .. number of CPUs)."""
+        busy, total = self._now()
+        cpus = os.cpu_count() or 1
+        return (busy - self.busy) / max(total - self.total, 1) * cpus

@@ -54,7 +54,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from common import RESULTS_FILE, cpu_ticks, free_port, section_markers, write_section
+from common import (
+    RESULTS_FILE,
+    Machine,
+    cpu_ticks,
+    free_port,
+    section_markers,
+    write_section,
+)
 from torale.auth.service import create_api_key, create_user
 from torale.config import Settings
 from torale.db.database import create_engine, create_sessionmaker, session_scope
@@ -143,30 +150,6 @@ class Cpu:
         process = sum(cpu_ticks(p) for p in self.pids) - self.process
         main = sum(cpu_ticks(p, p) for p in self.pids) - self.main
         return wall, process * TICK, main * TICK
-
-
-@dataclass
-class Machine:
-    """How busy the whole machine was (every process, ours or not), from /proc/stat."""
-
-    busy: int = 0
-    total: int = 0
-
-    @staticmethod
-    def _now() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return sum(values) - idle, sum(values)
-
-    def start(self) -> Machine:
-        self.busy, self.total = self._now()
-        return self
-
-    def read(self) -> float:
-        """CPUs busy on average since start (0 .. number of CPUs)."""
-        busy, total = self._now()
-        cpus = os.cpu_count() or 1
-        return (busy - self.busy) / max(total - self.total, 1) * cpus
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

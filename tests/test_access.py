@@ -28,10 +28,15 @@ def settings_overrides() -> dict[str, Any]:
     return {"auth_failure_limits": "10000/minute"}
 
 
+# Routes outside the OpenAPI document that take the API's credentials: the MCP endpoint.
+NOT_IN_THE_DOCUMENT = [("POST", "/mcp")]
+
+
 def authenticated_routes(app: FastAPI) -> list[tuple[str, str]]:
     """Every operation in the OpenAPI document; each must take the bearer credential or be
-    listed as public. Routes hidden from the schema would escape this, so there are none."""
-    routes = []
+    listed as public. Routes hidden from the schema would escape this, so the only one (`/mcp`)
+    is listed above."""
+    routes = list(NOT_IN_THE_DOCUMENT)
     for path, operations in app.openapi()["paths"].items():
         for method, operation in operations.items():
             if method not in METHODS:

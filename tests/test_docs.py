@@ -43,18 +43,22 @@ def test_readme_names_the_two_commands() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_bad_settings_stop_the_cli_with_their_name() -> None:
+def test_bad_settings_stop_the_cli_with_their_name(tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    # The checkout's own sources (not whichever torale the interpreter has installed), and a
+    # data directory of the test's (a setting that wrongly passes must not touch $HOME's).
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "HOME": str(tmp_path)}
     for env, expected in (
         ({"TORALE_RATE_LIMITS": "banana"}, "TORALE_RATE_LIMITS"),
         ({"TORALE_PORT": "abc"}, "TORALE_PORT"),
         ({"TORALE_JWT_ISSUER": "https://idp.example"}, "TORALE_JWT_JWKS_URL"),
+        ({"TORALE_OIDC_ISSUER": "https://idp.example"}, "TORALE_OIDC_CLIENT_ID"),
     ):
         done = subprocess.run(
             [sys.executable, "-m", "torale", "users", "list"],
-            env={"PATH": "/usr/bin:/bin", **env},
+            env={**base, **env},
             capture_output=True,
             text=True,
             timeout=60,

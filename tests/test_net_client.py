@@ -309,6 +309,91 @@ async def test_allow_private_lets_everything_through(one: _Server, two: _Server)
         assert (await client.get(f"http://localhost:{one.port}/")).status_code == 200
 
 
+async def test_a_trusted_host_is_reached_whatever_it_resolves_to(
+    one: _Server, two: _Server, dns: dict[str, Resolver]
+) -> None:
+    """The identity provider's issuer host, which the operator named, may be private; a
+    redirect from it to another private host is judged as usual."""
+    dns["idp.internal"], _ = answers(["127.0.0.2"])
+    policy = OutboundPolicy(trusted_hosts=frozenset({"idp.internal"}))
+    async with guarded_client(policy, timeout=2) as client:
+        response = await client.get(f"http://IDP.internal:{two.port}/")
+        assert response.text == "hello from 127.0.0.2"
+        with pytest.raises(UnsafeURLError):
+            await client.get(f"http://idp.internal:{two.port}/redirect?to=" + one.url())
+        with pytest.raises(UnsafeURLError):
+            await client.get(f"http://localhost:{one.port}/")
+    assert one.seen == []
+
+
+def test_the_identity_policy_trusts_the_issuer_host_only() -> None:
+    from torale.config import Settings
+
+    settings = Settings(
+        _env_file=None, oidc_issuer="http://keycloak:8080/realms/main", oidc_client_id="torale"
+    )
+    policy = OutboundPolicy.from_settings(settings, purpose="identity")
+    assert policy.trusted_hosts == {"keycloak"}
+    assert policy.allow_http  # the operator's issuer is http (an intranet or a test)
+    policy.check_url("http://keycloak:8080/realms/main/protocol/openid-connect/token")
+    with pytest.raises(UnsafeURLError):
+        policy.check_url("http://localhost:8080/token")
+    https = Settings(_env_file=None, oidc_issuer="https://idp.example", oidc_client_id="torale")
+    assert not OutboundPolicy.from_settings(https, purpose="identity").allow_http
+    assert OutboundPolicy.from_settings(https, purpose="pages").trusted_hosts == frozenset()
+
+
+def test_the_jwks_policy_trusts_the_key_set_host_only() -> None:
+    from torale.config import Settings
+
+    settings = Settings(
+        _env_file=None,
+        jwt_issuer="https://idp.example",
+        jwt_jwks_url="http://Keys.Intranet.:8080/jwks.json",
+        oidc_issuer="https://idp.example",
+        oidc_client_id="torale",
+    )
+    policy = OutboundPolicy.from_settings(settings, purpose="jwks")
+    assert policy.trusted_hosts == {"keys.intranet"}
+    assert policy.allow_http  # the operator's JWKS URL is http
+    policy.check_url("http://keys.intranet:8080/jwks.json")
+    with pytest.raises(UnsafeURLError):
+        policy.check_url("http://localhost:8080/jwks.json")
+    # Each purpose trusts its own URL's host, not the other's.
+    identity = OutboundPolicy.from_settings(settings, purpose="identity")
+    assert identity.trusted_hosts == {"idp.example"}
+    assert not identity.allow_http
+    https = Settings(
+        _env_file=None, jwt_issuer="https://idp.example", jwt_jwks_url="https://idp.example/k"
+    )
+    assert not OutboundPolicy.from_settings(https, purpose="jwks").allow_http
+
+
+def test_the_search_policy_trusts_the_configured_search_hosts_only() -> None:
+    from torale.config import Settings
+
+    settings = Settings(
+        _env_file=None,
+        searxng_url="http://SearXNG.Intranet:8888/",
+        tavily_api_key="tvly-key",
+        brave_url="https://brave.intranet",  # no Brave key: Brave is not used, not trusted
+    )
+    policy = OutboundPolicy.from_settings(settings, purpose="search")
+    assert policy.trusted_hosts == {"searxng.intranet", "api.tavily.com"}
+    assert policy.allow_http  # the operator's SearXNG URL is http
+    assert not policy.allow_private
+    policy.check_url("http://searxng.intranet:8888/search")
+    for refused in ("http://localhost:8888/search", "http://10.0.0.1/", "http://127.0.0.2/"):
+        with pytest.raises(UnsafeURLError):
+            policy.check_url(refused)
+    https = Settings(_env_file=None, searxng_url="https://search.example")
+    assert not OutboundPolicy.from_settings(https, purpose="search").allow_http
+    # Nothing configured (DuckDuckGo goes through its own client): nothing trusted, https only.
+    none = OutboundPolicy.from_settings(Settings(_env_file=None), purpose="search")
+    assert none.trusted_hosts == frozenset()
+    assert not none.allow_http
+
+
 async def test_allowed_networks_accept_mapped_addresses() -> None:
     policy = OutboundPolicy(allowed_networks=(IPv4Network("10.0.5.0/24"), IPv6Network("fd00::/8")))
     assert policy.address_allowed("10.0.5.7")

@@ -233,6 +233,19 @@ async def test_preview_examples_are_accepted(client: httpx.AsyncClient, alice: A
         assert error["msg"] == NO_MODEL_FOR_MODE
 
 
+@pytest.mark.parametrize("settings_overrides", [{"model": None}])
+async def test_suggest_examples_are_accepted(client: httpx.AsyncClient, alice: ApiUser) -> None:
+    """Without a model (none is asked here): each example prompt passes validation and is
+    answered with the documented 503."""
+    path = "/api/v1/tasks/suggest"
+    for body in request_examples("POST", path):
+        response = await client.post(path, json=body, headers=alice.headers)
+        assert response.status_code == 503, response.text
+        assert response.json() == error_example("POST", path, 503, "no_model")
+    empty = await client.post(path, json={"prompt": ""}, headers=alice.headers)
+    assert empty.json() == error_example("POST", path, 422, "empty_prompt")
+
+
 async def test_webhook_examples_are_accepted(
     app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:

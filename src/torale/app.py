@@ -9,19 +9,24 @@ from contextlib import asynccontextmanager
 from dataclasses import fields
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from torale import __version__
 from torale.admin.router import router as admin_router
 from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
 from torale.auth.lookup import KeyLookup
+from torale.auth.oidc import OidcProvider
 from torale.auth.router import router as auth_router
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
 from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
+from torale.feeds.router import feed_router
+from torale.feeds.router import router as feeds_router
 from torale.health import router as health_router
 from torale.logs import silence_secret_bearing_loggers
+from torale.mcp.local import McpEndpoint
 from torale.metrics import Metrics, MetricsMiddleware
 from torale.metrics import router as metrics_router
 from torale.middleware import (
@@ -53,19 +58,6 @@ user's keys share them); failed authentication is throttled per client address.
 """
 
 
-def _jwt_verifier(settings: Settings) -> JWTVerifier | None:
-    if not settings.jwt_enabled:
-        return None
-    assert settings.jwt_issuer
-    assert settings.jwt_jwks_url
-    return JWTVerifier(
-        issuer=settings.jwt_issuer,
-        jwks_url=settings.jwt_jwks_url,
-        audience=settings.jwt_audience,
-        cache_seconds=settings.jwks_cache_seconds,
-    )
-
-
 def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
     """The API process's state: the background services and the web parts on them."""
     services = build_services(settings, dispatch=dispatch)
@@ -73,13 +65,14 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
         settings.rate_limits, settings.redis_url, failure_spec=settings.auth_failure_limits
     )
     key_usage = KeyUsageRecorder()
-    jwt = _jwt_verifier(settings)
+    jwt = JWTVerifier.from_settings(settings)
     key_lookup = KeyLookup(services.database)
     return AppState(
         **{field.name: getattr(services, field.name) for field in fields(Services)},
         rate_limiter=rate_limiter,
         key_usage=key_usage,
         jwt=jwt,
+        oidc=OidcProvider.from_settings(settings),
         hashing_key=settings.hashing_key,
         key_lookup=key_lookup,
         task_lists=TaskListCache(settings.task_list_cache_bytes),
@@ -103,6 +96,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     settings = settings or Settings()
     silence_secret_bearing_loggers()  # whoever configured logging: no channel secret in it
     state = build_state(settings, dispatch=scheduler)
+    mcp = McpEndpoint(state, lambda: app.openapi())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +107,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
         try:
             yield
         finally:
+            await mcp.close()
             await state.dispatcher.stop()
             await state.scheduler.stop()
             flusher.cancel()
@@ -139,10 +134,14 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     app.include_router(executions_router, responses=AUTHENTICATED | error_responses(404, 413, 502))
     app.include_router(watch_router, responses=AUTHENTICATED | error_responses(404, 413))
     app.include_router(webhooks_router, responses=AUTHENTICATED | error_responses(413))
+    app.include_router(feeds_router, responses=AUTHENTICATED | error_responses(413))
+    app.include_router(feed_router)
     app.include_router(health_router, responses=error_responses(413))
     app.include_router(metrics_router, responses=error_responses(401, 413))
     app.include_router(auth_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
     app.include_router(admin_router, responses=AUTHENTICATED | error_responses(404, 409, 413))
+    # The MCP server (Streamable HTTP), for AI assistants: the API's tools and credentials.
+    app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
     install_web(app)
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)

@@ -8,6 +8,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -295,7 +296,36 @@ class Settings(BaseSettings):
         "it decides the role of token users on every sign-in.",
     )
     jwks_cache_seconds: int = Field(
-        default=3600, ge=0, description="How long fetched signing keys are trusted."
+        default=3600,
+        ge=0,
+        description="How long fetched signing keys (and the sign-in provider's discovery "
+        "document) are trusted.",
+    )
+
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Browser sign-in with an OpenID Connect provider: its issuer URL "
+        "(`https://accounts.google.com`, `https://keycloak.example/realms/main`); its "
+        "`/.well-known/openid-configuration` names the rest. With `TORALE_OIDC_CLIENT_ID`, "
+        'the sign-in page offers "Sign in with …". Register '
+        "`TORALE_PUBLIC_URL/signin/oidc/callback` as the redirect URI at the provider.",
+    )
+    oidc_client_id: str | None = Field(
+        default=None, description="The client id Torale has at that provider."
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description="The client's secret (a confidential client); leave unset for a public "
+        "client, which PKCE alone protects.",
+    )
+    oidc_scopes: str = Field(
+        default="openid email profile",
+        description="Scopes asked for, space-separated; must include `openid`.",
+    )
+    oidc_name: str | None = Field(
+        default=None,
+        description='The provider\'s name on the sign-in button ("Sign in with <name>"). '
+        "Default: the issuer's host name.",
     )
 
     @field_validator("database_url")
@@ -396,7 +426,53 @@ class Settings(BaseSettings):
                 "set both TORALE_JWT_ISSUER and TORALE_JWT_JWKS_URL to enable sign-in tokens, "
                 "or neither"
             )
+        if bool(self.oidc_issuer) != bool(self.oidc_client_id):
+            raise ValueError(
+                "set both TORALE_OIDC_ISSUER and TORALE_OIDC_CLIENT_ID to enable sign-in with "
+                "an identity provider, or neither"
+            )
+        if (
+            self.oidc_issuer
+            and self.jwt_issuer
+            and self.oidc_issuer.rstrip("/") != self.jwt_issuer.rstrip("/")
+        ):
+            # Accounts are found by subject alone: two providers could give one subject to
+            # two different people.
+            raise ValueError(
+                "TORALE_OIDC_ISSUER and TORALE_JWT_ISSUER name different providers; accounts "
+                "are matched by subject alone, so both must be the same provider"
+            )
         return self
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _check_oidc_issuer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("use the issuer's full URL, e.g. https://accounts.example.com")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("an issuer URL has no query, fragment or credentials")
+        return value
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _check_oidc_scopes(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("include `openid` (OpenID Connect sign-in needs it)")
+        return value
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @property
+    def oidc_display_name(self) -> str:
+        """What the sign-in button calls the provider."""
+        if self.oidc_name and self.oidc_name.strip():
+            return self.oidc_name.strip()
+        return urlsplit(self.oidc_issuer or "").hostname or "your identity provider"
 
     @property
     def effective_database_url(self) -> str:

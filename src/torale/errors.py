@@ -113,9 +113,21 @@ _DESCRIPTIONS = {
 }
 
 
+# The schema of ErrorBody in the OpenAPI document (torale.openapi.install puts it there). A
+# reference rather than `"model": ErrorBody`: FastAPI builds a response field for every model
+# named in `responses`, for each route of each app it makes, and these are on every route.
+ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, in the documented shape."""
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+    return {
+        code: {
+            "description": _DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": ERROR_BODY_REF}},
+        }
+        for code in codes
+    }
 
 
 # What every authenticated route may answer besides its own errors.
@@ -137,11 +149,6 @@ def error_response(exc: ToraleError) -> JSONResponse:
     if isinstance(exc, FieldValidationError):
         return JSONResponse({"detail": exc.errors}, status_code=422)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def _torale_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ToraleError)
-    return error_response(exc)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -199,50 +206,51 @@ async def _request_validation_error(request: Request, exc: Exception) -> JSONRes
     return JSONResponse({"detail": items}, status_code=422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-    )
-
-
-async def _commit_outcome_unknown(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning(
-        "database lost during the commit of %s %s: %s", request.method, request.url.path, exc
-    )
-    # Not 503: clients retry those as "not carried out", which a create may have been.
-    return JSONResponse({"detail": CommitOutcomeUnknownError.detail}, status_code=504)
-
-
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+def response_for(exc: Exception, where: str) -> JSONResponse:
+    """The documented answer to a failure that is not a request-validation error: what the
+    API's handlers answer, and what a caller that is not a route (the MCP endpoint) answers
+    too. `where` names the request in logs ("GET /api/v1/tasks")."""
+    if isinstance(exc, ToraleError):
+        return error_response(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+    if isinstance(exc, CommitOutcomeUnknownError):
+        logger.warning("database lost during the commit of %s: %s", where, exc)
+        # Not 503: clients retry those as "not carried out", which a create may have been.
+        return JSONResponse({"detail": CommitOutcomeUnknownError.detail}, status_code=504)
     if isinstance(exc, IntegrityError):
         # A race with a concurrent change (the constraint held): nothing was written.
-        logger.warning("conflict on %s %s: %s", request.method, request.url.path, exc.orig)
+        logger.warning("conflict on %s: %s", where, exc.orig)
         return JSONResponse(
             {"detail": "A concurrent change conflicted with this one; try again"}, status_code=409
         )
-    if database_unavailable(exc):
-        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, _DATABASE_FAILURES) and database_unavailable(exc):
+        logger.warning("database unavailable on %s: %s", where, exc)
         return JSONResponse(
             {"detail": "The database is unavailable; try again shortly"},
             status_code=503,
             headers={"Retry-After": retry_after_header(5)},
         )
-    return await _unexpected_error(request, exc)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    logger.exception("unhandled error on %s", where, exc_info=exc)
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
+_DATABASE_FAILURES = (DBAPIError, PoolTimeoutError, ConnectionError, TimeoutError)
+
+
+async def _failure(request: Request, exc: Exception) -> JSONResponse:
+    return response_for(exc, f"{request.method} {request.url.path}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ToraleError, _torale_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(CommitOutcomeUnknownError, _commit_outcome_unknown)
-    app.add_exception_handler(DBAPIError, _database_error)
-    app.add_exception_handler(PoolTimeoutError, _database_error)
-    app.add_exception_handler(ConnectionError, _database_error)
-    app.add_exception_handler(TimeoutError, _database_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    for failure in (
+        ToraleError,
+        StarletteHTTPException,
+        CommitOutcomeUnknownError,
+        *_DATABASE_FAILURES,
+        Exception,
+    ):
+        app.add_exception_handler(failure, _failure)

@@ -24,9 +24,12 @@ import re
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SILENT = ("httpx", "httpcore", "urllib3", "requests", "apprise")
-# One-time sign-in links carry their secret in the query string (`/signin?token=…`), which the
-# access log would print: the value is replaced wherever `token=` appears.
-_TOKEN_VALUE = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
+# One-time sign-in links carry their secret in the query string (`/signin?token=…`), and so
+# does the identity provider's answer (`/signin/oidc/callback?code=…`), which the access log
+# would print: the value is replaced wherever `token=`, or `code=` as a query parameter, appears.
+_TOKEN_VALUE = re.compile(r"((?:token|[?&]code)=)[^&\s\"']+", re.IGNORECASE)
+# Feed URLs carry their token in the path (`/feeds/<token>/…`): replaced the same way.
+_FEED_TOKEN = re.compile(r"(/feeds/)[^/\s\"'?#]+")
 _QUIET = (
     "openai",
     "anthropic",
@@ -58,11 +61,13 @@ def redact_urls(text: str) -> str:
 class OneLineFormatter(logging.Formatter):
     """One line per record: CR and LF are escaped in the message and in tracebacks too, whose
     last line quotes the exception's text (a provider's error, a user's model name); URLs are
-    cut to their scheme and host, and the value of any `token=` is redacted."""
+    cut to their scheme and host, and the value of any `token=` (or `code=`) and a feed URL's
+    token are redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record).replace("\r", "\\r").replace("\n", "\\n")
-        return _TOKEN_VALUE.sub(r"\1[redacted]", redact_urls(line))
+        line = _TOKEN_VALUE.sub(r"\1[redacted]", redact_urls(line))
+        return _FEED_TOKEN.sub(r"\1[redacted]", line)
 
 
 def silence_secret_bearing_loggers() -> None:

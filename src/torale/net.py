@@ -1,4 +1,5 @@
-"""Outbound HTTP policy shared by page fetches and webhooks.
+"""Outbound HTTP policy shared by page fetches, search APIs, notifications and the identity
+provider (sign-in and the sign-in tokens' keys).
 
 Torale fetches URLs that users type, so it must not become a way into the network it runs in.
 Requests to private, loopback, link-local, multicast, reserved and cloud-metadata addresses are
@@ -28,11 +29,20 @@ not only each read, and an answer Torale does not need whole is read no further 
 ``ANSWER_PEEK_BYTES``.
 
 ``OutboundPolicy.from_settings`` is the one way to build the policy from the settings.
+
+Hosts the operator configured may be trusted by name (``trusted_hosts``): the identity
+provider's issuer host (TORALE_OIDC_ISSUER), the host of the sign-in tokens' key set
+(TORALE_JWT_JWKS_URL) and the hosts of the search APIs (TORALE_SEARXNG_URL, TORALE_TAVILY_URL,
+TORALE_BRAVE_URL) are reached whatever address they resolve to, as an intranet Keycloak or
+SearXNG must be, without opening private networks to the URLs users type. Every other host,
+including endpoints the provider's discovery document names elsewhere and the targets of
+redirects, is judged as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -99,6 +109,11 @@ def _unwrap(ip: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
     return ip
 
 
+def _host_key(host: str) -> str:
+    """A host name as compared: no brackets, no trailing dot, lowercase."""
+    return host.strip("[]").rstrip(".").lower()
+
+
 def is_forbidden_address(address: str) -> bool:
     """True for any address that is not a public unicast internet address."""
     ip = _unwrap(ipaddress.ip_address(address))
@@ -117,18 +132,47 @@ class OutboundPolicy:
     allow_http: bool = True
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+    # Host names (lowercase) reached whatever they resolve to: only ones the operator named.
+    trusted_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, purpose: Literal["pages", "notifications"]
+        cls,
+        settings: Settings,
+        *,
+        purpose: Literal["pages", "notifications", "identity", "jwks", "search"],
     ) -> OutboundPolicy:
-        """The policy for requests made for `purpose`: pages (and searches) may use plain
-        http; notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so."""
+        """The policy for requests made for `purpose`: pages may use plain http;
+        notifications only when TORALE_ALLOW_HTTP_WEBHOOKS says so. The identity provider
+        (TORALE_OIDC_ISSUER), the sign-in tokens' key set (TORALE_JWT_JWKS_URL) and the search
+        APIs (TORALE_SEARXNG_URL, and TORALE_TAVILY_URL / TORALE_BRAVE_URL when their key is
+        set) are URLs the operator named: plain http only when such a URL is http, and their
+        hosts are trusted."""
+        if purpose in ("identity", "jwks", "search"):
+            if purpose == "search":
+                urls = [
+                    settings.searxng_url,
+                    settings.tavily_url if settings.tavily_api_key is not None else None,
+                    settings.brave_url if settings.brave_api_key is not None else None,
+                ]
+            else:
+                urls = [settings.oidc_issuer if purpose == "identity" else settings.jwt_jwks_url]
+            named = [urlsplit(url) for url in urls if url]
+            return cls(
+                allow_http=any(parts.scheme == "http" for parts in named),
+                allow_private=settings.allow_private_networks,
+                allowed_networks=settings.allowed_network_list,
+                trusted_hosts=frozenset(_host_key(p.hostname) for p in named if p.hostname),
+            )
         return cls(
             allow_http=purpose == "pages" or settings.allow_http_webhooks,
             allow_private=settings.allow_private_networks,
             allowed_networks=settings.allowed_network_list,
         )
+
+    def trusts(self, host: str) -> bool:
+        """Is this host one the operator named, to be reached whatever it resolves to?"""
+        return bool(self.trusted_hosts) and _host_key(host) in self.trusted_hosts
 
     def address_allowed(self, address: str) -> bool:
         """May Torale connect to this IP address (any notation ``ipaddress`` reads)?"""
@@ -139,8 +183,8 @@ class OutboundPolicy:
     def check_host(self, host: str) -> None:
         """Refuse a host name or address literal that is local or not allowed, as far as the
         name tells (no DNS). Raises UnsafeURLError."""
-        host = host.strip("[]").rstrip(".").lower()
-        if self.allow_private:
+        host = _host_key(host)
+        if self.allow_private or self.trusts(host):
             return
         if (
             host in _LOCAL_HOST_NAMES
@@ -194,6 +238,8 @@ async def checked_addresses(
         addresses = await _resolve(host, port)
     if not addresses:
         raise OSError("no addresses")
+    if policy.trusts(host):
+        return addresses  # still connected to as resolved here: no second lookup
     for address in addresses:
         if not policy.address_allowed(address):
             raise UnsafeURLError(REFUSED, detail=f"{host} resolves to {address}")
@@ -278,15 +324,33 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """The TLS settings of every outbound client that verifies with the default CA bundle.
+
+    Built once per process: loading the CA bundle costs tens of milliseconds of CPU, and each
+    httpx client would otherwise load it again (several per app, one per model client).
+    """
+    return httpx.create_ssl_context(trust_env=False)
+
+
+def tls(verify: ssl.SSLContext | bool = True) -> ssl.SSLContext:
+    """The SSL context for ``verify``: the shared default, a given context, or no checks."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    return default_tls() if verify else httpx.create_ssl_context(verify=False, trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, with the policy checked on every request and every connection."""
 
     def __init__(self, policy: OutboundPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(verify=verify, trust_env=False)
+        context = tls(verify)
+        super().__init__(verify=context, trust_env=False)
         self._policy = policy
         # httpx builds its pool with the default network backend; swap in one that checks.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=100,  # httpx's default limits
             max_keepalive_connections=20,
             keepalive_expiry=5.0,

@@ -17,7 +17,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from torale.db.database import CommitOutcomeUnknownError
-from torale.engine.evaluate import NO_MODEL_FOR_MODE
+from torale.engine.evaluate import NO_MODEL_FOR_MODE, NO_MODEL_MESSAGE
+from torale.errors import ErrorBody
 from torale.middleware import BodyTooLargeError
 from torale.notify.outbox import notification_message
 from torale.tasks.schedule import ACCEPTED
@@ -232,6 +233,16 @@ ADMIN_USER = USER | {
     "last_activity": "2026-09-10T07:00:38Z",
 }
 WEBHOOK_CONFIG = {"url": HOOK_URL, "secret": WEBHOOK_SECRET, "enabled": True}
+FEED_TOKEN_VALUE = "q8Zx1Vb0nRk3TfLw7HcYp2Gd9Ma5Je4Us6Ko_Ni-BtE"  # noqa: S105 - made up
+FEEDS_AT = f"https://torale.example.com/feeds/{FEED_TOKEN_VALUE}"
+FEED_TOKEN = {"active": True, "created_at": "2026-09-01T08:12:44Z"}
+NO_FEED_TOKEN = {"active": False, "created_at": None}
+FEED_TOKEN_CREATED = {
+    "token": FEED_TOKEN_VALUE,
+    "created_at": "2026-09-01T08:12:44Z",
+    "notifications_url": f"{FEEDS_AT}/notifications.atom",
+    "task_url_template": f"{FEEDS_AT}/tasks/{{task_id}}.atom",
+}
 
 
 def page(*items: Any, total: int | None = None) -> dict[str, Any]:
@@ -353,6 +364,44 @@ TASK_UPDATE_REQUEST = {
     ),
 }
 
+SUGGEST_PROMPT = "tell me when the next iPhone is announced"
+SUGGEST_PAGE_PROMPT = (
+    "let me know when the espresso machine at https://shop.example.com/espresso costs less "
+    "than 50 dollars"
+)
+DRAFT: dict[str, Any] = {
+    "name": "Next iPhone announcement",
+    "search_query": "next iPhone announcement date",
+    "condition_description": "Apple has announced the next iPhone, with its release date",
+    "urls": [],
+    "mode": "model",
+    "rules": None,
+    "change": None,
+    "schedule": "0 9 * * *",
+    "timezone": "UTC",
+    "notify_behavior": "once",
+}
+SUGGESTION = {
+    "task": DRAFT,
+    "explanation": "Searches the news every morning and tells you once, when Apple has "
+    "announced the next iPhone.",
+}
+PAGE_SUGGESTION = {
+    "task": DRAFT
+    | {
+        "name": "Espresso machine under $50",
+        "search_query": None,
+        "condition_description": "The espresso machine costs less than $50",
+        "urls": ["https://shop.example.com/espresso"],
+        "mode": "rules",
+        "rules": {"match": "all", "conditions": [{"kind": "number", "op": "<", "value": 50}]},
+        "schedule": "0 */6 * * *",
+        "notify_behavior": "track_state",
+    },
+    "explanation": "Reads the shop's page every six hours and tells you when the price is "
+    "below $50, and again when it changes.",
+}
+
 
 # --- the table -----------------------------------------------------------------------------------
 
@@ -388,6 +437,38 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
             409: CONCURRENT,
             422: TASK_INVALID,
             503: SCHEDULER_DOWN | COMMON[503],
+        },
+        not_answered=NO_ID,
+    ),
+    ("POST", "/api/v1/tasks/suggest"): Documented(
+        request={
+            "event": example("An event to hear of", {"prompt": SUGGEST_PROMPT}),
+            "page": example("A page and a price", {"prompt": SUGGEST_PAGE_PROMPT}),
+        },
+        success=ok("A draft for an event (nothing is saved)", SUGGESTION)
+        | {"page": example("A draft that watches a page", PAGE_SUGGESTION)},
+        errors={
+            422: invalid(
+                "empty_prompt",
+                "An empty prompt",
+                ["body", "prompt"],
+                "String should have at least 1 character",
+                "string_too_short",
+            ),
+            502: detail(
+                "no_valid_task",
+                "The model's drafts were refused, even when it was told why",
+                "Model openai:gpt-4o-mini drafted no valid task in 3 attempts; the last was "
+                "refused: schedule: Schedule runs too often: runs can be 60 seconds apart, and "
+                "this server's minimum is 300 seconds",
+            )
+            | detail(
+                "model_failed",
+                "The model's provider refused the request",
+                "The provider of model openai:gpt-4o-mini refused the credentials: check "
+                "OPENAI_API_KEY",
+            ),
+            503: detail("no_model", "The server has no model", NO_MODEL_MESSAGE) | COMMON[503],
         },
         not_answered=NO_ID,
     ),
@@ -658,6 +739,17 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
             )
             | BAD_LIMIT
         },
+    ),
+    # feeds
+    ("GET", "/api/v1/feeds/token"): Documented(
+        success=ok("You have a feed token", FEED_TOKEN)
+        | {"none": example("No feed token (feeds are off)", NO_FEED_TOKEN)},
+    ),
+    ("POST", "/api/v1/feeds/token"): Documented(
+        success=ok("A new token and its feed URLs (shown only here)", FEED_TOKEN_CREATED),
+    ),
+    ("DELETE", "/api/v1/feeds/token"): Documented(
+        success=ok("Feeds are off: every feed URL answers 404", NO_FEED_TOKEN),
     ),
     # health
     ("GET", "/health"): Documented(
@@ -995,7 +1087,10 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_examples(generate())
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
+            app.openapi_schema = add_examples(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -15,6 +15,9 @@ from starlette.types import Scope
 # The `X-RateLimit-*` headers of the caller's budget, as (name, value) byte pairs, set by
 # authentication and added to the response by `middleware.RateLimitHeadersMiddleware`.
 RATE_LIMIT_HEADERS = "rate_limit_headers"
+# The caller an MCP request authenticated as (an `AuthenticatedUser`), set by the `/mcp`
+# endpoint and read by the tools it serves (`mcp.local`).
+CALLER = "caller"
 # The route template a response is counted under when no FastAPI route answered it (the list
 # fast path), read by `metrics.MetricsMiddleware`.
 ROUTE_TEMPLATE = "route_template"

@@ -10,6 +10,7 @@ from fastapi import Request
 from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
 from torale.auth.lookup import KeyLookup
+from torale.auth.oidc import OidcProvider
 from torale.auth.usage import KeyUsageRecorder
 from torale.ratelimit import RateLimiter
 from torale.services import Services
@@ -24,6 +25,7 @@ class AppState(Services):
     rate_limiter: RateLimiter
     key_usage: KeyUsageRecorder
     jwt: JWTVerifier | None
+    oidc: OidcProvider | None  # browser sign-in with an identity provider, when configured
     hashing_key: bytes
     key_lookup: KeyLookup
     task_lists: TaskListCache

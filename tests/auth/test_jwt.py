@@ -38,6 +38,7 @@ from tests.fixtures.jwks import (  # noqa: F401 - fixtures used here
     key_a,
     key_b,
     make_token,
+    running_jwks_server,
     unsigned_token,
 )
 from tests.fixtures.users import ApiUser, set_user_active
@@ -665,3 +666,118 @@ async def test_rate_limit_headers_on_jwt_responses(
         remaining.append(int(response.headers["x-ratelimit-remaining"]))
     limit = int(responses[0].headers["x-ratelimit-limit"])
     assert remaining == [limit - 1, limit - 2, limit - 3]
+
+
+# --- fetching the key set, through the outbound policy --------------------------------------
+
+UNAVAILABLE = "Cannot verify sign-in tokens right now: the identity provider's keys are unreachable"
+
+
+async def test_the_key_set_host_is_trusted_by_name_like_the_operator_configured_it(
+    client: httpx.AsyncClient, app: FastAPI, jwks_server: JWKSServer, key_a: SigningKey
+) -> None:
+    """127.0.0.1 is a loopback address, refused to the URLs users type; the JWKS URL's host is
+    the operator's own configuration and is reached without TORALE_ALLOW_PRIVATE_NETWORKS."""
+    settings = app.state.torale.settings
+    assert not settings.allow_private_networks
+    assert settings.allowed_network_list == ()
+    assert app.state.torale.jwt.policy.trusted_hosts == {"127.0.0.1"}
+    assert (await me(client, make_token(key_a, "user_local"))).status_code == 200
+    assert jwks_server.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("settings_overrides", "allowed"),
+    [({}, False), ({"allowed_networks": "127.0.0.2/32"}, True)],
+    ids=["private target refused", "target in TORALE_ALLOWED_NETWORKS"],
+    indirect=["settings_overrides"],
+)
+async def test_a_redirect_to_another_private_address_is_judged_like_any_url(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    jwks_server: JWKSServer,
+    key_a: SigningKey,
+    caplog: pytest.LogCaptureFixture,
+    allowed: bool,
+) -> None:
+    """Only the JWKS URL's own host is trusted: its redirect to another private address (which
+    serves a good key set) is refused unless the operator allowed that network."""
+    with running_jwks_server("127.0.0.2", key_a) as elsewhere:
+        jwks_server.redirect_to = elsewhere.url
+        response = await me(client, make_token(key_a, "user_redirected"))
+        fetched_elsewhere = elsewhere.requests
+
+    assert jwks_server.requests == 1
+    if allowed:
+        assert response.status_code == 200, response.text
+        assert fetched_elsewhere == 1
+        return
+    assert error_detail(response, 503) == UNAVAILABLE
+    assert fetched_elsewhere == 0
+    assert await users_with_subject(app, "user_redirected") == 0
+    # The operator's log says why (with the address); the answer does not.
+    assert "127.0.0.2 resolves to 127.0.0.2" in caplog.text
+    assert "127.0.0.2" not in response.text
+
+
+@pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "no length"])
+async def test_an_oversized_key_set_is_refused_cleanly(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    jwks_server: JWKSServer,
+    clock: FakeClock,
+    key_a: SigningKey,
+    caplog: pytest.LogCaptureFixture,
+    send_length: bool,
+) -> None:
+    """A key set padded past the limit (still valid JSON, and a good key set if read whole) is
+    not read past the limit: the token cannot be verified (503), nothing is written."""
+    jwks_server.padding = jwt_module.MAX_ANSWER_BYTES
+    jwks_server.send_length = send_length
+    token = make_token(key_a, "user_big")
+
+    assert error_detail(await me(client, token), 503) == UNAVAILABLE
+    assert jwks_server.requests == 1
+    assert await users_with_subject(app, "user_big") == 0
+    assert f"larger than {jwt_module.MAX_ANSWER_BYTES} bytes" in caplog.text
+
+    # A key set of normal size loads at the next attempt.
+    jwks_server.padding = 0
+    clock.advance(31)
+    assert (await me(client, token)).status_code == 200
+
+
+async def test_an_oversized_refetch_keeps_the_keys_already_fetched(
+    client: httpx.AsyncClient,
+    jwks_server: JWKSServer,
+    clock: FakeClock,
+    key_a: SigningKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = make_token(key_a, "user_kept")
+    assert (await me(client, good)).status_code == 200
+    jwks_server.padding = jwt_module.MAX_ANSWER_BYTES
+    clock.advance(31)
+    # An unknown kid refetches, the answer is refused: the kid stays unknown (401) ...
+    response = await me(client, make_token(key_a, "user_kept", kid="rotated"))
+    assert error_detail(response, 401) == "Token signed with an unknown key"
+    assert jwks_server.requests == 2
+    assert f"larger than {jwt_module.MAX_ANSWER_BYTES} bytes" in caplog.text
+    # ... and the keys fetched before still verify.
+    assert (await me(client, good)).status_code == 200
+
+
+async def test_fetching_the_key_set_has_one_deadline_for_all_of_it(
+    client: httpx.AsyncClient,
+    jwks_server: JWKSServer,
+    key_a: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A provider that sends its key set in pieces, each well within the read timeout, is cut
+    off at the deadline for the whole request (it would have sent a good key set in ~2 s)."""
+    monkeypatch.setattr(jwt_module, "TIMEOUT_SECONDS", 0.5)
+    jwks_server.drip_seconds = 0.2
+
+    assert error_detail(await me(client, make_token(key_a, "user_slow")), 503) == UNAVAILABLE
+    assert "no answer within 0.5 s" in caplog.text

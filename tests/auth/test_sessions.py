@@ -199,10 +199,12 @@ async def test_a_signin_link_expires_after_15_minutes(app: FastAPI, alice: ApiUs
     [
         '127.0.0.1:5000 - "GET /signin?token=abcDEF_123-x HTTP/1.1" 303',
         '127.0.0.1:5000 - "GET /signin?next=/&token=abcDEF_123-x HTTP/1.1" 303',
+        '127.0.0.1:5000 - "GET /signin/oidc/callback?code=abcDEF_123-x&state=s HTTP/1.1" 303',
+        '127.0.0.1:5000 - "GET /signin/oidc/callback?state=s&code=abcDEF_123-x HTTP/1.1" 303',
     ],
 )
 def test_log_lines_never_carry_a_token(message: str) -> None:
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, message, (), None)
     line = OneLineFormatter("%(message)s").format(record)
     assert "abcDEF_123-x" not in line
-    assert "token=[redacted]" in line
+    assert "token=[redacted]" in line or "code=[redacted]" in line

@@ -31,7 +31,7 @@ from tests.fixtures.api_server import (  # noqa: F401 - the shared server's fixt
     make_user,
     user_key,
 )
-from tests.fixtures.engine import MET
+from tests.fixtures.engine import DRAFT, MET
 from tests.fixtures.sdk_examples import CONDITION, QUERY, UNKNOWN_ID
 from torale.cli import app
 from torale.cli.invocation import torale_command
@@ -205,6 +205,35 @@ def test_create_as_json_and_as_a_table(cli: Cli, sdk: Torale, api: Api) -> None:
     assert "Rust 2.0 release" in table.stdout
     assert "0 9 * * * (UTC)" in table.stdout
     assert "state          active" in table.stdout
+    assert len(list(sdk.tasks.list())) == 2
+
+
+def test_create_from_a_sentence(cli: Cli, sdk: Torale) -> None:
+    sentence = "tell me when the next iPhone is announced"
+    declined = cli("task", "create", "--from", sentence, input="n\n")
+    assert declined.exit_code == 1
+    assert f"{DRAFT['name']}  (a draft: not saved yet)" in declined.stdout
+    assert "query          next iPhone announcement date" in declined.stdout
+    assert "schedule       0 0 * * * (UTC)" in declined.stdout
+    assert DRAFT["explanation"] in declined.stdout
+    assert "Create this task?" in declined.stdout
+    assert list(sdk.tasks.list()) == []  # nothing saved without a yes
+
+    accepted = ok(cli("task", "create", "--from", sentence, input="y\n"))
+    assert "state          active" in accepted.stdout
+    (task,) = sdk.tasks.list()
+    assert (task.name, task.search_query, task.schedule) == (
+        DRAFT["name"],
+        DRAFT["search_query"],
+        "0 0 * * *",
+    )
+
+    # --yes does not ask; options given as well override the draft; --json prints the task
+    # (the draft goes to stderr).
+    created = parsed(
+        cli("task", "create", "--from", sentence, "--yes", "--every", "6 hours", "--json")
+    )
+    assert (created["name"], created["schedule"]) == (DRAFT["name"], "0 */6 * * *")
     assert len(list(sdk.tasks.list())) == 2
 
 

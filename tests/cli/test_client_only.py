@@ -51,6 +51,8 @@ def test_the_client_loads_no_server_module(statement: str) -> None:
     shared = ("torale.sdk", "torale.cli", "torale.retry_after")
     assert all(name.startswith(shared) for name in ours), ours
     assert "torale.cli.database" not in ours
+    # `torale mcp` loads the MCP library when it runs, not with the other commands.
+    assert not {"mcp", "mcp_types"} & {name.split(".")[0] for name in loaded}
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

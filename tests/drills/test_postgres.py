@@ -58,7 +58,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
 )
 from tests.fixtures.processes import Server, StartServer, start_server  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 WORKERS = 6
 BEFORE_SECONDS = 1.0
@@ -388,7 +388,16 @@ async def test_requests_answer_503_while_postgres_is_gone_and_succeed_again_afte
     task_id = due.json()["id"]
 
     async def ran() -> dict[str, Any] | None:
-        listing = (await http.get(f"/api/v1/tasks/{task_id}/executions")).json()["items"]
+        asked = time.monotonic()
+        try:
+            answer = await http.get(f"/api/v1/tasks/{task_id}/executions")
+        except httpx.TimeoutException as exc:
+            waited = time.monotonic() - asked
+            raise AssertionError(
+                f"the history did not answer within {waited:.1f} s after the drill "
+                f"({exc!r}):\n{server.describe()}"
+            ) from exc
+        listing = answer.json()["items"]
         done = [e for e in listing if e["status"] in ("success", "failed")]
         return done[0] if done else None
 

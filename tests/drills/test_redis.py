@@ -39,6 +39,7 @@ from tests.fixtures.services import require_service
 from tests.fixtures.users import ApiUser, create_test_user
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(40),
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),  # plays no part
 ]

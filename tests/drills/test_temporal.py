@@ -69,6 +69,7 @@ from torale.scheduling.temporal.scheduler import schedule_id
 from torale.scheduling.temporal.workflows import WORKFLOW_NAME
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(90),
     # Shared with the worker. (On SQLite, the request refused while Temporal is down holds the
     # database's one write lock while the Temporal client retries, delaying the runs' writes.)

@@ -31,6 +31,9 @@ RATE_LIMIT_BODY = {"detail": "Rate limit exceeded: 100 per 1 minute"}
 REQUEST_TIMEOUT = 30.0
 
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"

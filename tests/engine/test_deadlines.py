@@ -7,7 +7,6 @@ import asyncio
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.fakes import StallingServer
@@ -15,7 +14,7 @@ from torale.config import Settings
 from torale.engine.evaluate import EvaluationError, Evaluator
 from torale.engine.fetch import Fetcher, FetchFailedError
 from torale.engine.search.base import SearchError
-from torale.engine.search.http import MAX_ANSWER_BYTES
+from torale.engine.search.http import MAX_ANSWER_BYTES, search_client
 from torale.engine.search.providers import SearxngSearch
 from torale.net import OutboundPolicy
 
@@ -34,8 +33,13 @@ def trickle() -> Iterator[StallingServer]:
         yield server
 
 
+def _search_settings(url: str) -> Settings:
+    """The engine's search client for a SearXNG at `url` (trusted by name; no private network)."""
+    return Settings(_env_file=None, searxng_url=url, fetch_timeout_seconds=DEADLINE)
+
+
 async def test_search_reads_no_endless_answer(endless: StallingServer) -> None:
-    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+    async with search_client(_search_settings(endless.url)) as client:
         provider = SearxngSearch(client, endless.url, 0, 0.01, deadline=10)
         with pytest.raises(SearchError, match="more than"):
             await asyncio.wait_for(provider.search("q", max_results=3), 20)
@@ -46,7 +50,7 @@ async def test_search_reads_no_endless_answer(endless: StallingServer) -> None:
 async def test_search_to_a_trickling_server_ends_at_its_deadline(
     trickle: StallingServer,
 ) -> None:
-    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+    async with search_client(_search_settings(trickle.url)) as client:
         provider = SearxngSearch(client, trickle.url, 1, 0.01, deadline=DEADLINE)
         started = time.monotonic()
         with pytest.raises(SearchError, match="did not answer in time after 2 attempts"):

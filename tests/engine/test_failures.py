@@ -70,6 +70,33 @@ async def test_search_refusal_is_not_retried(
     assert fake_search.calls == 1
 
 
+async def test_a_search_redirect_to_another_private_address_fails_the_run(
+    client: httpx.AsyncClient, alice: ApiUser, fake_search: FakeSearxng, found_page: str
+) -> None:
+    fake_search.fail_next(5, status=302, headers={"location": "http://10.0.0.1/search"})
+    task = await new_task(client, alice)
+    execution = await run_now(client, alice, task["id"])
+    assert_clean_failure(
+        execution, "Search provider searxng failed", "refused by the outbound policy"
+    )
+    assert "10.0.0.1" not in str(execution)
+    assert fake_search.calls == 1
+
+
+@pytest.mark.parametrize("extra_settings", [{"allowed_networks": ""}])
+async def test_search_works_with_no_private_network_allowed(
+    client: httpx.AsyncClient, alice: ApiUser, fake_search: FakeSearxng, found_page: str
+) -> None:
+    """The configured SearXNG (127.0.0.1) is trusted by name; the page it found, on the same
+    address, is a URL from outside and stays refused (its snippet is the evidence)."""
+    task = await new_task(client, alice)
+    execution = await run_now(client, alice, task["id"])
+    assert execution["status"] == "success", execution
+    assert fake_search.calls == 1
+    assert execution["usage"]["search_calls"] == 1
+    assert execution["usage"]["pages_failed"] == 1
+
+
 @pytest.mark.parametrize("extra_settings", [{"fetch_timeout_seconds": 0.5}])
 async def test_search_timeout(
     client: httpx.AsyncClient, alice: ApiUser, fake_search: FakeSearxng, found_page: str

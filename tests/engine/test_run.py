@@ -9,12 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, verdict_rules
 from tests.fixtures.engine import MET, NOT_MET, new_task, page, run_now
 from tests.fixtures.users import ApiUser
 from torale.db.models import Delivery, Page
+from torale.engine.fetch import text_hash
 
 ANNOUNCED = "Apple announced the iPhone 18 release for September 9."
 RESCHEDULED = "Apple moved the iPhone 18 release to September 16."
@@ -249,6 +250,37 @@ async def test_pages_are_asked_for_conditionally(
     assert second["usage"]["pages_not_modified"] == 1
     assert second["usage"]["verdict_reused"] is True
     assert fake_model.calls == 1
+
+
+async def test_a_page_sent_again_byte_for_byte_is_not_extracted_again(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    fake_web: FakeWeb,
+    fake_model: FakeOpenAI,
+    newsroom: str,
+) -> None:
+    """A server that sends no ETag or Last-Modified answers 200 every time: the same bytes
+    as last time give the text read last time, without extracting it again."""
+    fake_web.set_page("/newsroom", page(NOT_YET), etag=False, last_modified=False)
+    task = await new_task(client, alice)
+    first = await run_now(client, alice, task["id"])
+    assert first["result"]["condition_met"] is False
+    # Make the cached text say something the page does not: only a reused text can say it.
+    async with app.state.torale.sessions() as session, session.begin():
+        await session.execute(update(Page).values(text=ANNOUNCED, text_hash=text_hash(ANNOUNCED)))
+
+    second = await run_now(client, alice, task["id"])
+    assert fake_web.count("/newsroom") == 2
+    assert fake_web.count_304("/newsroom") == 0
+    assert second["usage"]["pages_not_modified"] == 0  # it was a 200
+    assert ANNOUNCED in fake_model.chat_requests[-1].prompt_text
+    assert second["result"]["condition_met"] is True
+
+    fake_web.set_page("/newsroom", page(RESCHEDULED), etag=False, last_modified=False)
+    third = await run_now(client, alice, task["id"])  # other bytes: read again
+    assert RESCHEDULED in fake_model.chat_requests[-1].prompt_text
+    assert third["result"]["current_state"] == {"release_date": "September 16"}
 
 
 async def test_task_urls_are_read_with_search_results_deduplicated(

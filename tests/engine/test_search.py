@@ -10,6 +10,7 @@ import pytest
 from tests.fakes import FakeBrave, FakeSearxng, FakeTavily
 from torale.config import Settings
 from torale.engine.search.base import SearchError
+from torale.engine.search.http import search_client
 from torale.engine.search.providers import (
     BraveSearch,
     DuckDuckGoSearch,
@@ -51,6 +52,96 @@ async def test_searxng(searxng: FakeSearxng) -> None:
         results = await provider.search("iphone", max_results=2)
     assert [(r.url, r.title, r.snippet) for r in results] == HITS[:2]
     assert searxng.requests[-1].query["format"] == "json"
+
+
+def _search_settings(**values: object) -> Settings:
+    """Settings that open no private network: only the configured search hosts are trusted."""
+    return Settings(_env_file=None, secret_key="k", provider_retries=2, **values)  # type: ignore[arg-type]
+
+
+async def test_the_engine_client_reaches_a_local_searxng_without_private_networks(
+    searxng: FakeSearxng,
+) -> None:
+    searxng.reset()
+    searxng.set_results("iphone", HITS)
+    settings = _search_settings(searxng_url=searxng.url)
+    assert not settings.allow_private_networks
+    assert not settings.allowed_network_list
+    async with search_client(settings) as client:
+        provider = search_provider("searxng", settings, client)
+        results = await provider.search("iphone", max_results=3)
+    assert [r.url for r in results] == [h[0] for h in HITS]
+
+
+@pytest.fixture(scope="module")
+def other_loopback() -> Iterator[FakeSearxng]:
+    """A SearXNG on 127.0.0.2: private, and not the configured host."""
+    with FakeSearxng(host="127.0.0.2") as fake:
+        fake.set_results(None, HITS)
+        yield fake
+
+
+@pytest.mark.parametrize("target", ["http://127.0.0.2:{port}/search", "http://10.0.0.1/search"])
+async def test_a_redirect_from_the_search_api_elsewhere_is_refused(
+    searxng: FakeSearxng, other_loopback: FakeSearxng, target: str
+) -> None:
+    searxng.reset()
+    other_loopback.reset()
+    location = target.format(port=other_loopback.port)
+    searxng.fail_next(5, status=302, headers={"location": location})
+    settings = _search_settings(searxng_url=searxng.url)
+    async with search_client(settings) as client:
+        provider = search_provider("searxng", settings, client)
+        with pytest.raises(SearchError) as failed:
+            await provider.search("my secret plans", max_results=3)
+    message = str(failed.value)
+    assert message == (
+        "Search provider searxng failed: refused by the outbound policy: check TORALE_SEARXNG_URL"
+    )
+    assert searxng.calls == 1  # a refusal is not retried
+    assert other_loopback.calls == 0
+
+
+async def test_a_redirect_within_the_search_host_is_followed(searxng: FakeSearxng) -> None:
+    searxng.reset()
+    searxng.set_results("iphone", HITS)
+    searxng.fail_next(
+        1, status=307, headers={"location": searxng.url + "/search?q=iphone&format=json"}
+    )
+    settings = _search_settings(searxng_url=searxng.url)
+    async with search_client(settings) as client:
+        results = await search_provider("searxng", settings, client).search("iphone", max_results=3)
+    assert len(results) == 3
+    assert searxng.calls == 2
+
+
+async def test_endless_redirects_fail_the_search(searxng: FakeSearxng) -> None:
+    searxng.reset()
+    searxng.fail_next(10, status=302, headers={"location": searxng.url + "/search"})
+    settings = _search_settings(searxng_url=searxng.url)
+    async with search_client(settings) as client:
+        with pytest.raises(SearchError, match="searxng failed: more than 3 redirects"):
+            await search_provider("searxng", settings, client).search("q", max_results=3)
+    assert searxng.calls == 4
+
+
+async def test_the_engine_client_reaches_tavily_and_brave_at_their_configured_hosts(
+    tavily: FakeTavily, brave: FakeBrave
+) -> None:
+    tavily.reset()
+    brave.reset()
+    tavily.set_results(None, HITS)
+    brave.set_results(None, HITS)
+    settings = _search_settings(
+        tavily_url=tavily.url,
+        tavily_api_key="tvly-right",
+        brave_url=brave.url,
+        brave_api_key="brave-right",
+    )
+    async with search_client(settings) as client:
+        for name in ("tavily", "brave"):
+            results = await search_provider(name, settings, client).search("q", max_results=3)
+            assert len(results) == 3
 
 
 async def test_tavily(tavily: FakeTavily) -> None:

@@ -25,6 +25,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.fakes import FakeOpenAI, FakeWeb, WebhookReceiver, sequence
+from tests.fixtures.engine import drafting
 from tests.fixtures.users import ApiUser, create_test_user, set_user_active
 from tests.hardening.routes import PUBLIC_PATHS, Operation, operations
 
@@ -81,7 +82,7 @@ async def world(
     fake_web.set_page(
         "/page", "<html><body><article><p>No date has been announced yet.</p></article></body>"
     )
-    fake_model.script = sequence(VERDICT)
+    fake_model.script = drafting(sequence(VERDICT))
     page = fake_web.url + "/page"
     admin = await create_test_user(app, "root@example.com", role="admin")
     dave = await create_test_user(app, "dave@example.com")
@@ -118,6 +119,7 @@ async def world(
             "urls": [page],
             "config": {"search_provider": "none"},
         },
+        "POST /api/v1/tasks/suggest": {"prompt": "tell me when the next iPhone is announced"},
         "POST /auth/api-keys": {"name": "laptop"},
         "PUT /api/v1/webhooks/config": {"enabled": True},
         "POST /api/v1/webhooks/test": {"url": receiver.url_for("/test")},

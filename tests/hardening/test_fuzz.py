@@ -59,6 +59,8 @@ from starlette.types import Receive, Scope, Send
 
 import torale.net
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb
+from tests.fakes.openai import default_script
+from tests.fixtures.engine import drafting
 from tests.fixtures.services import TEST_SECRET
 from tests.hardening.netguard import ConnectSpy
 from torale.app import create_app
@@ -270,9 +272,11 @@ def fuzz_target(
 
 @pytest.fixture(autouse=True)
 def _fresh_fakes(fake_model: FakeOpenAI, fake_search: FakeSearxng, fake_web: FakeWeb) -> None:
-    """Every search finds a readable page (replaces the package's reset-only fixture)."""
+    """Every search finds a readable page, and a suggestion is a valid draft (replaces the
+    package's reset-only fixture)."""
     for fake in (fake_model, fake_search, fake_web):
         fake.reset()
+    fake_model.script = drafting(default_script)
     fake_web.set_page(
         "/news", "<html><body><article><p>No date announced yet.</p></article></body></html>"
     )

@@ -773,6 +773,7 @@ def torale_workers(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subpro
         print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize(
     "extra_settings",

@@ -46,6 +46,9 @@ POLICY = tasks_service.TaskPolicy(
 StartWorker = Callable[[dict[str, str], str], subprocess.Popen[bytes]]
 
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
+
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
     started: list[subprocess.Popen[bytes]] = []

@@ -10,7 +10,7 @@ import pytest
 import torale.sdk.client as sdk_client
 from tests.fakes import WebhookReceiver
 from tests.fixtures.api_server import NEWS_TITLE, Api, Fakes
-from tests.fixtures.engine import MET
+from tests.fixtures.engine import DRAFT, MET
 from tests.fixtures.sdk_examples import CONDITION, QUERY, UNKNOWN_ID, await_until
 from torale.sdk import (
     ApiKey,
@@ -23,6 +23,7 @@ from torale.sdk import (
     PreviewResult,
     Source,
     Task,
+    TaskSuggestion,
     ToraleAsync,
     User,
     ValidationError,
@@ -119,6 +120,13 @@ async def test_preview(client: ToraleAsync, fakes: Fakes) -> None:
     assert isinstance(result, PreviewResult)
     assert (result.answer, result.condition_met) == (MET["answer"], True)
     assert result.grounding_sources == [Source(url=fakes.news_url, title=NEWS_TITLE)]
+    assert await collect(client.tasks.list()) == []
+
+
+async def test_suggest(client: ToraleAsync) -> None:
+    suggestion = await client.tasks.suggest("tell me when the next iPhone is announced")
+    assert isinstance(suggestion, TaskSuggestion)
+    assert (suggestion.task.name, suggestion.explanation) == (DRAFT["name"], DRAFT["explanation"])
     assert await collect(client.tasks.list()) == []
 
 

@@ -12,7 +12,7 @@ import torale
 import torale.sdk.client as sdk_client
 from tests.fakes import WebhookReceiver
 from tests.fixtures.api_server import NEWS_TITLE, Api, Fakes
-from tests.fixtures.engine import MET
+from tests.fixtures.engine import DRAFT, MET
 from tests.fixtures.sdk_examples import CONDITION, QUERY, wait_until
 from torale.sdk import (
     ApiKey,
@@ -25,8 +25,10 @@ from torale.sdk import (
     PreviewResult,
     Source,
     Task,
+    TaskSuggestion,
     Torale,
     User,
+    ValidationError,
     WebhookConfig,
     WebhookTestResult,
 )
@@ -183,6 +185,29 @@ def test_preview_runs_the_engine_and_saves_nothing(client: Torale, fakes: Fakes)
     )
     assert [s.url for s in with_urls.grounding_sources] == [fakes.news_url]
     assert list(client.tasks.list()) == []
+
+
+def test_suggest_drafts_a_task_and_saves_nothing(client: Torale) -> None:
+    suggestion = client.tasks.suggest("tell me when the next iPhone is announced")
+    assert isinstance(suggestion, TaskSuggestion)
+    assert suggestion.explanation == DRAFT["explanation"]
+    draft = suggestion.task
+    assert (draft.name, draft.search_query) == (DRAFT["name"], DRAFT["search_query"])
+    assert draft.schedule == "0 0 * * *"  # validated by the server: @daily as 5 fields
+    assert list(client.tasks.list()) == []
+    assert draft.fields() == {
+        "name": DRAFT["name"],
+        "search_query": DRAFT["search_query"],
+        "condition_description": DRAFT["condition_description"],
+        "schedule": "0 0 * * *",
+        "timezone": "UTC",
+        "notify_behavior": "once",
+    }
+    task = client.tasks.create(**draft.fields())
+    assert (task.name, task.mode, task.schedule) == (DRAFT["name"], "model", "0 0 * * *")
+    with pytest.raises(ValidationError) as refused:
+        client.tasks.suggest("")
+    assert refused.value.errors[0]["loc"] == ["body", "prompt"]
 
 
 def test_list_page_and_the_iterator_walk_every_page(

@@ -39,6 +39,7 @@ OPERATIONS: dict[str, Call[Any]] = {
     "execute_task": calls.execute_task(ID, True),
     "task_executions": calls.task_executions(ID, 1, 20, notified=False),
     "preview": calls.preview({}),
+    "suggest_task": calls.suggest_task("tell me when the next iPhone is announced"),
     "execution_sources": calls.execution_sources(ID, ID),
     "task_diff": calls.task_diff(ID, ID, ID),
     "me": calls.me(),
@@ -50,6 +51,9 @@ OPERATIONS: dict[str, Call[Any]] = {
     "rotate_webhook_secret": calls.rotate_webhook_secret(),
     "send_test_webhook": calls.send_test_webhook("https://hooks.example.com/"),
     "deliveries": calls.deliveries(1, 20, ID),
+    "feed_token": calls.feed_token(),
+    "rotate_feed_token": calls.rotate_feed_token(),
+    "delete_feed_token": calls.delete_feed_token(),
 }
 NOTIFIED = calls.task_executions(ID, 1, 20, notified=True)
 

@@ -53,6 +53,7 @@ class Stage:
     admin_key: str = ""
     signin_link: str = ""
     _log: list[Path] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more settings for this server
 
     @property
     def base_url(self) -> str:
@@ -73,6 +74,7 @@ class Stage:
                 "TORALE_RUN_TIMEOUT_SECONDS": "20",
                 "TORALE_PROVIDER_RETRIES": "0",
                 "TORALE_RATE_LIMITS": "100000/minute",
+                **self.extra_env,
             }
         )
         return env

@@ -7,9 +7,11 @@ Chromium when it is absent."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +26,11 @@ from tests.fakes import (
     article_html,
 )
 from tests.fixtures.engine import MET
+from tests.fixtures.jwks import key_a  # noqa: F401 - the provider's key, as a fixture here
+from tests.fixtures.oidc_provider import (  # noqa: F401 - the provider, as a fixture here
+    OpenIDProvider,
+    oidc_provider,
+)
 from tests.fixtures.services import require_service
 from tests.fixtures.web import chromium_path
 from tests.web.stage import Stage
@@ -188,6 +195,42 @@ def test_the_printed_signin_link_works_once(browser: Browser, stage: Stage) -> N
     first.assert_clean()
 
 
+def test_sign_in_with_the_identity_provider(
+    browser: Browser,
+    tmp_path: Path,
+    fake_model: FakeOpenAI,
+    fake_search: FakeSearxng,
+    fake_web: FakeWeb,
+    receiver: WebhookReceiver,
+    oidc_provider: OpenIDProvider,
+) -> None:
+    """A server of its own, configured with a local OpenID provider: the button, the provider,
+    and back signed in."""
+    settings = oidc_provider.settings()
+    own = Stage(
+        tmp_path,
+        fake_model,
+        fake_search,
+        fake_web,
+        receiver,
+        extra_env={f"TORALE_{name.upper()}": str(value) for name, value in settings.items()},
+    )
+    own.start()
+    try:
+        oidc_provider.redirect_uris = [own.base_url + "/signin/oidc/callback"]
+        w = open_page(browser, own)
+        w.page.goto(own.base_url + "/tasks")
+        w.page.click("text=Sign in with Test ID")
+        w.page.wait_for_url("**/tasks")
+        assert "idp-user-1@idp.example.com" in w.page.inner_text("body")
+        # The only other site the browser went to is the provider's authorize endpoint.
+        assert [url.split("?")[0] for url in w.foreign] == [oidc_provider.url + "/authorize"]
+        w.foreign.clear()
+        w.assert_clean()
+    finally:
+        own.stop()
+
+
 def test_create_and_revoke_a_key_and_send_a_webhook_test(browser: Browser, stage: Stage) -> None:
     stage.new_user("kim@example.com")
     w = open_page(browser, stage, accept_dialogs=True)
@@ -283,6 +326,14 @@ def test_docs_and_redoc_render_offline(browser: Browser, stage: Stage) -> None:
     w.assert_clean()
 
 
+# The controls of a page that have no label a screen reader could read.
+UNLABELLED = """Array.from(document.querySelectorAll(
+        'input:not([type=hidden]), select, textarea, button'))
+    .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+                 && !(c.tagName === 'BUTTON' && c.textContent.trim()))
+    .map(c => c.outerHTML.slice(0, 80))"""
+
+
 def test_phone_width_keyboard_and_focus(browser: Browser, stage: Stage) -> None:
     w = open_page(browser, stage, width=375)
     page = w.page
@@ -291,6 +342,14 @@ def test_phone_width_keyboard_and_focus(browser: Browser, stage: Stage) -> None:
         page.goto(stage.base_url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth")
         assert overflow <= 375, (path, overflow)
+    # The feeds page as it shows new URLs (long, one per task).
+    page.goto(stage.base_url + "/settings/feeds")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("form[action='/settings/feeds/rotate'] button")
+    page.wait_for_selector("#feed-all")
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    assert overflow <= 375, ("/settings/feeds", overflow)
+    assert page.evaluate(UNLABELLED) == [], "/settings/feeds with its URLs"
     page.goto(stage.base_url + "/tasks")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
@@ -298,14 +357,103 @@ def test_phone_width_keyboard_and_focus(browser: Browser, stage: Stage) -> None:
     page.keyboard.press("Tab")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
-    for path in ("/tasks/new", "/settings/api-keys", "/settings/webhooks", "/tasks"):
+    for path in (
+        "/tasks/new",
+        "/settings/api-keys",
+        "/settings/webhooks",
+        "/settings/feeds",
+        "/tasks",
+    ):
         page.goto(stage.base_url + path)
-        unlabelled = page.evaluate(
-            """Array.from(document.querySelectorAll(
-                   'input:not([type=hidden]), select, textarea, button'))
-               .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
-                            && !(c.tagName === 'BUTTON' && c.textContent.trim()))
-               .map(c => c.outerHTML.slice(0, 80))"""
-        )
+        unlabelled = page.evaluate(UNLABELLED)
         assert unlabelled == [], (path, unlabelled)
+    w.assert_clean()
+
+
+def shop_page(price: str, stock: str) -> str:
+    return f"""<html><head><title>Kettle | Example Shop</title></head><body>
+<nav>Home · Cart</nav><main><h1>Kettle</h1><div id="offer"><p>{price}</p><p>{stock}</p>
+<p>Delivery in 2 days</p></div><p>Free delivery over 20.</p></main></body></html>"""
+
+
+def test_a_change_task_with_a_selector_from_the_form_to_the_diff_of_its_runs(
+    browser: Browser, stage: Stage
+) -> None:
+    stage.web.set_page("/shop/kettle", shop_page("€59,00", "In stock"))
+    url = stage.page_url("/shop/kettle")
+    stage.new_user("ria@example.com")
+    w = open_page(browser, stage)
+    page = w.page
+    page.goto(stage.link_for("ria@example.com"))
+    page.goto(stage.base_url + "/tasks/new")
+    page.click("label:has(#mode-change)")
+    expect(page.locator("#search_query")).to_be_hidden()  # the model's fields step aside
+    expect(page.locator("#rule_value_0")).to_be_hidden()
+    expect(page.locator("#ignore_lines")).to_be_visible()
+    page.fill("#url_0", url)
+    page.fill("#selector_0", "#offer")
+    page.click("button:has-text('Add a page')")  # htmx swaps the rows in place
+    expect(page.locator("#url_1")).to_be_focused()
+    expect(page.locator("#url_0")).to_have_value(url)
+    expect(page.locator("#selector_0")).to_have_value("#offer")
+    page.click("button[aria-label='Remove page 2']")
+    expect(page.locator("#url_1")).to_have_count(0)
+    page.fill("#ignore_lines", "^Delivery in")
+    page.click("button:has-text('Preview')")
+    page.wait_for_selector(".verdict")
+    watched = page.inner_text(".verdict")
+    assert "€59,00" in watched
+    assert "Free delivery" not in watched  # outside the selector
+    page.fill("#name", "Kettle offer")
+    page.press("#name", "Enter")  # Enter saves: the form's first submit button is "save"
+    page.wait_for_url(re.compile(r".*/tasks/[0-9a-f-]{36}$"))
+    details = page.inner_text(".details")
+    assert "Page changes" in details
+    assert "#offer" in details
+    assert "ignoring lines matching /^Delivery in/" in details
+
+    page.click("button:has-text('Run now')")
+    page.wait_for_selector("#history td:has-text('Not met')", timeout=20_000)  # the baseline
+    hostile = '<script>alert("diff")</script>'
+    stage.web.set_page("/shop/kettle", shop_page("€49,00", html.escape(hostile)))
+    page.click("button:has-text('Run now')")
+    summary = page.locator("#history summary:has-text('Show what changed')")
+    summary.wait_for(timeout=20_000)
+    expect(summary).to_have_count(1)  # only the run that read something new
+    summary.click()
+    page.wait_for_selector("#history .diff-add")
+    added = page.locator("#history .diff-add").all_inner_texts()
+    assert "+€49,00" in added
+    assert "+" + hostile in added  # shown as text, never run
+    assert "-€59,00" in page.locator("#history .diff-del").all_inner_texts()
+    style = "getComputedStyle(document.querySelector('#history .diff-%s')).backgroundColor"
+    added_bg, removed_bg = page.evaluate(style % "add"), page.evaluate(style % "del")
+    assert "rgba(0, 0, 0, 0)" not in (added_bg, removed_bg)
+    assert added_bg != removed_bg
+    w.assert_clean()
+
+
+def test_condition_rows_and_an_error_under_its_row(browser: Browser, stage: Stage) -> None:
+    stage.new_user("sol@example.com")
+    w = open_page(browser, stage)
+    page = w.page
+    page.goto(stage.link_for("sol@example.com"))
+    page.goto(stage.base_url + "/tasks/new")
+    page.click("label:has(#mode-rules)")
+    page.fill("#url_0", stage.page_url("/shop/kettle"))
+    page.select_option("#rule_op_0", "matches")
+    page.fill("#rule_value_0", "Only ([0-9 left")
+    page.click("button:has-text('Add a condition')")
+    expect(page.locator("#rule_op_1")).to_be_focused()
+    page.select_option("#rule_op_1", "<")
+    page.fill("#rule_value_1", "50")
+    page.click("button:has-text('Create task')")
+    expect(page.locator("#rule_0-error")).to_contain_text("Not a regular expression")
+    expect(page.locator("#rule_value_1")).to_have_value("50")  # the form kept as typed
+    expect(page.locator("#mode-rules")).to_be_checked()
+    page.click("button[aria-label='Remove condition 1']")
+    expect(page.locator("#rule_op_0")).to_have_value("<")
+    page.click("button:has-text('Create task')")
+    page.wait_for_url(re.compile(r".*/tasks/[0-9a-f-]{36}$"))
+    assert "price < 50" in page.inner_text(".details")
     w.assert_clean()

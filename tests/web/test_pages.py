@@ -352,7 +352,8 @@ async def test_hostile_text_renders_inert(
 TASK_FORM = {
     "search_query": "next iPhone release date",
     "condition_description": "Apple has announced the date",
-    "urls": "",
+    "url_0": "",
+    "selector_0": "",
     "schedule_kind": "daily",
     "daily_at": "07:30",
     "timezone": "Europe/Berlin",
@@ -460,9 +461,9 @@ async def test_errors_appear_next_to_their_fields_and_the_form_keeps_its_values(
     )
     assert too_often.status_code == 422
     assert re.search(r'id="schedule-error">Schedule runs too often', too_often.text)
-    bad_url = await as_alice.post("/tasks/new", TASK_FORM | {"urls": "http://10.0.0.1/"})
+    bad_url = await as_alice.post("/tasks/new", TASK_FORM | {"url_0": "http://10.0.0.1/"})
     assert bad_url.status_code == 422
-    assert re.search(r'id="urls-error">Line 1: ', bad_url.text)
+    assert re.search(r'id="url_0-error">', bad_url.text)  # under the row's address
 
 
 async def test_next_three_runs_as_you_type(as_alice: Browserless) -> None:

@@ -13,7 +13,11 @@ MCP endpoint call it the same way. In order:
 3. `admit`: the key's use is recorded, a deactivated account → 403, and the request is
    counted against the user's budget → `Admission` (the `X-RateLimit-*` headers) or 429.
 
-Refusals are the errors of `torale.errors` (401, 403, 429, 503), in the documented shape.
+Feed URLs carry their credential in the path (feed readers send no headers):
+`authenticate_feed(token, client)` takes the same steps with a feed token, and answers 404 for
+an unknown, replaced or deactivated account's token alike, counted as a failed attempt.
+
+Refusals are the errors of `torale.errors` (401, 403, 404, 429, 503), in the documented shape.
 Only `admit` counts, so the list fast path can look the caller and the page up first and admit
 only a request it answers: one it hands on to the route is counted once, by the route.
 """
@@ -29,17 +33,18 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Scope
 
-from torale.auth import service
+from torale.auth import feed_tokens, service
 from torale.auth.jwt import JWTVerifier
 from torale.auth.keys import hash_api_key, looks_like_api_key
 from torale.auth.lookup import AuthenticatedUser, KeyLookup
 from torale.auth.usage import KeyUsageRecorder
 from torale.db.database import session_scope
-from torale.errors import AuthenticationError, PermissionDeniedError
+from torale.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from torale.ratelimit import RateLimiter
 
 MISSING_CREDENTIALS = "Missing credentials: send `Authorization: Bearer <API key>`"
 INVALID_KEY = "Invalid or revoked API key"
+FEED_NOT_FOUND = "Feed not found"
 
 
 # Tuples: made on every request, and a tuple is made several times faster than a frozen
@@ -139,6 +144,21 @@ class Authenticator:
         except AuthenticationError:
             await self._failed(credential, client)
             raise
+
+    async def authenticate_feed(self, token: str, client: str | None) -> AuthenticatedUser:
+        """The owner of a feed URL's token, counted against their budget like any of their
+        requests. An unknown or replaced token and a deactivated account's are the same 404
+        (a URL tells nothing of whether it ever worked) and count as failed attempts of the
+        client's address, past whose budget the answer is 429."""
+        self.check_client(client)
+        async with session_scope(self.sessions) as session:
+            user = await feed_tokens.owner(session, token=token, hashing_key=self.hashing_key)
+        if user is None:
+            await self._failed(token, client)
+            raise NotFoundError(FEED_NOT_FOUND)
+        owner = AuthenticatedUser.from_user(user)
+        await self.admit(Caller(owner, None))
+        return owner
 
     def check_client(self, client: str | None) -> None:
         """429 for an address past its budget of failed attempts."""

@@ -1,22 +1,46 @@
-"""Verify OIDC JWTs (Clerk and others): RS256 against the provider's JWKS, iss/aud/exp checked."""
+"""Verify OIDC JWTs (Clerk and others): RS256 against the provider's JWKS, iss/aud/exp checked.
+
+The key set is fetched through the outbound policy (`OutboundPolicy.from_settings(settings,
+purpose="jwks")`: the JWKS URL's host is trusted by name, as the operator configured it; a
+redirect elsewhere is judged like any URL), within one deadline and a size limit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
 
 from torale.errors import AuthenticationError, ServiceUnavailableError
 from torale.inputs import text_problem
+from torale.net import (
+    OutboundPolicy,
+    ResponseTooLargeError,
+    UnsafeURLError,
+    guarded_client,
+    read_limited,
+)
+
+if TYPE_CHECKING:
+    from torale.config import Settings
 
 logger = logging.getLogger("torale.auth")
 
 # An unknown `kid` makes us refetch the key set, but not more often than this.
 _MIN_REFETCH_SECONDS = 30.0
+# One fetch of the key set, all of it (connect, redirects, send, read).
+TIMEOUT_SECONDS = 10.0
+# A key set is a few KB; a larger answer is not one.
+MAX_ANSWER_BYTES = 256 * 1024
+
+
+class JWKSFetchError(Exception):
+    """The key set could not be fetched or read; the text says why (for the log)."""
 
 
 class JWTVerifier:
@@ -25,12 +49,14 @@ class JWTVerifier:
         *,
         issuer: str,
         jwks_url: str,
+        policy: OutboundPolicy,
         audience: str | None,
         cache_seconds: int,
         leeway_seconds: int = 5,
     ) -> None:
         self.issuer = issuer
         self.jwks_url = jwks_url
+        self.policy = policy
         self.audience = audience
         self.cache_seconds = cache_seconds
         self.leeway_seconds = leeway_seconds
@@ -39,11 +65,48 @@ class JWTVerifier:
         self._attempted_at = float("-inf")
         self._lock = asyncio.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JWTVerifier | None:
+        if not settings.jwt_enabled:
+            return None
+        assert settings.jwt_issuer
+        assert settings.jwt_jwks_url
+        return cls(
+            issuer=settings.jwt_issuer,
+            jwks_url=settings.jwt_jwks_url,
+            policy=OutboundPolicy.from_settings(settings, purpose="jwks"),
+            audience=settings.jwt_audience,
+            cache_seconds=settings.jwks_cache_seconds,
+        )
+
+    async def _download(self) -> bytes:
+        try:
+            async with (
+                asyncio.timeout(TIMEOUT_SECONDS),
+                guarded_client(self.policy, timeout=TIMEOUT_SECONDS, max_redirects=3) as client,
+                client.stream("GET", self.jwks_url) as response,
+            ):
+                if response.status_code != 200:
+                    raise JWKSFetchError(f"answered HTTP {response.status_code}")
+                return await read_limited(response, MAX_ANSWER_BYTES)
+        except UnsafeURLError as exc:
+            raise JWKSFetchError(exc.detail) from None  # the address: for the operator's log
+        except ResponseTooLargeError as exc:
+            raise JWKSFetchError(str(exc)) from None
+        except TimeoutError:
+            raise JWKSFetchError(f"no answer within {TIMEOUT_SECONDS:g} s") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise JWKSFetchError(repr(exc)) from None
+
     async def _fetch(self) -> None:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            response = await client.get(self.jwks_url)
-            response.raise_for_status()
-            key_set = jwt.PyJWKSet.from_dict(response.json())
+        body = await self._download()
+        try:
+            document = json.loads(body)
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            key_set = jwt.PyJWKSet.from_dict(document)
+        except (ValueError, jwt.PyJWTError) as exc:
+            raise JWKSFetchError(f"not a usable key set: {exc}") from None
         self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
         self._fetched_at = time.monotonic()
 
@@ -60,9 +123,9 @@ class JWTVerifier:
                 self._attempted_at = now
                 try:
                     await self._fetch()
-                except (httpx.HTTPError, jwt.PyJWTError, ValueError):
+                except JWKSFetchError as exc:
                     # Keep the keys we have: a provider outage must not sign everyone out.
-                    logger.warning("could not fetch JWKS from %s", self.jwks_url, exc_info=True)
+                    logger.warning("could not fetch JWKS from %s: %s", self.jwks_url, exc)
         if not self._keys:
             raise ServiceUnavailableError(
                 "Cannot verify sign-in tokens right now: the identity provider's keys are "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from torale.net import (
     ResponseTooLargeError,
     UnsafeURLError,
     connect_checked,
+    default_tls,
     guarded_client,
     read_limited,
 )
@@ -272,7 +272,7 @@ class PageGuard:
             return await connect(
                 url,
                 sock=sock,
-                ssl=ssl.create_default_context() if secure else None,
+                ssl=default_tls() if secure else None,
                 server_hostname=host if secure else None,
                 subprotocols=[Subprotocol(p) for p in protocols] or None,
                 proxy=None,  # never an environment proxy: the socket is the checked one

@@ -1,7 +1,7 @@
-"""The `torale` command: the API client (`auth`, `task`) and the server's commands (`serve`,
-`worker`, `migrate`, `keys`, `users`, `signin-link`). Importing it loads the SDK, not the
-server: the server's commands import what they need when they run, so the client works in
-`pip install torale`."""
+"""The `torale` command: the API client (`auth`, `task`, `feeds`, `mcp`) and the server's
+commands (`serve`, `worker`, `migrate`, `keys`, `users`, `signin-link`). Importing it loads the
+SDK, not the server: the server's commands import what they need when they run, so the client
+works in `pip install torale`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from torale.cli.client import auth_app, task_app
+from torale.cli.feeds import feeds_app
+from torale.cli.mcp import mcp
 from torale.cli.needs_server import help_panel
 from torale.cli.operator import keys_app, signin_link, users_app
 from torale.cli.server import register_server_commands
@@ -22,6 +24,8 @@ app = typer.Typer(
 )
 app.add_typer(auth_app, name="auth", rich_help_panel="Client")
 app.add_typer(task_app, name="task", rich_help_panel="Client")
+app.add_typer(feeds_app, name="feeds", rich_help_panel="Client")
+app.command("mcp", rich_help_panel="Client")(mcp)
 register_server_commands(app)
 app.add_typer(keys_app, name="keys", rich_help_panel=help_panel())
 app.add_typer(users_app, name="users", rich_help_panel=help_panel())

@@ -268,6 +268,28 @@ def show_task(task: Any) -> None:
         out.print(f"  {label:<14} {value}")
 
 
+def show_draft(draft: Any, explanation: str, console: Console) -> None:
+    """A suggested task, before it is created."""
+    console.print(f"[bold]{escape(draft.name or '(unnamed)')}[/bold]  (a draft: not saved yet)")
+    targets = [
+        t if isinstance(t, str) else t.url + (f" [{t.selector}]" if t.selector else "")
+        for t in draft.urls
+    ]
+    rules = draft.rules.model_dump(mode="json", exclude_unset=True) if draft.rules else None
+    rows = [
+        ("mode", draft.mode or "-"),
+        ("query", draft.search_query or "-"),
+        ("condition", draft.condition_description or "-"),
+        ("watching", ", ".join(targets) or "-"),
+        ("rules", json.dumps(rules) if rules else "-"),
+        ("schedule", f"{draft.schedule} ({draft.timezone})"),
+        ("notify", draft.notify_behavior),
+    ]
+    for label, value in rows:
+        console.print(f"  {label:<14} {escape(str(value))}")
+    console.print(escape(explanation))
+
+
 @task_app.command("create")
 def create(
     query: Query = None,
@@ -288,12 +310,27 @@ def create(
     when_any: WhenAny = False,
     run_now: Annotated[bool, typer.Option("--run-now", help="Run it once right away.")] = False,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Let the server's model draft the task from a sentence (\"tell me when the "
+            'next iPhone is announced"); options given as well override the draft.',
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --from: create the draft without asking.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a task: a search a model judges (--query), or pages watched for changes
-    (--url … --when-changed) or rules (--url … --when "price < 50")."""
-    if not query and not urls:
-        raise typer.BadParameter("give --query, or --url for pages to watch", param_hint="--query")
+    """Create a task: a search a model judges (--query), pages watched for changes
+    (--url … --when-changed) or rules (--url … --when "price < 50"), or one the server's
+    model drafts from your words (--from "…")."""
+    if not query and not urls and not from_:
+        raise typer.BadParameter(
+            'give --query, --url for pages to watch, or --from "what to watch"',
+            param_hint="--query",
+        )
     fields = task_options(
         query=query, condition=condition, name=name, every=every, timezone=timezone, urls=urls,
         behavior=behavior, webhooks=webhooks, emails=emails, apprise=apprise, model=model,
@@ -305,6 +342,14 @@ def create(
     if paused:
         fields["state"] = "paused"
     with api() as client:
+        if from_:
+            with err.status("Asking the server's model for a draft…"):
+                suggestion = client.tasks.suggest(from_)
+            # The draft goes to stderr with --json, so that stdout stays the created task.
+            show_draft(suggestion.task, suggestion.explanation, err if as_json else out)
+            if not yes:
+                typer.confirm("Create this task?", abort=True, err=as_json)
+            fields = suggestion.task.fields() | fields
         task = client.tasks.create(**fields)
     if as_json:
         emit(task)
@@ -414,11 +459,12 @@ def resume(task_id: TaskId, as_json: JsonOption = False) -> None:
 
 def show_verdict(result: Any, sources: list[Any]) -> None:
     met = "[green]met[/green]" if result.condition_met else "not met"
-    out.print(f"Condition {met}: {result.answer}")
+    # Answers name targets such as `url [#price]`: text from the server is never markup.
+    out.print(f"Condition {met}: {escape(result.answer)}")
     if getattr(result, "reasoning", None):
-        out.print(f"  why: {result.reasoning}")
+        out.print(f"  why: {escape(result.reasoning)}")
     for source in sources:
-        out.print(f"  - {source.title or source.url} <{source.url}>")
+        out.print(f"  - {escape(source.title or source.url)} <{escape(source.url)}>")
 
 
 @task_app.command("execute")

@@ -59,7 +59,10 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'admin')", name="role"),
+        Index("uq_users_feed_token_hash", "feed_token_hash", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
@@ -70,6 +73,10 @@ class User(Base):
     # Moved on by database triggers whenever one of the user's tasks is written (0002), so a
     # cached task list is current exactly when its version is. Never set it from Python.
     tasks_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The token in the user's feed URLs (`/feeds/<token>/…`), kept only as a keyed hash (0008):
+    # None until made; rotating replaces it, so the old URLs stop at once.
+    feed_token_hash: Mapped[str | None] = mapped_column(String(64))
+    feed_token_created_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -119,7 +126,7 @@ class Task(Base):
     rules: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     change: Mapped[dict[str, Any] | None] = mapped_column("change_options", JSONType)
     # How its urls are read (plain | browser; a target may say otherwise), and whether pages
-    # read with the browser keep a screenshot (0008).
+    # read with the browser keep a screenshot (0010).
     render: Mapped[str] = mapped_column(String(16), default="plain", server_default="plain")
     screenshot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     schedule: Mapped[str] = mapped_column(String(120))
@@ -271,6 +278,8 @@ class Page(Base):
     title: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the media type and body the text was read from (None: not known).
+    body_hash: Mapped[str | None] = mapped_column(String(64))
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -334,5 +343,5 @@ class ExecutionSource(Base):
     selector: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text, default="")
     content_hash: Mapped[str] = mapped_column(ForeignKey("snapshot_contents.hash"))
-    # A PNG of the page as the browser showed it, stored as texts are (0008).
+    # A PNG of the page as the browser showed it, stored as texts are (0010).
     screenshot_hash: Mapped[str | None] = mapped_column(ForeignKey("snapshot_contents.hash"))

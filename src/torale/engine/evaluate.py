@@ -16,13 +16,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
 from torale.config import Settings
 from torale.engine.retry import with_retries
 from torale.inputs import clean_json
+from torale.net import default_tls
 
 if TYPE_CHECKING:
     # pydantic-ai and the provider SDKs are large: loaded on the first evaluation, not at start.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
 logger = logging.getLogger("torale.engine")
+OutputT = TypeVar("OutputT")
 MAX_STATE_KEYS = 20
 # Models (clients and agents) kept ready per process; the least recently used goes first.
 MAX_CACHED_MODELS = 8
@@ -324,10 +326,12 @@ def _is_transient(exc: BaseException) -> bool:
 
 class Evaluator:
     """Evaluations for a process: a model and its agent are built once per model name and kept
-    for the MAX_CACHED_MODELS most recently used names."""
+    for the MAX_CACHED_MODELS most recently used names. Other typed questions to the same
+    models (task suggestions, `tasks.suggest`) use `model` and `ask`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._models: OrderedDict[str, Model] = OrderedDict()
         self._agents: OrderedDict[str, Agent[None, Verdict]] = OrderedDict()
 
     def model_name(self, configured: str | None) -> str:
@@ -340,8 +344,20 @@ class Evaluator:
             raise EvaluationError(problem)
         return name
 
-    def _model(self, name: str) -> Model:
-        from openai import AsyncOpenAI
+    def model(self, name: str) -> Model:
+        """Model `name` (its client kept for the most recently used names); EvaluationError
+        with what to fix when it cannot be set up."""
+        model = self._models.get(name)
+        if model is None:
+            model = self._build_model(name)
+            self._models[name] = model
+            while len(self._models) > MAX_CACHED_MODELS:
+                self._models.popitem(last=False)
+        self._models.move_to_end(name)
+        return model
+
+    def _build_model(self, name: str) -> Model:
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
         from pydantic_ai.models import infer_model
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
@@ -354,6 +370,8 @@ class Evaluator:
                 api_key=key,
                 max_retries=0,  # retried here, with the same policy as everything else
                 timeout=settings.model_timeout_seconds,
+                # The process's TLS settings, not a CA bundle loaded again for each client.
+                http_client=DefaultAsyncHttpxClient(verify=default_tls()),
             )
             return OpenAIChatModel(
                 name.removeprefix("openai:"), provider=OpenAIProvider(openai_client=client)
@@ -372,7 +390,7 @@ class Evaluator:
         agent = self._agents.get(name)
         if agent is None:
             agent = Agent(
-                self._model(name),
+                self.model(name),
                 output_type=Verdict,
                 instructions=INSTRUCTIONS,
                 retries=1,
@@ -384,18 +402,21 @@ class Evaluator:
         self._agents.move_to_end(name)
         return agent
 
-    async def _ask(self, agent: Agent[None, Verdict], prompt: str) -> AgentRunResult[Verdict]:
+    async def _ask(self, agent: Agent[None, OutputT], prompt: str) -> AgentRunResult[OutputT]:
         # One deadline for the whole request: the client's timeout is only per read.
         async with asyncio.timeout(self.settings.model_timeout_seconds):
             return await agent.run(prompt)
 
-    async def evaluate(self, *, model: str, prompt: str) -> Evaluation:
+    async def ask(
+        self, agent: Agent[None, OutputT], *, model: str, prompt: str
+    ) -> AgentRunResult[OutputT]:
+        """One run of `agent` (on `model`) with this server's deadline and retries of transient
+        failures; any failure is an EvaluationError saying what to fix."""
         from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior
 
-        agent = self._agent(model)
         settings = self.settings
         try:
-            result = await with_retries(
+            return await with_retries(
                 lambda: self._ask(agent, prompt),
                 retries=settings.provider_retries,
                 backoff=settings.retry_backoff_seconds,
@@ -419,6 +440,9 @@ class Evaluator:
             raise EvaluationError(
                 f"Model {model} sent a reply that could not be read ({type(exc).__name__})"
             ) from exc
+
+    async def evaluate(self, *, model: str, prompt: str) -> Evaluation:
+        result = await self.ask(self._agent(model), model=model, prompt=prompt)
         usage = result.usage
         return Evaluation(
             verdict=result.output,

@@ -48,6 +48,7 @@ from torale.engine.fetch import (
     url_hash,
 )
 from torale.engine.search.base import SearchError, SearchResult
+from torale.engine.search.http import search_client
 from torale.engine.search.registry import search_provider
 from torale.executions import lifecycle
 from torale.net import OutboundPolicy
@@ -81,7 +82,7 @@ class Engine:
     write_lock: asyncio.Lock | None
     evaluator: Evaluator
     fetcher: Fetcher
-    http: httpx.AsyncClient  # for search APIs, which the operator configured
+    http: httpx.AsyncClient  # for search APIs: the outbound policy, their hosts trusted
     # Called after a run has committed notifications to send (the dispatcher's wake-up).
     on_queued: Callable[[], None] | None = None
     # Reads targets with `render: browser`; None when no browser is configured.
@@ -101,7 +102,7 @@ class Engine:
             max_bytes=settings.fetch_max_bytes,
             max_chars=settings.max_source_chars,
         )
-        http = httpx.AsyncClient(timeout=settings.fetch_timeout_seconds)
+        http = search_client(settings)
         return cls(
             settings,
             sessions,
@@ -263,7 +264,7 @@ async def _cached_pages(engine: Engine, targets: list[Target]) -> dict[str, Cach
         rows = await session.scalars(select(Page).where(Page.url_hash.in_(list(keys))))
         return {
             keys[row.url_hash]: CachedPage(
-                row.title or "", row.text, row.text_hash, row.etag, row.last_modified
+                row.title or "", row.text, row.text_hash, row.etag, row.last_modified, row.body_hash
             )
             for row in rows
         }
@@ -615,6 +616,7 @@ async def _record_outcome(
                         "title": page.title,
                         "text": page.text,
                         "text_hash": page.text_hash,
+                        "body_hash": page.body_hash,
                         "fetched_at": now,
                     },
                     key="url_hash",

@@ -4,6 +4,7 @@ Scoped to the owner: another user's task is a 404."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from torale.db import locks
 from torale.db.database import session_scope
@@ -88,6 +89,18 @@ async def list_executions(
         )
         items = [ExecutionRead.model_validate(r) for r in rows]
     return Page[ExecutionRead].of(items, total, page)
+
+
+async def get_execution(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, execution_id: uuid.UUID
+) -> ExecutionRead:
+    """One run of the user's task (404 for a run of another task)."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
+        execution = await service.get_execution(session, execution_id=execution_id)
+        if execution is None or execution.task_id != task_id:
+            raise NotFoundError("Execution not found")
+        return ExecutionRead.model_validate(execution)
 
 
 async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
@@ -185,3 +198,13 @@ async def diff(
     async with session_scope(rt.sessions, writes=False) as session:
         await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
         return await watch_service.diff(session, task_id=task_id, from_id=from_id, to_id=to_id)
+
+
+async def changed_runs(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, since: datetime
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The user's task's runs since `since` that read something different from the run
+    before them, each with that run (the two a diff compares)."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
+        return await watch_service.changed_runs(session, task_id=task_id, since=since)

@@ -9,13 +9,12 @@ from torale.executions.schemas import Source, Usage
 from torale.tasks.schemas import (
     ChangeFilters,
     Condition,
-    PageURL,
     Query,
     Render,
     Rules,
     TaskConfig,
     TaskMode,
-    UrlTarget,
+    UrlEntry,
 )
 
 
@@ -26,7 +25,8 @@ class PreviewRequest(BaseModel):
     condition_description: Condition | None = Field(
         default=None, description="Leave out to let the model infer it (see inferred_condition)."
     )
-    urls: list[PageURL | UrlTarget] = Field(default_factory=list, max_length=20)
+    # Tagged as a task's are: a wrong entry is one error at the entry (and its field).
+    urls: list[UrlEntry] = Field(default_factory=list, max_length=20)
     config: TaskConfig = Field(default_factory=TaskConfig)
     mode: TaskMode | None = Field(
         default=None,

@@ -18,6 +18,7 @@ from torale.statuses import DeliveryStatus
 
 EVENT_TYPE = "task.condition_met"
 API_VERSION = "v1"
+_DIFF_HEADING = "Diff:"
 
 
 def notification_message(
@@ -37,8 +38,28 @@ def notification_message(
         lines += ["", "Sources:"]
         lines += [f"- {s['title'] or s['url']} ({s['url']})" for s in sources]
     if diff:
-        lines += ["", "Diff:", diff]
+        lines += ["", _DIFF_HEADING, diff]
     return "\n".join(lines)
+
+
+def diff_of_notification(
+    message: str, *, answer: str, change_summary: str | None, sources: list[dict[str, Any]]
+) -> str | None:
+    """The diff a notification message carries (what `notification_message` put at its end),
+    given the rest of what it was made from; None when it carries none. The message is
+    `<name>: <tail>[\n\nDiff:\n<diff>]`, where only the task's name (which may have changed
+    since) is unknown: the diff is what follows the last `<tail>\n\nDiff:\n` that comes after
+    a `: `. A diff's lines are never empty (context lines start with a space), so that marker
+    cannot appear inside the diff itself; only a task name made to look like a message could
+    mislead it, in its owner's own feed."""
+    tail = notification_message(
+        task_name="", answer=answer, change_summary=change_summary, sources=sources
+    ).removeprefix(": ")
+    marker = f"{tail}\n\n{_DIFF_HEADING}\n"
+    at = message.rfind(marker)
+    if at < 0 or not message[:at].endswith(": "):
+        return None
+    return message[at + len(marker) :] or None
 
 
 def event(

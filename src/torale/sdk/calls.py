@@ -11,10 +11,13 @@ from torale.sdk.models import (
     DeliveryAttempt,
     Diff,
     Execution,
+    FeedToken,
+    FeedTokenCreated,
     Page,
     PreviewResult,
     SourceSnapshot,
     Task,
+    TaskSuggestion,
     User,
     WebhookConfig,
     WebhookTestResult,
@@ -84,6 +87,10 @@ def task_diff(
     return call("GET", f"{TASKS}/{_id(task_id)}/diff", Diff, params=params)
 
 
+def suggest_task(prompt: str) -> Call[TaskSuggestion]:
+    return call("POST", f"{TASKS}/suggest", TaskSuggestion, json={"prompt": prompt})
+
+
 def preview(fields: dict[str, Any]) -> Call[PreviewResult]:
     return call("POST", f"{TASKS}/preview", PreviewResult, json=fields)
 
@@ -124,3 +131,15 @@ def send_test_webhook(url: str | None) -> Call[WebhookTestResult]:
 def deliveries(page: int, limit: int, task_id: uuid.UUID | str | None) -> Call[Any]:
     params = {"page": page, "limit": limit, "task_id": _id(task_id) if task_id else None}
     return call("GET", "/api/v1/webhooks/deliveries", Page[DeliveryAttempt], params=params)
+
+
+def feed_token() -> Call[FeedToken]:
+    return call("GET", "/api/v1/feeds/token", FeedToken)
+
+
+def rotate_feed_token() -> Call[FeedTokenCreated]:
+    return call("POST", "/api/v1/feeds/token", FeedTokenCreated)
+
+
+def delete_feed_token() -> Call[FeedToken]:
+    return call("DELETE", "/api/v1/feeds/token", FeedToken)

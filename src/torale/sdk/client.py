@@ -26,12 +26,15 @@ from torale.sdk.models import (
     DeliveryAttempt,
     Diff,
     Execution,
+    FeedToken,
+    FeedTokenCreated,
     NotifyBehavior,
     Page,
     PreviewResult,
     SourceSnapshot,
     Task,
     TaskState,
+    TaskSuggestion,
     User,
     WebhookConfig,
     WebhookTestResult,
@@ -202,6 +205,11 @@ class Tasks(_Sync):
         )
         return self._run(calls.preview(fields))
 
+    def suggest(self, prompt: str) -> TaskSuggestion:
+        """A task drafted by the server's model from `prompt` (nothing is saved): create it
+        with `create(**suggestion.task.fields())`."""
+        return self._run(calls.suggest_task(prompt))
+
 
 class Webhooks(_Sync):
     def get_config(self) -> WebhookConfig:
@@ -227,6 +235,21 @@ class Webhooks(_Sync):
         return result
 
 
+class Feeds(_Sync):
+    """Your Atom feeds' token. It is stored as a hash: only `rotate()` shows it (and the URLs)."""
+
+    def token(self) -> FeedToken:
+        return self._run(calls.feed_token())
+
+    def rotate(self) -> FeedTokenCreated:
+        """A new token (the old feed URLs stop at once), with the feed URLs that carry it."""
+        return self._run(calls.rotate_feed_token())
+
+    def turn_off(self) -> FeedToken:
+        """Remove the token: every feed URL stops until `rotate()` makes a new one."""
+        return self._run(calls.delete_feed_token())
+
+
 class Auth(_Sync):
     def me(self) -> User:
         return self._run(calls.me())
@@ -248,7 +271,7 @@ class Torale:
         self,
         api_key: str | None = None,
         api_url: str | None = None,
-        timeout: float = 60,
+        timeout: float | httpx.Timeout = 60,
         *,
         max_retries: int = 3,
     ) -> None:
@@ -260,6 +283,7 @@ class Torale:
         )
         self.tasks = Tasks(self)
         self.webhooks = Webhooks(self)
+        self.feeds = Feeds(self)
         self.auth = Auth(self)
 
     def close(self) -> None:
@@ -369,6 +393,10 @@ class AsyncTasks(_Async):
         )
         return await self._run(calls.preview(fields))
 
+    async def suggest(self, prompt: str) -> TaskSuggestion:
+        """A task drafted by the server's model from `prompt` (nothing is saved)."""
+        return await self._run(calls.suggest_task(prompt))
+
 
 class AsyncWebhooks(_Async):
     async def get_config(self) -> WebhookConfig:
@@ -393,6 +421,21 @@ class AsyncWebhooks(_Async):
         return result
 
 
+class AsyncFeeds(_Async):
+    """Your Atom feeds' token. It is stored as a hash: only `rotate()` shows it (and the URLs)."""
+
+    async def token(self) -> FeedToken:
+        return await self._run(calls.feed_token())
+
+    async def rotate(self) -> FeedTokenCreated:
+        """A new token (the old feed URLs stop at once), with the feed URLs that carry it."""
+        return await self._run(calls.rotate_feed_token())
+
+    async def turn_off(self) -> FeedToken:
+        """Remove the token: every feed URL stops until `rotate()` makes a new one."""
+        return await self._run(calls.delete_feed_token())
+
+
 class AsyncAuth(_Async):
     async def me(self) -> User:
         return await self._run(calls.me())
@@ -414,7 +457,7 @@ class ToraleAsync:
         self,
         api_key: str | None = None,
         api_url: str | None = None,
-        timeout: float = 60,
+        timeout: float | httpx.Timeout = 60,
         *,
         max_retries: int = 3,
     ) -> None:
@@ -426,6 +469,7 @@ class ToraleAsync:
         )
         self.tasks = AsyncTasks(self)
         self.webhooks = AsyncWebhooks(self)
+        self.feeds = AsyncFeeds(self)
         self.auth = AsyncAuth(self)
 
     async def aclose(self) -> None:

@@ -235,6 +235,37 @@ class Task(Model):
     is_active: bool
 
 
+class TaskDraft(Model):
+    """A task the server's model drafted (`client.tasks.suggest`); nothing is saved until it
+    is created: `client.tasks.create(**suggestion.task.fields())`."""
+
+    name: str | None = None
+    search_query: str | None = None
+    condition_description: str | None = None
+    urls: list[str | UrlTarget] = Field(default_factory=list)
+    mode: TaskMode | str | None = None
+    rules: Rules | None = None
+    change: ChangeFilters | None = None
+    schedule: str = "0 9 * * *"
+    timezone: str = "UTC"
+    notify_behavior: NotifyBehavior | str = "once"
+
+    def fields(self) -> dict[str, Any]:
+        """The draft as the fields of a new task (what it leaves empty is left out)."""
+        return {
+            key: value
+            for key, value in self.model_dump(mode="json").items()
+            if value is not None and value != []
+        }
+
+
+class TaskSuggestion(Model):
+    """What POST /api/v1/tasks/suggest answers: a draft task and why it is so."""
+
+    task: TaskDraft
+    explanation: str
+
+
 # --- account -------------------------------------------------------------------------------
 
 
@@ -294,6 +325,25 @@ class DeliveryAttempt(Model):
     duration_ms: int
     delivery_status: DeliveryStatus | str
     attempt: int
+
+
+# --- feeds ---------------------------------------------------------------------------------
+
+
+class FeedToken(Model):
+    active: bool
+    created_at: datetime | None
+
+
+class FeedTokenCreated(Model):
+    token: str = Field(repr=False)  # the secret itself: kept out of reprs (and so out of logs)
+    created_at: datetime
+    notifications_url: str = Field(repr=False)  # carries the token
+    task_url_template: str = Field(repr=False)
+
+    def task_url(self, task_id: uuid.UUID | str) -> str:
+        """The Atom feed of one task's notifications."""
+        return self.task_url_template.replace("{task_id}", str(uuid.UUID(str(task_id))))
 
 
 # --- sources and diffs ---------------------------------------------------------------------

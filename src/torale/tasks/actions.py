@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db import locks
 from torale.db.database import session_scope
 from torale.db.models import Task
+from torale.engine.evaluate import EvaluationError, NoModelConfiguredError
+from torale.errors import (
+    FieldValidationError,
+    ServiceUnavailableError,
+    UpstreamError,
+    validation_error_items,
+)
 from torale.executions import service as executions_service
 from torale.executions.schemas import ExecutionRead
 from torale.pages import Page
 from torale.pagination import PageParams
 from torale.runtime import Runtime
 from torale.statuses import TaskState
-from torale.tasks import service
+from torale.tasks import service, suggest
 from torale.tasks.list_cache import ListKey, TaskListCache
-from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
+from torale.tasks.schemas import TaskCreate, TaskDraft, TaskRead, TaskSuggestion, TaskUpdate
 
 
 async def read_tasks(session: AsyncSession, tasks: list[Task]) -> list[TaskRead]:
@@ -148,3 +157,41 @@ async def delete_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) ->
         await locks.lock_active_user(session, user_id)  # first: see create_task
         await service.delete_task(session, user_id=user_id, task_id=task_id)
         await rt.scheduler.task_deleted(task_id)  # before the commit
+
+
+def _field_problems(errors: list[dict[str, Any]]) -> str:
+    """Validation errors as one line: `schedule: Invalid cron expression …; urls.0: …`."""
+    parts = []
+    for error in errors:
+        where = ".".join(str(part) for part in error["loc"] if part != "body")
+        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return "; ".join(parts)
+
+
+async def suggest_task(rt: Runtime, *, user_id: uuid.UUID, prompt: str) -> TaskSuggestion:
+    """A task drafted by the server's model from `prompt`, valid as this user's create body
+    would be; nothing is saved. 503 without a model (naming what to set), 502 when the model
+    fails or drafts no valid task."""
+
+    def problem(draft: TaskDraft) -> str | None:
+        try:
+            data = TaskCreate.model_validate(draft.model_dump(exclude_unset=True))
+            service.build_task(user_id=user_id, data=data, policy=rt.policy)  # not added
+        except ValidationError as exc:
+            return _field_problems(validation_error_items(exc.errors()))
+        except FieldValidationError as exc:
+            return _field_problems(exc.errors)
+        return None
+
+    try:
+        found = await suggest.suggest(
+            rt.run_engine.evaluator,
+            prompt,
+            check=problem,
+            min_schedule_seconds=rt.policy.min_schedule_seconds,
+        )
+    except NoModelConfiguredError as exc:
+        raise ServiceUnavailableError(str(exc)) from None
+    except EvaluationError as exc:
+        raise UpstreamError(str(exc)) from None
+    return TaskSuggestion(task=found.draft, explanation=found.explanation)

@@ -8,13 +8,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from torale.auth.deps import CurrentUser
+from torale.errors import error_responses
 from torale.pages import Page
 from torale.pagination import PageDep
 from torale.runtime import Runtime
 from torale.state import app_state
 from torale.statuses import TaskState
 from torale.tasks import actions
-from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
+from torale.tasks.schemas import (
+    SuggestRequest,
+    TaskCreate,
+    TaskRead,
+    TaskSuggestion,
+    TaskUpdate,
+)
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -27,6 +34,23 @@ router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 )
 async def create_task(request: Request, body: TaskCreate, user: CurrentUser) -> TaskRead:
     return await actions.create_task(Runtime.of_request(request), user_id=user.id, data=body)
+
+
+@router.post(
+    "/suggest",
+    summary="Draft a task from a sentence",
+    description="The server's model turns what you want watched, in your words, into a task: "
+    "name, search query, condition, schedule, notify behaviour, and the pages (with selectors) "
+    "and mode when you name a page. The draft is validated exactly like a new task; nothing is "
+    "saved: send `task` to `POST /api/v1/tasks` (as it is, or changed). Counts against your "
+    "rate limit. 503 when the server has no model, 502 when the model fails or drafts no "
+    "valid task.",
+    responses=error_responses(502),
+)
+async def suggest_task(request: Request, body: SuggestRequest, user: CurrentUser) -> TaskSuggestion:
+    return await actions.suggest_task(
+        Runtime.of_request(request), user_id=user.id, prompt=body.prompt
+    )
 
 
 @router.get(

@@ -245,8 +245,17 @@ _SCHEDULE_DOC = (
     "Extensions (`L`, `W`, `#`, `?`, `R`, `H`, seconds, `@reboot`) are refused."
 )
 
+_NOTIFY_DOC = (
+    "`once`: notify the first time the condition is met, then the task is completed; `always`: "
+    "on every run where it is met; `track_state`: when it becomes met, and afterwards when what "
+    "the run found (`current_state`) changes."
+)
 
-class TaskCreate(BaseModel):
+
+class TaskDraft(BaseModel):
+    """What a task is about: the fields a suggestion fills in (`POST /api/v1/tasks/suggest`),
+    and the first fields of `TaskCreate`. A draft is a valid create body as it is."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = Field(
@@ -270,7 +279,13 @@ class TaskCreate(BaseModel):
     screenshot: bool = Field(default=False, description=_SCREENSHOT_DOC)
     schedule: Cron = Field(default="0 9 * * *", description=_SCHEDULE_DOC)
     timezone: Timezone = Field(default="UTC", description="IANA time zone name.")
-    notify_behavior: NotifyBehavior = "once"
+    notify_behavior: NotifyBehavior = Field(default="once", description=_NOTIFY_DOC)
+
+
+class TaskCreate(TaskDraft):
+    """A new task: what it is about (the fields of `TaskDraft`), whom it tells and how it
+    starts."""
+
     notifications: list[NotificationChannel] = Field(default_factory=list, max_length=10)
     config: TaskConfig = Field(default_factory=TaskConfig)
     executor_type: Literal["llm_grounded_search"] = "llm_grounded_search"
@@ -307,7 +322,7 @@ class TaskUpdate(BaseModel):
     screenshot: bool | None = Field(default=None, description=_SCREENSHOT_DOC)
     schedule: Cron | None = Field(default=None, description=_SCHEDULE_DOC)
     timezone: Timezone | None = None
-    notify_behavior: NotifyBehavior | None = None
+    notify_behavior: NotifyBehavior | None = Field(default=None, description=_NOTIFY_DOC)
     notifications: list[NotificationChannel] | None = Field(default=None, max_length=10)
     config: TaskConfig | None = None
     state: TaskState | None = Field(
@@ -380,3 +395,25 @@ class TaskRead(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.state == TaskState.ACTIVE
+
+
+Prompt = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), TEXT
+]
+
+
+class SuggestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Prompt = Field(
+        description='What to watch, in your own words: an event to hear of ("tell me when the '
+        'next iPhone is announced"), or a page and what to look for on it.'
+    )
+
+
+class TaskSuggestion(BaseModel):
+    task: TaskDraft = Field(
+        description="The draft, validated like a new task: a body for POST /api/v1/tasks as "
+        "it is (add `notifications` and the rest as you like). Nothing is saved."
+    )
+    explanation: str = Field(description="Why the model drafted it so, in a sentence or two.")

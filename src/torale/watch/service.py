@@ -1,9 +1,12 @@
-"""Snapshot queries for the API: an execution's sources, and the diff between two executions of a
-task. The caller checks that the task is the user's; executions are looked up within it."""
+"""Snapshot queries for the API and the pages: an execution's sources, the diff between two
+executions of a task, and which runs read something different from the run before. The caller
+checks that the task is the user's; executions are looked up within it."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
+from datetime import datetime
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,3 +129,46 @@ async def diff(
         sources=items,
         unified="\n".join(i.unified for i in items if i.unified),
     )
+
+
+async def changed_runs(
+    session: AsyncSession, *, task_id: uuid.UUID, since: datetime
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The task's runs created at or after `since` whose sources (URL, selector, text hash)
+    differ from those of the run before them that kept sources: {run: that earlier run}. Two
+    small queries whatever the history's length; no text is read."""
+    with_sources = exists().where(ExecutionSource.execution_id == Execution.id)
+    newer = list(
+        await session.scalars(
+            select(Execution.id)
+            .where(Execution.task_id == task_id, Execution.created_at >= since, with_sources)
+            .order_by(Execution.created_at, Execution.id)
+        )
+    )
+    if not newer:
+        return {}
+    before = await session.scalar(
+        select(Execution.id)
+        .where(Execution.task_id == task_id, Execution.created_at < since, with_sources)
+        .order_by(Execution.created_at.desc(), Execution.id.desc())
+        .limit(1)
+    )
+    runs = ([before] if before is not None else []) + newer
+    read: dict[uuid.UUID, list[tuple[str, str | None, str]]] = {run: [] for run in runs}
+    rows = await session.execute(
+        select(
+            ExecutionSource.execution_id,
+            ExecutionSource.url,
+            ExecutionSource.selector,
+            ExecutionSource.content_hash,
+        )
+        .where(ExecutionSource.execution_id.in_(runs))
+        .order_by(ExecutionSource.execution_id, ExecutionSource.position)
+    )
+    for run, url, selector, digest in rows:
+        read[run].append((url, selector, digest))
+    return {
+        later: earlier
+        for earlier, later in itertools.pairwise(runs)
+        if read[earlier] != read[later]
+    }

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from torale.web import admin, assets, docs, settings, signin, tasks
+from torale.web import admin, assets, docs, oidc, settings, signin, tasks
 from torale.web.headers import SecurityHeadersMiddleware
 
 
 def install_web(app: FastAPI) -> None:
     """Pages, their assets, offline /docs and /redoc, and the security headers of every page.
     The JSON API is unchanged: it never reads the session cookie."""
-    for module in (signin, tasks, settings, admin, assets, docs):
+    for module in (signin, oidc, tasks, settings, admin, assets, docs):
         app.include_router(module.router)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -1,8 +1,10 @@
-"""How values read on a page: schedules in words, times relative to now, hosts of URLs."""
+"""How values read on a page: schedules in words, times relative to now, hosts of URLs, modes
+and rules in words, what a change or rules run read, and the lines of a diff."""
 
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,3 +121,112 @@ def status_label(kind: str) -> str:
 
 def dot(kind: str) -> Markup:
     return Markup('<span class="dot dot-{}" aria-hidden="true"></span>').format(kind)
+
+
+# --- watching without a model: modes and rules in words, what a run read, diffs --------------
+
+MODE_NAMES = {"model": "AI model", "change": "Page changes", "rules": "Rules"}
+_NUMBER_WORDS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}
+_TEXT_WORDS = {
+    "contains": "the text contains",
+    "not_contains": "the text does not contain",
+    "matches": "the text matches",
+}
+
+
+def _number(value: Any) -> str:
+    number = float(value)
+    return f"{int(number):,}" if number.is_integer() else f"{number:,}"
+
+
+def describe_condition(condition: Any) -> str:
+    """One rules condition in words: `price < 50`, `the text contains “In stock”`."""
+    op, value = condition.op, condition.value
+    if op == "drop_pct":
+        return f"price dropped by at least {_number(value)}%"
+    if op in _NUMBER_WORDS:
+        return f"price {_NUMBER_WORDS[op]} {_number(value)}"
+    if op == "matches":
+        return f"{_TEXT_WORDS[op]} /{value}/"
+    return f"{_TEXT_WORDS.get(op, op)} “{value}”"
+
+
+def describe_rules(rules: Any) -> str:
+    """A task's rules in words: "price < 50 and the text contains “In stock”"."""
+    joiner = " and " if rules.match == "all" else " or "
+    return joiner.join(describe_condition(c) for c in rules.conditions)
+
+
+def describe_change(change: Any) -> str:
+    """What counts as a change, in words (empty: any changed line)."""
+    parts = []
+    if change is not None and change.only:
+        parts.append(f"only {change.only}")
+    if change is not None and change.ignore_lines:
+        patterns = ", ".join(f"/{p}/" for p in change.ignore_lines)
+        parts.append(f"ignoring lines matching {patterns}")
+    return "; ".join(parts)
+
+
+_HASH_NOTE = re.compile(r"… \(sha256 [0-9a-f]{16}\)$")
+
+
+def watched_texts(current_state: dict[str, Any]) -> list[tuple[str, str]]:
+    """A change run's state as (target, start of its text): the text cut as the state keeps
+    it, without the hash that follows."""
+    return [
+        (label, _HASH_NOTE.sub("…", text))
+        for label, text in current_state.items()
+        if isinstance(text, str)
+    ]
+
+
+_NEXT_CHECK = re.compile(r"; (?=[✓✗] )")
+# The engine names conditions tersely (watch.rules); the page words them as the task page does.
+_CHECK_WORDS = (
+    ("number ", "price "),
+    ("text not_contains ", "the text does not contain "),
+    ("text contains ", "the text contains "),
+    ("text matches ", "the text matches "),
+)
+
+
+def _check_words(check: str) -> str:
+    for terse, words in _CHECK_WORDS:
+        if check.startswith(terse):
+            return words + check[len(terse) :]
+    return check
+
+
+def rule_checks(reasoning: str) -> list[tuple[str, list[tuple[bool, str]]]]:
+    """A rules run's reasoning (a line per target: `target: ✓ …; ✗ …`) as (target, [(held,
+    condition in words)])."""
+    found = []
+    for line in reasoning.splitlines():
+        label, _, rest = line.partition(": ")
+        checks = [
+            (part.startswith("✓"), _check_words(part[2:]))
+            for part in _NEXT_CHECK.split(rest)
+            if part
+        ]
+        found.append((label, checks))
+    return found
+
+
+def diff_lines(unified: str) -> list[tuple[str, str]]:
+    """The lines of one source's unified diff as (kind, line): kind is `add`, `del`, `hunk` or
+    `same`; the file header lines are left out (the page shows the source itself)."""
+    lines: list[tuple[str, str]] = []
+    for line in unified.splitlines():
+        if line.startswith(("--- ", "+++ ")) and not lines:
+            continue
+        if line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "same"
+        lines.append((kind, line))
+    return lines

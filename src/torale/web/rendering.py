@@ -22,6 +22,12 @@ templates.env.globals.update(
     verdict_of=formatting.verdict_of,
     status_label=formatting.status_label,
     dot=formatting.dot,
+    watched_texts=formatting.watched_texts,
+    rule_checks=formatting.rule_checks,
+    diff_lines=formatting.diff_lines,
+    mode_names=formatting.MODE_NAMES,
+    rules_in_words=formatting.describe_rules,
+    change_in_words=formatting.describe_change,
 )
 templates.env.filters.update(
     relative=formatting.relative,

@@ -1,5 +1,6 @@
-"""Settings pages: API keys (create, shown once; revoke) and webhooks (URL, signing secret,
-test, deliveries), through the same services and actions as the API routes."""
+"""Settings pages: API keys (create, shown once; revoke), webhooks (URL, signing secret, test,
+deliveries) and feeds (URLs shown once; new ones, off), through the same services and actions as
+the API routes."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
+from torale.auth import feed_tokens
 from torale.auth import service as auth_service
 from torale.auth.schemas import ApiKeyCreate
 from torale.db.database import session_scope
 from torale.errors import FieldValidationError, validation_error_items
+from torale.feeds.urls import FeedUrls, base_url
 from torale.inputs import Text
 from torale.notify import actions as notify_actions
 from torale.notify import service as notify_service
 from torale.pagination import PageParams
 from torale.runtime import Runtime
 from torale.state import app_state
+from torale.tasks import service as tasks_service
 from torale.web.rendering import is_htmx, render
 from torale.web.routing import WebRoute
 from torale.web.viewer import Viewer, ViewerDep
@@ -168,3 +172,41 @@ async def send_test_webhook(
     if is_htmx(request):
         return render(request, "fragments/webhook_test.html", context)
     return await _webhooks_page(request, viewer, **context)
+
+
+# --- feeds -------------------------------------------------------------------------------------
+
+
+async def _feeds_page(request: Request, viewer: Viewer, **context: Any) -> Response:
+    rt = Runtime.of_request(request)
+    async with session_scope(rt.sessions, writes=False) as session:
+        made = await feed_tokens.created_at(session, user_id=viewer.user.id)
+        tasks, _ = await tasks_service.list_tasks(session, user_id=viewer.user.id, page=_ALL)
+    page = {"made": made, "tasks": tasks, "title": "Feeds", "section": "feeds"}
+    return render(request, "settings_feeds.html", page | context)
+
+
+@router.get("/settings/feeds")
+async def feeds(request: Request, viewer: ViewerDep) -> Response:
+    return await _feeds_page(request, viewer)
+
+
+@router.post("/settings/feeds/rotate")
+async def rotate_feed_token(request: Request, viewer: ViewerDep) -> Response:
+    rt = Runtime.of_request(request)
+    async with session_scope(rt.sessions, rt.write_lock) as session:
+        token, _ = await feed_tokens.rotate(
+            session, user_id=viewer.user.id, hashing_key=app_state(request).hashing_key
+        )
+    # The URLs are in this response only; the token is never stored or shown again.
+    return await _feeds_page(
+        request, viewer, urls=FeedUrls.of(base_url(rt.settings, request), token)
+    )
+
+
+@router.post("/settings/feeds/off")
+async def feeds_off(request: Request, viewer: ViewerDep) -> Response:
+    rt = Runtime.of_request(request)
+    async with session_scope(rt.sessions, rt.write_lock) as session:
+        await feed_tokens.revoke(session, user_id=viewer.user.id)
+    return RedirectResponse("/settings/feeds?off=1", status_code=303)

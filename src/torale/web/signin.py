@@ -1,5 +1,6 @@
-"""Signing in and out: with an API key (exchanged for a session), with a one-time link, and
-sign out here or everywhere. `/` opens the tasks page when signed in, this page otherwise."""
+"""Signing in and out: with an API key (exchanged for a session), with a one-time link, with
+the identity provider (`web/oidc.py`, which makes its session here too), and sign out here or
+everywhere. `/` opens the tasks page when signed in, this page otherwise."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.auth import sessions, signin_links
 from torale.auth.authenticate import client_address
@@ -40,28 +42,41 @@ async def user_for_api_key(request: Request, key: str) -> AuthenticatedUser | No
     return admission.user
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path on this site (never `//host` or a full URL)."""
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return "/tasks"
 
 
-async def _signed_in(request: Request, user_id: uuid.UUID, target: str) -> Response:
+async def start_session(request: Request, session: AsyncSession, user_id: uuid.UUID) -> str:
+    """A new browser session for the user, in the caller's unit of work (every way of signing
+    in makes it here); returns its id for `signed_in`."""
     state = app_state(request)
     policy = sessions.SessionPolicy.from_settings(state.settings)
-    async with session_scope(state.sessions, state.write_lock) as session:
-        await sessions.sweep(session, policy=policy)
-        token = await sessions.start(
-            session, user_id=user_id, hashing_key=state.hashing_key, policy=policy
-        )
-    response = RedirectResponse(_safe_next(target), status_code=303)
+    await sessions.sweep(session, policy=policy)
+    return await sessions.start(
+        session, user_id=user_id, hashing_key=state.hashing_key, policy=policy
+    )
+
+
+def signed_in(request: Request, token: str, target: str) -> Response:
+    """The answer to a sign-in: the session cookie, and on to `target` (a path on this site)."""
+    policy = sessions.SessionPolicy.from_settings(app_state(request).settings)
+    response = RedirectResponse(safe_next(target), status_code=303)
     response.set_cookie(**policy.cookie(token))  # type: ignore[arg-type]
     response.delete_cookie(csrf.PRE_SESSION_COOKIE, path="/")
     return response
 
 
-def _signin_page(
+async def _signed_in(request: Request, user_id: uuid.UUID, target: str) -> Response:
+    state = app_state(request)
+    async with session_scope(state.sessions, state.write_lock) as session:
+        token = await start_session(request, session, user_id)
+    return signed_in(request, token, target)
+
+
+def signin_page(
     request: Request, *, error: str | None = None, status_code: int = 200, target: str = ""
 ) -> Response:
     """The sign-in form, with a pre-session cookie for its CSRF token."""
@@ -78,6 +93,7 @@ def _signin_page(
             "next": target,
             "csrf_token": csrf.token_for("pre:" + pre, state.hashing_key),
             "title": "Sign in",
+            "provider": state.settings.oidc_display_name if state.oidc else None,
         },
         status_code=status_code,
     )
@@ -104,15 +120,13 @@ async def home(request: Request) -> Response:
 
 
 @router.get("/signin")
-async def signin_page(
-    request: Request, token: Text | None = None, next: Text | None = None
-) -> Response:
+async def signin(request: Request, token: Text | None = None, next: Text | None = None) -> Response:
     if token:
         state = app_state(request)
         async with session_scope(state.sessions, state.write_lock) as session:
             user_id = await signin_links.redeem(session, token=token, hashing_key=state.hashing_key)
         if user_id is None:
-            return _signin_page(
+            return signin_page(
                 request,
                 error="This sign-in link was used already or has expired. Ask for a new one "
                 "(torale signin-link --email you@example.com) or sign in with an API key.",
@@ -120,8 +134,8 @@ async def signin_page(
             )
         return await _signed_in(request, user_id, "/tasks")
     if await current_viewer(request):
-        return RedirectResponse(_safe_next(next), status_code=303)
-    return _signin_page(request, target=next or "")
+        return RedirectResponse(safe_next(next), status_code=303)
+    return signin_page(request, target=next or "")
 
 
 @router.post("/signin")
@@ -132,7 +146,7 @@ async def signin_with_key(
 ) -> Response:
     user = await user_for_api_key(request, api_key)
     if user is None:
-        return _signin_page(
+        return signin_page(
             request,
             error="That API key is not valid: it may be mistyped, revoked, or its account "
             "deactivated.",

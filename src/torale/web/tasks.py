@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
@@ -32,9 +32,19 @@ from torale.statuses import ExecutionStatus, TaskState
 from torale.tasks import actions
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone
 from torale.tasks.schemas import TaskRead
+from torale.web import watch_form
 from torale.web.rendering import is_htmx, render
 from torale.web.routing import WebRoute
-from torale.web.task_form import HOUR_CHOICES, NOTIFY_BEHAVIORS, WEEKDAYS, TaskForm, next_runs
+from torale.web.task_form import (
+    HOUR_CHOICES,
+    NOTIFY_BEHAVIORS,
+    RULE_ROWS,
+    URL_ROWS,
+    WEEKDAYS,
+    TaskForm,
+    field_label,
+    next_runs,
+)
 from torale.web.viewer import Viewer, ViewerDep
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -43,15 +53,45 @@ HISTORY_LIMIT = 20
 _FINISHED = (ExecutionStatus.SUCCESS, ExecutionStatus.FAILED)
 
 
-def _form_context(form: TaskForm, task: TaskRead | None = None) -> dict[str, Any]:
+def _model_available(request: Request, task: TaskRead | None = None) -> bool:
+    """Whether model tasks can run here: a default model, or the one this task names."""
+    return Runtime.of_request(request).policy.model_configured or bool(task and task.config.model)
+
+
+def _form_context(request: Request, form: TaskForm, task: TaskRead | None = None) -> dict[str, Any]:
     return {
         "form": form,
         "task": task,
+        "action": f"/tasks/{task.id}/edit" if task else "/tasks/new",
+        "model_available": _model_available(request, task),
+        "modes": watch_form.MODES,
+        "no_model_hint": watch_form.NO_MODEL_HINT,
+        "text_ops": watch_form.TEXT_OPS,
+        "number_ops": watch_form.NUMBER_OPS,
+        "change_only": watch_form.CHANGE_ONLY,
+        "max_rows": watch_form.MAX_ROWS,
         "hour_choices": HOUR_CHOICES,
         "weekdays": WEEKDAYS,
         "behaviors": NOTIFY_BEHAVIORS,
         "title": f"Edit {task.name}" if task else "New task",
     }
+
+
+_PARTS = {URL_ROWS: "fragments/url_rows.html", RULE_ROWS: "fragments/rule_rows.html"}
+
+
+def _row_action(
+    request: Request, form: TaskForm, action: str, task: TaskRead | None
+) -> Response | None:
+    """A row added or removed (nothing saved): with htmx only the rows, else the whole form
+    again, its values kept. None when the post is a save."""
+    part = form.apply(action)
+    if part is None:
+        return None
+    context = _form_context(request, form, task)
+    if is_htmx(request):
+        return render(request, _PARTS[part], context)
+    return render(request, "task_form.html", context)
 
 
 # --- the list ---------------------------------------------------------------------------------
@@ -99,12 +139,16 @@ async def tasks_page(
 
 @router.get("/tasks/new")
 async def new_task_page(request: Request, viewer: ViewerDep) -> Response:
-    return render(request, "task_form.html", _form_context(TaskForm()))
+    form = TaskForm(mode="model" if _model_available(request) else "change")
+    return render(request, "task_form.html", _form_context(request, form))
 
 
 @router.post("/tasks/new")
 async def create_task(request: Request, viewer: ViewerDep) -> Response:
-    form = TaskForm.from_form(await request.form())
+    posted = await request.form()
+    form = TaskForm.from_form(posted)
+    if rows := _row_action(request, form, str(posted.get("_action", "")), None):
+        return rows
     data = form.create()
     if data is not None:
         try:
@@ -115,7 +159,7 @@ async def create_task(request: Request, viewer: ViewerDep) -> Response:
             form.refused(exc)
         else:
             return RedirectResponse(f"/tasks/{task.id}", status_code=303)
-    return render(request, "task_form.html", _form_context(form), status_code=422)
+    return render(request, "task_form.html", _form_context(request, form), status_code=422)
 
 
 async def _task(request: Request, viewer: Viewer, task_id: uuid.UUID) -> TaskRead:
@@ -127,13 +171,16 @@ async def _task(request: Request, viewer: Viewer, task_id: uuid.UUID) -> TaskRea
 @router.get("/tasks/{task_id}/edit")
 async def edit_task_page(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
     task = await _task(request, viewer, task_id)
-    return render(request, "task_form.html", _form_context(TaskForm.from_task(task), task))
+    return render(request, "task_form.html", _form_context(request, TaskForm.from_task(task), task))
 
 
 @router.post("/tasks/{task_id}/edit")
 async def update_task(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
     task = await _task(request, viewer, task_id)
-    form = TaskForm.from_form(await request.form(), original=task)
+    posted = await request.form()
+    form = TaskForm.from_form(posted, original=task)
+    if rows := _row_action(request, form, str(posted.get("_action", "")), task):
+        return rows
     data = form.update()
     if data is not None:
         try:
@@ -144,7 +191,7 @@ async def update_task(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -
             form.refused(exc)
         else:
             return RedirectResponse(f"/tasks/{task_id}", status_code=303)
-    return render(request, "task_form.html", _form_context(form, task), status_code=422)
+    return render(request, "task_form.html", _form_context(request, form, task), status_code=422)
 
 
 @router.get("/tasks/schedule-preview")
@@ -165,18 +212,13 @@ async def schedule_preview(request: Request, viewer: ViewerDep) -> Response:
 
 @router.post("/tasks/preview")
 async def preview(request: Request, viewer: ViewerDep) -> Response:
-    """Run the task as the form describes it, unsaved, and show the verdict with its sources."""
+    """Run the task as the form describes it, unsaved, and show the verdict with its sources
+    (for a change task: the text it would watch; for rules: each condition's result)."""
     form = TaskForm.from_form(await request.form())
     data = form.data()
-    context: dict[str, Any] = {}
+    context: dict[str, Any] = {"mode": form.shown_mode, "field_label": field_label}
     try:
-        body = PreviewRequest.model_validate(
-            {
-                "search_query": data["search_query"],
-                "condition_description": data["condition_description"],
-                "urls": data["urls"],
-            }
-        )
+        body = PreviewRequest.model_validate({k: data[k] for k in _PREVIEWED if k in data})
         context["result"] = await run_actions.preview(Runtime.of_request(request), data=body)
     except ValidationError as exc:
         form.add_errors(validation_error_items(exc.errors()))
@@ -187,6 +229,10 @@ async def preview(request: Request, viewer: ViewerDep) -> Response:
     except ToraleError as exc:
         context["failure"] = exc.detail
     return render(request, "fragments/preview.html", context)
+
+
+# The fields of a task that a preview takes (executions.preview.PreviewRequest).
+_PREVIEWED = ("search_query", "condition_description", "urls", "mode", "rules", "change")
 
 
 # --- one task ---------------------------------------------------------------------------------
@@ -222,10 +268,19 @@ async def _history(request: Request, viewer: Viewer, task_id: uuid.UUID) -> dict
         task_id=task_id,
         page=PageParams(page=1, limit=HISTORY_LIMIT),
     )
+    changed: dict[uuid.UUID, uuid.UUID] = {}
+    if runs.items:
+        changed = await run_actions.changed_runs(
+            Runtime.of_request(request),
+            user_id=viewer.user.id,
+            task_id=task_id,
+            since=min(run.created_at for run in runs.items),
+        )
     return {
         "runs": runs.items,
         "runs_total": runs.total,
         "deliveries": await _deliveries(request, viewer, task_id),
+        "changed": changed,  # run → the run before it, for the runs that read something new
     }
 
 
@@ -248,6 +303,40 @@ async def task_history(request: Request, viewer: ViewerDep, task_id: uuid.UUID) 
     task = await _task(request, viewer, task_id)
     context = {"task": task} | await _history(request, viewer, task_id)
     return render(request, "fragments/history.html", context)
+
+
+@router.get("/tasks/{task_id}/diff")
+async def task_diff(
+    request: Request,
+    viewer: ViewerDep,
+    task_id: uuid.UUID,
+    from_: Annotated[uuid.UUID, Query(alias="from")],
+    to: uuid.UUID,
+) -> Response:
+    """What changed between two runs of the task: the API's diff (one source after another,
+    added and removed lines marked). The rows of the history open it in place with htmx; without
+    JavaScript it is a page of its own."""
+    rt = Runtime.of_request(request)
+    task = await _task(request, viewer, task_id)
+    diff = await run_actions.diff(
+        rt, user_id=viewer.user.id, task_id=task_id, from_id=from_, to_id=to
+    )
+    before = await run_actions.get_execution(
+        rt, user_id=viewer.user.id, task_id=task_id, execution_id=from_
+    )
+    after = await run_actions.get_execution(
+        rt, user_id=viewer.user.id, task_id=task_id, execution_id=to
+    )
+    context = {
+        "task": task,
+        "diff": diff,
+        "before": before,
+        "after": after,
+        "title": f"What changed · {task.name}",
+    }
+    if is_htmx(request):
+        return render(request, "fragments/diff.html", context)
+    return render(request, "task_diff.html", context)
 
 
 def _run_fragment(request: Request, task: TaskRead, run: ExecutionRead) -> Response:

@@ -1,17 +1,23 @@
 """Calling a search API over HTTP: retries for transient failures, clear errors for the rest.
 
-Each attempt has one deadline for the whole exchange (connecting, sending, every read), and an
-answer is read no further than MAX_ANSWER_BYTES (an error answer not at all).
+Requests go through the outbound policy (`search_client`): the hosts of the search URLs the
+operator configured are trusted by name, so an intranet SearXNG works without opening private
+networks to the URLs users type; a redirect is followed only to an allowed place (each hop
+checked), and a refusal fails the search without naming an address. Each attempt has one
+deadline for the whole exchange (connecting, sending, every read), and an answer is read no
+further than MAX_ANSWER_BYTES (an error answer not at all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
 
+from torale.config import Settings
 from torale.engine.retry import (
     TransientError,
     is_transient_status,
@@ -19,9 +25,26 @@ from torale.engine.retry import (
     with_retries,
 )
 from torale.engine.search.base import SearchError
-from torale.net import ResponseTooLargeError, read_limited
+from torale.net import (
+    OutboundPolicy,
+    ResponseTooLargeError,
+    UnsafeURLError,
+    guarded_client,
+    read_limited,
+)
+
+logger = logging.getLogger("torale.engine.search")
 
 MAX_ANSWER_BYTES = 1_000_000  # a page of search results is a few KB
+MAX_REDIRECTS = 3  # e.g. http to https, a trailing slash; each hop checked by the policy
+
+
+def search_client(settings: Settings) -> httpx.AsyncClient:
+    """The client every search API request goes through (`purpose="search"` policy)."""
+    policy = OutboundPolicy.from_settings(settings, purpose="search")
+    return guarded_client(
+        policy, timeout=settings.fetch_timeout_seconds, max_redirects=MAX_REDIRECTS
+    )
 
 
 class _NoAnswerError(TransientError):
@@ -69,6 +92,19 @@ async def request_json(
         raise SearchError(
             f"Search provider {provider} is unavailable ({exc}) after {retries + 1} attempts"
         ) from exc
+    except UnsafeURLError as exc:
+        # Where it went is the operator's business (the log), not the user's (the message).
+        logger.warning(
+            "search provider %s refused by the outbound policy: %s",
+            provider,
+            exc.detail,
+        )
+        check = f": check {url_setting}" if url_setting else ""
+        raise SearchError(f"Search provider {provider} failed: {exc.refusal}{check}") from exc
+    except httpx.TooManyRedirects:
+        raise SearchError(
+            f"Search provider {provider} failed: more than {MAX_REDIRECTS} redirects"
+        ) from None
     except httpx.TransportError as exc:
         check = f": check {url_setting} and that this server can reach it" if url_setting else ""
         raise SearchError(
