@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Test processes (pytest-xdist): most tests wait on servers and subprocesses, so two pay on two CPUs.
 PYTEST_WORKERS ?= 2
 
-.PHONY: serve test lint format install dev bench bench-engine bench-scheduler bench-memory bench-web bench-watch screenshots clean
+.PHONY: serve test lint format install dev bench bench-engine bench-scheduler bench-memory bench-web bench-watch bench-browser screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ bench-web: dev
 ## with 1,000 change and 1,000 model tasks, snapshot storage (local pages and fake model).
 bench-watch: dev
 	$(BIN)/python bench/watch.py
+
+## Browser fetcher: reads/s and memory for 100 renders of a JavaScript page, next to the plain
+## fetcher (needs Chromium: apt-get install -y chromium; about two minutes).
+bench-browser: dev
+	$(BIN)/python bench/browser.py
 
 ## Screenshots of every page at 1280 and 375 px, light and dark, into docs/screenshots/ (needs
 ## Debian's Chromium: apt-get install -y chromium). PAGES="signin settings-feeds" writes only those.

@@ -71,7 +71,14 @@ async def test_every_route_needs_credentials(app: FastAPI, client: httpx.AsyncCl
     any_id = str(uuid.uuid4())
     for method, path in authenticated_routes(app):
         url = fill(
-            path, {"task_id": any_id, "key_id": any_id, "user_id": any_id, "execution_id": any_id}
+            path,
+            {
+                "task_id": any_id,
+                "key_id": any_id,
+                "user_id": any_id,
+                "execution_id": any_id,
+                "position": "0",
+            },
         )
         for headers in (
             {},
@@ -93,7 +100,7 @@ async def test_deactivated_user_gets_403_everywhere(
     await set_user_active(app, alice.id, False)
     for method, path in authenticated_routes(app):
         values = {"task_id": task_id, "key_id": keys[0]["id"], "user_id": str(alice.id)}
-        url = fill(path, {**values, "execution_id": str(uuid.uuid4())})
+        url = fill(path, {**values, "execution_id": str(uuid.uuid4()), "position": "0"})
         response = await client.request(method, url, json=BODIES.get(method), headers=alice.headers)
         assert response.status_code == 403, (method, path, response.text)
         assert isinstance(response.json()["detail"], str)
@@ -127,7 +134,15 @@ async def test_other_users_resources_are_404_and_unchanged(
         # Admin routes act on any user by design; tests/admin checks non-admins get 403.
         if "{" not in path or path.startswith("/admin/"):
             continue
-        url = fill(path, {"task_id": task_id, "key_id": key_id, "execution_id": str(uuid.uuid4())})
+        url = fill(
+            path,
+            {
+                "task_id": task_id,
+                "key_id": key_id,
+                "execution_id": str(uuid.uuid4()),
+                "position": "0",
+            },
+        )
         response = await client.request(
             method, url, json=BODIES.get(method) or {"name": "hijacked"}, headers=bob.headers
         )

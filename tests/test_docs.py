@@ -27,6 +27,7 @@ def test_no_unknown_settings_are_documented(document: str) -> None:
     others = {
         "TORALE_TEST_POSTGRES_URL",
         "TORALE_TEST_REDIS_URL",
+        "TORALE_TEST_CHROMIUM",
         "TORALE_API_KEY",
         "TORALE_API_URL",
         "TORALE_CONFIG_FILE",

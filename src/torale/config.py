@@ -221,6 +221,25 @@ class Settings(BaseSettings):
         "except each task's latest run (what the next run compares with) and the latest text "
         "of each of its URL targets. 0 keeps them forever.",
     )
+    # --- the browser: pages that need JavaScript (torale/browser) ---------------------------
+    browser_path: str | None = Field(
+        default=None,
+        description="Chromium to launch for pages read with `render: browser`: `chromium` "
+        "(looked up on PATH) or a full path. Off unless this or `TORALE_BROWSER_URL` is set; "
+        "needs `pip install 'torale[browser]'`.",
+    )
+    browser_url: SecretStr | None = Field(
+        default=None,
+        description="A browser to drive over the Chrome DevTools Protocol instead of launching "
+        "one: `ws://browserless:3000?token=…` or `http://chrome:9222`.",
+    )
+    browser_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Pages one process renders at the same time (each a browser tab); others "
+        "wait for a free one.",
+    )
     # --- notifications -------------------------------------------------------------------
     smtp_url: SecretStr | None = Field(
         default=None,
@@ -403,6 +422,28 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("use a full URL starting with http:// or https://")
         return value
+
+    @field_validator("browser_url")
+    @classmethod
+    def _check_browser_url(cls, value: SecretStr | None) -> SecretStr | None:
+        schemes = ("ws://", "wss://", "http://", "https://")
+        if value is not None and not value.get_secret_value().startswith(schemes):
+            raise ValueError("use the browser's ws:// (or http://) DevTools address")
+        return value
+
+    @model_validator(mode="after")
+    def _check_browser(self) -> Settings:
+        if self.browser_path and self.browser_url:
+            raise ValueError(
+                "set TORALE_BROWSER_PATH (a browser to launch) or TORALE_BROWSER_URL (one to "
+                "connect to), not both"
+            )
+        return self
+
+    @property
+    def browser_enabled(self) -> bool:
+        """Whether pages may be read with a browser (`render: browser`)."""
+        return bool(self.browser_path or self.browser_url)
 
     @model_validator(mode="after")
     def _check_identity_provider(self) -> Settings:

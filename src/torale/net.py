@@ -227,6 +227,54 @@ async def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+async def checked_addresses(
+    policy: OutboundPolicy, host: str, port: int, *, within: float | None
+) -> list[str]:
+    """The addresses of `host`, resolved once, when the policy allows every one of them: connect
+    to these, never to the name (a second lookup could answer differently). Raises
+    UnsafeURLError when one is not allowed, TimeoutError, or OSError when the name does not
+    resolve."""
+    async with asyncio.timeout(within):
+        addresses = await _resolve(host, port)
+    if not addresses:
+        raise OSError("no addresses")
+    if policy.trusts(host):
+        return addresses  # still connected to as resolved here: no second lookup
+    for address in addresses:
+        if not policy.address_allowed(address):
+            raise UnsafeURLError(REFUSED, detail=f"{host} resolves to {address}")
+    return addresses
+
+
+async def connect_checked(
+    policy: OutboundPolicy, host: str, port: int, *, within: float | None
+) -> socket.socket:
+    """A TCP socket connected to an address of `host` the policy allows (`checked_addresses`),
+    for protocols httpx does not speak (the browser's WebSockets). Raises as
+    `checked_addresses`, or OSError when no address accepts the connection."""
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
+    addresses = await checked_addresses(policy, host, port, within=within)
+    error: OSError | None = None
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await loop.sock_connect(sock, (address, port))
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert error is not None
+    raise error
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to addresses the policy allows, and to exactly those."""
 
@@ -236,20 +284,11 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def _checked_addresses(self, host: str, port: int, within: float | None) -> list[str]:
         try:
-            async with asyncio.timeout(within):
-                addresses = await _resolve(host, port)
+            return await checked_addresses(self._policy, host, port, within=within)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        if not addresses:
-            raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
-        if self._policy.trusts(host):
-            return addresses  # still connected to as resolved here: no second lookup
-        for address in addresses:
-            if not self._policy.address_allowed(address):
-                raise UnsafeURLError(REFUSED, detail=f"{host} resolves to {address}")
-        return addresses
 
     async def connect_tcp(
         self,

@@ -22,6 +22,7 @@ from torale.errors import ErrorBody
 from torale.middleware import BodyTooLargeError
 from torale.notify.outbox import notification_message
 from torale.tasks.schedule import ACCEPTED
+from torale.tasks.service import NO_BROWSER_FOR_RENDER
 
 Examples = dict[str, dict[str, Any]]  # name → {"summary": …, "value": …}
 
@@ -181,10 +182,12 @@ NEW_TASK = {
     **{key: value for key, value in TASK_REQUEST.items() if key != "notifications"},
     "notifications": [MASKED_CHANNEL],
     "config": {},
-    "targets": [{"url": "https://www.apple.com/newsroom/", "selector": None}],
+    "targets": [{"url": "https://www.apple.com/newsroom/", "selector": None, "render": None}],
     "mode": "model",
     "rules": None,
     "change": None,
+    "render": "plain",
+    "screenshot": False,
     "executor_type": "llm_grounded_search",
     "state": "active",
     "paused_reason": None,
@@ -352,6 +355,13 @@ TASK_INVALID = (
         ["body", "urls", 0],
         "URL points to a private, loopback or link-local address",
         "url_refused",
+    )
+    | invalid(
+        "no_browser",
+        "render browser on a server without a browser",
+        ["body", "render"],
+        NO_BROWSER_FOR_RENDER,
+        "browser_not_configured",
     )
 )
 TASK_UPDATE_REQUEST = {
@@ -630,6 +640,8 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
                     "title": "",
                     "content_hash": "9f2c" * 16,
                     "size": 8,
+                    "screenshot": f"/api/v1/tasks/{TASK_ID}/executions/{EXECUTION_ID}/sources/0"
+                    "/screenshot",
                 }
             ],
         ),
@@ -638,6 +650,17 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
             | detail("no_execution", "An execution of another task", "Execution not found"),
             422: BAD_TASK_ID,
         },
+    ),
+    ("GET", "/api/v1/tasks/{task_id}/executions/{execution_id}/sources/{position}/screenshot"): (
+        Documented(
+            success=ok("The page as the browser showed it (PNG bytes)", "<PNG image>"),
+            errors={
+                404: TASK_NOT_FOUND
+                | detail("no_execution", "An execution of another task", "Execution not found")
+                | detail("no_screenshot", "A source without a screenshot", "Screenshot not found"),
+                422: BAD_TASK_ID,
+            },
+        )
     ),
     ("GET", "/api/v1/tasks/{task_id}/diff"): Documented(
         success=ok(

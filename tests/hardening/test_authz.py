@@ -39,7 +39,14 @@ VERDICT = {
 }
 # What the owner of a resource gets; 200 unless listed. sync-user takes sign-in tokens only, and
 # answers an API key (any caller's) with 403 by design.
-OWN_STATUS = {"DELETE /api/v1/tasks/{task_id}": 204, "POST /auth/sync-user": 403}
+OWN_STATUS = {
+    "DELETE /api/v1/tasks/{task_id}": 204,
+    "POST /auth/sync-user": 403,
+    # This server has no browser: the owner's runs keep no screenshot, so the route answers its
+    # documented 404 (tests/browser/test_runs.py fetches a real one, and checks another user's
+    # request for it is a 404).
+    "GET /api/v1/tasks/{task_id}/executions/{execution_id}/sources/{position}/screenshot": 404,
+}
 QUERIES = {"POST /api/v1/tasks/{task_id}/execute": {"wait": "true"}}
 
 
@@ -100,6 +107,7 @@ async def world(
             "task_id": task.json()["id"],
             "key_id": key.json()["key_info"]["id"],
             "user_id": str(dave.id),
+            "position": "0",
         }
 
     bodies: dict[str, Any] = {

@@ -35,7 +35,7 @@ async def test_change_with_a_selector_ignores_noise_and_notifies_with_the_diff(
     )
     assert task["mode"] == "change"  # only urls: change, whether or not a model is configured
     assert task["urls"] == [url]  # what clients that know only strings read
-    assert task["targets"] == [{"url": url, "selector": "#offer"}]
+    assert task["targets"] == [{"url": url, "selector": "#offer", "render": None}]
 
     first = await run_now(client, alice, task["id"])
     assert first["status"] == "success", first

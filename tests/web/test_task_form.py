@@ -532,3 +532,36 @@ async def test_a_runs_diff_opens_in_place_and_renders_escaped(
     assert (await as_bob.get(url)).status_code == 404
     other = f"/tasks/{task['id']}/diff?from={first['id']}&to=not-a-run"
     assert (await as_alice.get(other)).status_code == 404
+
+
+@pytest.mark.parametrize("settings_overrides", [{"browser_path": "chromium"}], indirect=True)
+async def test_editing_keeps_how_each_page_is_read(
+    as_alice: Browserless, alice: ApiUser, fake_web: FakeWeb
+) -> None:
+    """The form has no control for `render` yet: a page read with the browser stays so when the
+    task is edited (a hidden field carries it), also when another row is removed."""
+    task = await api_task(
+        as_alice.client,
+        alice,
+        search_query=None,
+        condition_description=None,
+        urls=[
+            fake_web.url + "/plain",
+            {"url": fake_web.url + "/app", "selector": "#price", "render": "browser"},
+        ],
+    )
+    path = f"/tasks/{task['id']}/edit"
+    shown = form_values((await as_alice.get(path)).text, path)
+    assert shown["render_1"] == "browser"
+    assert "render_0" not in shown
+    removed = await as_alice.post(path, shown | {"_action": "remove-url:0"})
+    assert removed.status_code == 200, removed.text
+    shown = form_values(removed.text, path)
+    assert (shown["url_0"], shown["render_0"]) == (fake_web.url + "/app", "browser")
+    saved = await as_alice.post(path, shown | {"name": "Espresso app"})
+    assert saved.status_code == 303, saved.text
+    after = await _task(as_alice.client, alice, task["id"])
+    assert after["name"] == "Espresso app"
+    assert after["targets"] == [
+        {"url": fake_web.url + "/app", "selector": "#price", "render": "browser"}
+    ]

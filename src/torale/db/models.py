@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -124,6 +125,10 @@ class Task(Base):
     mode: Mapped[str] = mapped_column(String(16), default="model", server_default="model")
     rules: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     change: Mapped[dict[str, Any] | None] = mapped_column("change_options", JSONType)
+    # How its urls are read (plain | browser; a target may say otherwise), and whether pages
+    # read with the browser keep a screenshot (0010).
+    render: Mapped[str] = mapped_column(String(16), default="plain", server_default="plain")
+    screenshot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     schedule: Mapped[str] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64))
     notify_behavior: Mapped[str] = mapped_column(String(16))
@@ -329,7 +334,10 @@ class ExecutionSource(Base):
     """One source a successful run read: the URL target and the hash of its text."""
 
     __tablename__ = "execution_sources"
-    __table_args__ = (Index("ix_execution_sources_content_hash", "content_hash"),)
+    __table_args__ = (
+        Index("ix_execution_sources_content_hash", "content_hash"),
+        Index("ix_execution_sources_screenshot_hash", "screenshot_hash"),
+    )
 
     execution_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
@@ -339,3 +347,5 @@ class ExecutionSource(Base):
     selector: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text, default="")
     content_hash: Mapped[str] = mapped_column(ForeignKey("snapshot_contents.hash"))
+    # A PNG of the page as the browser showed it, stored as texts are (0010).
+    screenshot_hash: Mapped[str | None] = mapped_column(ForeignKey("snapshot_contents.hash"))

@@ -46,6 +46,10 @@ class FetchedPage:
     not_modified: bool  # answered 304: the text is the cached one
     selector: str | None = None  # the part of the page `text` is (None: its readable text)
     body_hash: str | None = None  # `body_hash` of what `text` was read from (None: unknown)
+    # Read by the browser (torale.browser): not kept in the page cache, which serves
+    # conditional requests of the plain fetcher. `screenshot`: a PNG of it, when asked for.
+    rendered: bool = False
+    screenshot: bytes | None = None
 
     @property
     def cache_key(self) -> str:
@@ -121,6 +125,26 @@ def extract_text(body: bytes, content_type: str, url: str) -> tuple[str, str]:
     return title, text
 
 
+async def read_text(
+    body: bytes, content_type: str, url: str, *, selector: str | None, max_chars: int
+) -> tuple[str, str]:
+    """(title, text) of a page as runs read it, however it was fetched: its readable text, or
+    with `selector` only the part it selects (SelectorMissedError when that is nothing), at most
+    `max_chars`. The plain fetcher and the browser (`torale.browser`) both read pages here."""
+    if selector is None:
+        title, text = await asyncio.to_thread(extract_text, body, content_type, url)
+    else:
+        title = ""
+        try:
+            text = await asyncio.to_thread(select_text, body, content_type, selector)
+        except SelectorMissError as exc:
+            raise SelectorMissedError(str(exc)) from None
+    # Pages are stored and judged as text: NUL characters (PostgreSQL cannot store them)
+    # and lone surrogates go here, before anything else sees the text.
+    text = " ".join(clean_text(text).split(" ")).strip()[:max_chars]
+    return clean_text(title), text
+
+
 class Fetcher:
     def __init__(
         self,
@@ -193,20 +217,12 @@ class Fetcher:
                 selector=selector,
                 body_hash=digest,
             )
-        if selector is None:
-            title, text = await asyncio.to_thread(extract_text, body, content_type, url)
-        else:
-            title = ""
-            try:
-                text = await asyncio.to_thread(select_text, body, content_type, selector)
-            except SelectorMissError as exc:
-                raise SelectorMissedError(str(exc)) from None
-        # Pages are stored and judged as text: NUL characters (PostgreSQL cannot store them)
-        # and lone surrogates go here, before anything else sees the text.
-        text = " ".join(clean_text(text).split(" ")).strip()[: self.max_chars]
+        title, text = await read_text(
+            body, content_type, url, selector=selector, max_chars=self.max_chars
+        )
         return FetchedPage(
             url=url,
-            title=clean_text(title),
+            title=title,
             text=text,
             text_hash=text_hash(text),
             etag=etag,

@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from torale.browser.fetcher import NO_BROWSER, BrowserFetcher
 from torale.config import Settings
 from torale.db import locks
 from torale.db.database import session_scope
@@ -103,6 +104,8 @@ class Engine:
     http: httpx.AsyncClient  # for search APIs: the outbound policy, their hosts trusted
     # Called after a run has committed notifications to send (the dispatcher's wake-up).
     on_queued: Callable[[], None] | None = None
+    # Reads targets with `render: browser`; None when no browser is configured.
+    browser: BrowserFetcher | None = None
 
     @classmethod
     def build(
@@ -119,7 +122,15 @@ class Engine:
             max_chars=settings.max_source_chars,
         )
         http = search_client(settings)
-        return cls(settings, sessions, write_lock, Evaluator(settings), fetcher, http)
+        return cls(
+            settings,
+            sessions,
+            write_lock,
+            Evaluator(settings),
+            fetcher,
+            http,
+            browser=BrowserFetcher.from_settings(settings),
+        )
 
     @property
     def lease(self) -> timedelta:
@@ -131,6 +142,8 @@ class Engine:
     async def close(self) -> None:
         await self.fetcher.close()
         await self.http.aclose()
+        if self.browser is not None:
+            await self.browser.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +158,8 @@ class TaskSpec:
     mode: str = "model"  # model | change | rules
     rules: dict[str, Any] | None = None
     change: dict[str, Any] | None = None
+    render: str = "plain"  # how targets without their own `render` are read
+    screenshot: bool = False  # keep a screenshot of pages read with the browser
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +209,7 @@ def _grounding(cited: list[str], evidence: list[Evidence]) -> list[dict[str, str
 
 async def _read_sources(
     engine: Engine,
+    spec: TaskSpec,
     targets: list[Target],
     found: dict[str, SearchResult],
     cache: dict[str, CachedPage],
@@ -201,16 +217,26 @@ async def _read_sources(
     *,
     strict: bool,
 ) -> tuple[list[Evidence], list[FetchedPage], list[Snapshot]]:
-    """Read every target. A selector that matches nothing fails the run; with `strict`
-    (change and rules tasks, which compare each target) so does any target not read."""
+    """Read every target, plainly or with the browser (the target's `render`, else the
+    task's). A selector that matches nothing fails the run; with `strict` (change and rules
+    tasks, which compare each target) so does any target not read."""
     slots = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+    async def fetch(target: Target) -> FetchedPage:
+        if (target.render or spec.render) != "browser":
+            return await engine.fetcher.fetch(
+                target.url, cache.get(target.key), selector=target.selector
+            )
+        if engine.browser is None:
+            raise FetchFailedError(NO_BROWSER)
+        return await engine.browser.fetch(
+            target.url, selector=target.selector, screenshot=spec.screenshot
+        )
 
     async def read(target: Target) -> FetchedPage | FetchFailedError:
         async with slots:
             try:
-                return await engine.fetcher.fetch(
-                    target.url, cache.get(target.key), selector=target.selector
-                )
+                return await fetch(target)
             except FetchFailedError as exc:
                 logger.info("could not read %s: %s", target.url, exc)
                 return exc
@@ -245,7 +271,7 @@ async def _read_sources(
             evidence.append(
                 Evidence(url=target.url, title=title, text=page.text, text_hash=page.text_hash)
             )
-            snapshots.append(Snapshot(target, title, page.text))
+            snapshots.append(Snapshot(target, title, page.text, page.screenshot))
             continue
         usage["pages_failed"] += 1
         if hit and hit.snippet.strip():
@@ -330,13 +356,15 @@ async def perform_run(
     found: dict[str, SearchResult] = {}
     for result in results:
         found.setdefault(result.url, result)
-    # The task's own targets first; a search result already among them is read once.
+    # The task's own targets first; a search result already among them is read once. Search
+    # results are read plainly, whatever the task's `render`.
     own = {t.url for t in spec.targets}
-    targets = [*dict.fromkeys(spec.targets), *(Target(u) for u in found if u not in own)]
+    plain = [Target(u, render="plain") for u in found if u not in own]
+    targets = [*dict.fromkeys(spec.targets), *plain]
 
     cache = await _cached_pages(engine, targets) if use_page_cache else {}
     evidence, pages, snapshots = await _read_sources(
-        engine, targets, found, cache, usage, strict=False
+        engine, spec, targets, found, cache, usage, strict=False
     )
     if not evidence:
         raise RunFailedError(
@@ -389,7 +417,9 @@ async def _perform_watch(
     if not targets:
         raise RunFailedError("Nothing to watch: the task has no urls")
     cache = await _cached_pages(engine, targets) if use_page_cache else {}
-    evidence, pages, snapshots = await _read_sources(engine, targets, {}, cache, usage, strict=True)
+    evidence, pages, snapshots = await _read_sources(
+        engine, spec, targets, {}, cache, usage, strict=True
+    )
     try:
         judgement: Judgement = (
             judge_rules(
@@ -475,6 +505,8 @@ async def _claim(
                     _tasks.c.mode,
                     _tasks.c.rules,
                     _tasks.c.change_options,
+                    _tasks.c.render,
+                    _tasks.c.screenshot,
                     _executions.c.id.label("last_success_id"),
                     _tasks.c.last_known_state,
                     _tasks.c.condition_met,
@@ -529,6 +561,8 @@ async def _claim(
             mode=task.mode,
             rules=task.rules,
             change=task.change_options,
+            render=task.render,
+            screenshot=task.screenshot,
         )
     return execution_id, spec, earlier, previous, task.last_success_id
 
@@ -622,6 +656,8 @@ async def _record_outcome(
             session, execution_id=execution.id, snapshots=outcome.snapshots, now=now
         )
         for page in outcome.pages:
+            if page.rendered:
+                continue  # the page cache serves the plain fetcher's conditional requests
             if not page.not_modified or page.etag or page.last_modified:
                 await upsert(
                     session,

@@ -155,6 +155,9 @@ async def preview(
     if mode == "model":
         errors += tasks_service.source_errors(urls, config, rt.policy)
     errors += tasks_service.model_errors(config, rt.policy)
+    errors += tasks_service.render_errors(
+        render=data.render, screenshot=False, targets=targets, policy=rt.policy
+    )
     if errors:
         raise FieldValidationError(errors)
     compared_with: uuid.UUID | None = None
@@ -173,6 +176,7 @@ async def preview(
         mode=mode,
         rules=rules,
         change=change,
+        render=data.render,
     )
     try:
         outcome = await preview_run(
@@ -211,6 +215,17 @@ async def list_sources(
     async with session_scope(rt.sessions, writes=False) as session:
         await tasks_service.get_task(session, user_id=user_id, task_id=task_id)  # 404 if not theirs
         return await watch_service.sources(session, task_id=task_id, execution_id=execution_id)
+
+
+async def screenshot(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, execution_id: uuid.UUID, position: int
+) -> bytes:
+    """The PNG screenshot kept for a source of an execution of the user's task."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)  # 404 if not theirs
+        return await watch_service.screenshot(
+            session, task_id=task_id, execution_id=execution_id, position=position
+        )
 
 
 async def diff(

@@ -13,6 +13,7 @@ from torale.tasks.schemas import (
     ChangeFilters,
     Condition,
     Query,
+    Render,
     RuleCondition,
     Rules,
     TaskConfig,
@@ -34,6 +35,9 @@ class PreviewRequest(BaseModel):
     mode: TaskMode | None = Field(default=None, description="As for a task.")
     rules: Rules | None = None
     change: ChangeFilters | None = None
+    render: Render = Field(
+        default="plain", description="As for a task: `browser` reads the urls with a browser."
+    )
     task_id: uuid.UUID | None = Field(
         default=None,
         description="One of your tasks (when previewing changes to it): the preview compares "

@@ -34,6 +34,7 @@ Trigger = Literal["schedule", "manual"]
 Role = Literal["user", "admin"]
 ChannelType = Literal["webhook", "email", "apprise"]
 DeliveryStatus = Literal["pending", "sending", "delivered", "failed"]
+Render = Literal["plain", "browser"]
 TaskMode = Literal["model", "change", "rules"]
 
 
@@ -170,6 +171,7 @@ NotificationChannel = Annotated[
 class UrlTarget(Model):
     url: str
     selector: str | None = None
+    render: Render | str | None = None
 
 
 class TextCondition(Model):
@@ -224,6 +226,8 @@ class Task(Model):
     mode: TaskMode | str = "model"
     rules: Rules | None = None
     change: ChangeFilters | None = None
+    render: Render | str = "plain"
+    screenshot: bool = False
     schedule: str
     timezone: str
     notify_behavior: NotifyBehavior | str
@@ -365,6 +369,7 @@ class SourceSnapshot(Model):
     title: str
     content_hash: str
     size: int
+    screenshot: str | None = None  # path of the page's PNG, for tasks with `screenshot`
 
 
 class SourceDiff(Model):

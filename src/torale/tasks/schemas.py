@@ -87,6 +87,8 @@ Pattern = Annotated[
     str, StringConstraints(min_length=1, max_length=500), AfterValidator(_pattern), TEXT
 ]
 TaskMode = Literal["model", "change", "rules"]
+# How pages are read: `plain` (one HTTP request) or `browser` (JavaScript runs: torale/browser).
+Render = Literal["plain", "browser"]
 
 
 class UrlTarget(BaseModel):
@@ -102,6 +104,12 @@ class UrlTarget(BaseModel):
         "compared and shown to the model; matching nothing fails the run. Default: the page's "
         "readable text.",
     )
+    render: Render | None = Field(
+        default=None,
+        description="`browser` reads the page as a browser shows it, after its JavaScript ran "
+        "(the server needs a browser: TORALE_BROWSER_PATH or TORALE_BROWSER_URL); `plain` "
+        "reads the HTML as served. Default: the task's `render`.",
+    )
 
 
 def _url_entry_kind(value: object) -> str | None:
@@ -112,14 +120,14 @@ def _url_entry_kind(value: object) -> str | None:
     return None  # neither: one error at the entry itself
 
 
-# A plain URL or a {"url", "selector"} object. Tagged so that an error names the entry (and
-# "url" or "target"), not the validators pydantic tried.
+# A plain URL or a {"url", "selector", "render"} object. Tagged so that an error names the entry
+# (and "url" or "target"), not the validators pydantic tried.
 UrlEntry = Annotated[
     Annotated[PageURL, Tag("url")] | Annotated[UrlTarget, Tag("target")],
     Discriminator(
         _url_entry_kind,
         custom_error_type="url_entry",
-        custom_error_message='Each URL is a string or an object {"url", "selector"}',
+        custom_error_message='Each URL is a string or an object {"url", "selector", "render"}',
     ),
 ]
 
@@ -212,8 +220,17 @@ class TaskConfig(BaseModel):
 
 
 _URLS_DOC = (
-    'Pages to read on every run (at most 20): a URL, or `{"url", "selector"}` to read only '
-    "a part of the page."
+    'Pages to read on every run (at most 20): a URL, or `{"url", "selector", "render"}` to read '
+    "only a part of the page, or to read it with a browser."
+)
+_RENDER_DOC = (
+    "How the task's urls are read: `plain` (the HTML as served) or `browser` (after the page's "
+    "JavaScript ran; a 422 names the setting when the server has no browser). A target's own "
+    "`render` wins. Search results are always read plainly."
+)
+_SCREENSHOT_DOC = (
+    "Keep a PNG screenshot of every page read with the browser, with the run's sources "
+    "(`GET …/executions/{id}/sources` links them)."
 )
 _MODE_DOC = (
     "How a run decides: `model` (a model judges the condition), `change` (the watched text "
@@ -258,6 +275,8 @@ class TaskDraft(BaseModel):
     change: ChangeFilters | None = Field(
         default=None, description="Filters of mode `change` (default: every line counts)."
     )
+    render: Render = Field(default="plain", description=_RENDER_DOC)
+    screenshot: bool = Field(default=False, description=_SCREENSHOT_DOC)
     schedule: Cron = Field(default="0 9 * * *", description=_SCHEDULE_DOC)
     timezone: Timezone = Field(default="UTC", description="IANA time zone name.")
     notify_behavior: NotifyBehavior = Field(default="once", description=_NOTIFY_DOC)
@@ -299,6 +318,8 @@ class TaskUpdate(BaseModel):
     mode: TaskMode | None = Field(default=None, description=_MODE_DOC)
     rules: Rules | None = Field(default=None, description="null removes them.")
     change: ChangeFilters | None = Field(default=None, description="null removes them.")
+    render: Render | None = Field(default=None, description=_RENDER_DOC)
+    screenshot: bool | None = Field(default=None, description=_SCREENSHOT_DOC)
     schedule: Cron | None = Field(default=None, description=_SCHEDULE_DOC)
     timezone: Timezone | None = None
     notify_behavior: NotifyBehavior | None = Field(default=None, description=_NOTIFY_DOC)
@@ -323,10 +344,14 @@ class TaskRead(BaseModel):
     search_query: str
     condition_description: str
     urls: list[str] = Field(description="The URL of each target in `targets`, in order.")
-    targets: list[UrlTarget] = Field(description="The pages read, with their selectors.")
+    targets: list[UrlTarget] = Field(
+        description="The pages read, with their selectors and how each is read."
+    )
     mode: TaskMode
     rules: Rules | None
     change: ChangeFilters | None
+    render: Render = Field(description=_RENDER_DOC)
+    screenshot: bool = Field(description=_SCREENSHOT_DOC)
     schedule: str
     timezone: str
     notify_behavior: NotifyBehavior

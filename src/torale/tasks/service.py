@@ -39,6 +39,8 @@ _NOT_NULL = (
     "state",
     "is_active",
     "mode",
+    "render",
+    "screenshot",
 )
 
 
@@ -55,6 +57,8 @@ class TaskPolicy:
     model_configured: bool = True
     # Models a task may choose (TORALE_ALLOWED_MODELS and TORALE_MODEL); None: any.
     allowed_models: tuple[str, ...] | None = ()
+    # Whether pages may be read with a browser (TORALE_BROWSER_PATH or TORALE_BROWSER_URL).
+    browser: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskPolicy:
@@ -66,6 +70,7 @@ class TaskPolicy:
             unusable_search=tuple((n, why) for n, why in unusable if why),
             model_configured=bool(settings.model),
             allowed_models=settings.allowed_model_list,
+            browser=settings.browser_enabled,
         )
 
 
@@ -85,7 +90,55 @@ def _schedule_errors(schedule: str, policy: TaskPolicy) -> list[dict[str, Any]]:
 
 def targets_of_input(urls: list[str | UrlTarget]) -> list[Target]:
     """The URL targets a request's `urls` names, in order (repeats kept: see stored_targets)."""
-    return [Target(u) if isinstance(u, str) else Target(u.url, u.selector or None) for u in urls]
+    return [
+        Target(u) if isinstance(u, str) else Target(u.url, u.selector or None, u.render)
+        for u in urls
+    ]
+
+
+NO_BROWSER_FOR_RENDER = (
+    "This server has no browser to read pages with render browser: set TORALE_BROWSER_PATH "
+    "(a Chromium to launch) or TORALE_BROWSER_URL (one to connect to)"
+)
+SCREENSHOT_NEEDS_BROWSER = (
+    "Screenshots are taken of pages read with render browser: set render to browser (for the "
+    "task, or for a url)"
+)
+
+
+def render_errors(
+    *,
+    render: str,
+    screenshot: bool,
+    targets: list[Target],
+    policy: TaskPolicy,
+    check_render: bool = True,
+    check_targets: bool = True,
+) -> list[dict[str, Any]]:
+    """Reading with a browser needs a server with one; a screenshot needs a page read with it.
+    `check_render`, `check_targets`: whether the task's render and its targets were sent (an
+    update that leaves them alone is not refused for what they already say)."""
+    errors = []
+    if not policy.browser:
+        if check_render and render == "browser":
+            errors.append(
+                field_error(["body", "render"], NO_BROWSER_FOR_RENDER, "browser_not_configured")
+            )
+        if check_targets:
+            errors += [
+                field_error(
+                    ["body", "urls", i, "render"], NO_BROWSER_FOR_RENDER, "browser_not_configured"
+                )
+                for i, target in enumerate(targets)
+                if target.render == "browser"
+            ]
+    if screenshot and not any((t.render or render) == "browser" for t in targets):
+        errors.append(
+            field_error(
+                ["body", "screenshot"], SCREENSHOT_NEEDS_BROWSER, "screenshot_without_browser"
+            )
+        )
+    return errors
 
 
 def resolve_mode(*, mode: str | None, rules: Any, search_query: str) -> str:
@@ -247,6 +300,9 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
         )
         + (source_errors(urls, config, policy) if mode == "model" else [])
         + model_errors(config, policy)
+        + render_errors(
+            render=data.render, screenshot=data.screenshot, targets=targets, policy=policy
+        )
         + channel_errors(notifications, policy.notifications)
     )
     if errors:
@@ -264,6 +320,8 @@ def build_task(*, user_id: uuid.UUID, data: TaskCreate, policy: TaskPolicy) -> T
         mode=mode,
         rules=rules,
         change=change,
+        render=data.render,
+        screenshot=data.screenshot,
         schedule=data.schedule,
         timezone=data.timezone,
         notify_behavior=data.notify_behavior,
@@ -362,6 +420,17 @@ async def update_task(
             errors += source_errors([t.url for t in targets], config, policy)
     if "config" in sent and data.config is not None:
         errors += model_errors(data.config.model_dump(exclude_none=True), policy)
+    render = data.render or task.render
+    screenshot = task.screenshot if data.screenshot is None else data.screenshot
+    if {"urls", "render", "screenshot"} & sent:
+        errors += render_errors(
+            render=render,
+            screenshot=screenshot,
+            targets=targets,
+            policy=policy,
+            check_render="render" in sent,
+            check_targets="urls" in sent,
+        )
     notifications = None
     if "notifications" in sent:
         channels: list[AnyChannel] = data.notifications or []
@@ -388,6 +457,7 @@ async def update_task(
             task.selector_misses = 0  # new targets: their misses are counted afresh
         task.urls = stored_targets(targets)
     task.mode, task.rules, task.change = mode, rules, change
+    task.render, task.screenshot = render, screenshot
     if notifications is not None:
         task.notifications = notifications
     if "config" in sent and data.config is not None:

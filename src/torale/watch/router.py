@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from torale.auth.deps import CurrentUser
 from torale.executions import actions
@@ -28,6 +28,34 @@ async def list_sources(
     return await actions.list_sources(
         Runtime.of_request(request), user_id=user.id, task_id=task_id, execution_id=execution_id
     )
+
+
+@router.get(
+    "/{task_id}/executions/{execution_id}/sources/{position}/screenshot",
+    summary="A screenshot of a page a run read",
+    description="The PNG of the page at `position` in the run's sources as the browser showed "
+    "it, kept for tasks with `screenshot` (pages read with `render: browser`). 404 for a "
+    "source without one.",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def screenshot(
+    request: Request,
+    task_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    position: Annotated[int, Path(ge=0, le=1000, description="The source's place, from 0.")],
+    user: CurrentUser,
+) -> Response:
+    image = await actions.screenshot(
+        Runtime.of_request(request),
+        user_id=user.id,
+        task_id=task_id,
+        execution_id=execution_id,
+        position=position,
+    )
+    # Private: it shows what the user watches. Immutable: a run's screenshot never changes.
+    headers = {"Cache-Control": "private, max-age=86400, immutable"}
+    return Response(image, media_type="image/png", headers=headers)
 
 
 @router.get(

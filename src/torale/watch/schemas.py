@@ -17,6 +17,11 @@ class SourceRead(BaseModel):
         description="SHA-256 of the text read (hex); equal hashes, same text."
     )
     size: int = Field(description="Length of the text in bytes (UTF-8).")
+    screenshot: str | None = Field(
+        default=None,
+        description="Path of the PNG screenshot of the page as the browser showed it (tasks "
+        "with `screenshot`, pages read with `render: browser`); null without one.",
+    )
 
 
 class SourceDiff(BaseModel):

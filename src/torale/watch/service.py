@@ -36,6 +36,7 @@ async def sources(
     session: AsyncSession, *, task_id: uuid.UUID, execution_id: uuid.UUID
 ) -> list[SourceRead]:
     await _execution_of(session, task_id=task_id, execution_id=execution_id)
+    base = f"/api/v1/tasks/{task_id}/executions/{execution_id}/sources"
     return [
         SourceRead(
             url=source.url,
@@ -43,6 +44,7 @@ async def sources(
             title=source.title,
             content_hash=source.content_hash,
             size=size,
+            screenshot=f"{base}/{source.position}/screenshot" if source.screenshot_hash else None,
         )
         for source, size, _ in await snapshots.sources_of(session, execution_id, with_text=False)
     ]
@@ -63,6 +65,17 @@ def _nothing_kept(execution: Execution, name: str) -> dict[str, Any]:
         )
         kind = "snapshots_pruned"
     return field_error(["query", name], message, kind)
+
+
+async def screenshot(
+    session: AsyncSession, *, task_id: uuid.UUID, execution_id: uuid.UUID, position: int
+) -> bytes:
+    """The PNG kept for the source at `position` of an execution of the task; 404 without one."""
+    await _execution_of(session, task_id=task_id, execution_id=execution_id)
+    image = await snapshots.screenshot_of(session, execution_id, position)
+    if not image:
+        raise NotFoundError("Screenshot not found")
+    return image
 
 
 async def _latest_with_sources(session: AsyncSession, task_id: uuid.UUID) -> list[uuid.UUID]:

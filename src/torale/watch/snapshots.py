@@ -2,9 +2,10 @@
 
 `snapshot_contents` holds each text once, keyed by its SHA-256 and zlib-compressed; a run adds
 an `execution_sources` row per source pointing at its text, so runs of a page that does not
-change cost a row each, not a copy. `prune` removes the sources of runs older than the
-retention (keeping each task's latest run with sources, the baseline the next run compares
-with, and the latest run that read each of its URL targets) and the texts nothing refers to
+change cost a row each, not a copy. A page read with the browser may keep a screenshot, stored
+the same way (`screenshot_hash`). `prune` removes the sources of runs older than the retention
+(keeping each task's latest run with sources, the baseline the next run compares with, and the
+latest run that read each of its URL targets) and the texts and screenshots nothing refers to
 any more; `watch.retention` runs it where background work runs.
 """
 
@@ -33,6 +34,7 @@ class Snapshot:
     target: Target
     title: str
     text: str
+    screenshot: bytes | None = None  # PNG, when the page was read with a browser and asked for
 
     @property
     def content_hash(self) -> str:
@@ -50,8 +52,11 @@ async def store(
     snapshots: list[Snapshot],
     now: datetime,
 ) -> None:
-    """Keep what a run read: each text once (marked seen now), a source row per snapshot."""
-    texts = {s.content_hash: s.text for s in snapshots}
+    """Keep what a run read: each text (and screenshot) once, marked seen now; a source row
+    per snapshot."""
+    texts: dict[str, bytes] = {s.content_hash: s.text.encode() for s in snapshots}
+    shots = {s: hashlib.sha256(s.screenshot).hexdigest() for s in snapshots if s.screenshot}
+    texts.update({digest: s.screenshot for s, digest in shots.items() if s.screenshot})
     # Texts seen before (an unchanged page) are only marked seen: no compression, no copy.
     # Moving last_seen_at locks the row, so a prune running now leaves it.
     seen = set(
@@ -66,10 +71,9 @@ async def store(
     )
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for digest, text in texts.items():
+    for digest, raw in texts.items():
         if digest in seen:
             continue
-        raw = text.encode()
         statement = insert(SnapshotContent).values(
             hash=digest,
             data=zlib.compress(raw, 6),
@@ -90,6 +94,7 @@ async def store(
             selector=s.target.selector,
             title=s.title,
             content_hash=s.content_hash,
+            screenshot_hash=shots.get(s),
         )
         for position, s in enumerate(snapshots)
     )
@@ -113,6 +118,16 @@ async def sources_of(
         .order_by(ExecutionSource.position)
     )
     return [(row[0], row[1], _text(row[2]) if with_text else None) for row in rows]
+
+
+async def screenshot_of(session: AsyncSession, execution_id: uuid.UUID, position: int) -> bytes:
+    """The PNG kept for an execution's source at `position`, or b"" without one."""
+    data = await session.scalar(
+        select(SnapshotContent.data)
+        .join(ExecutionSource, ExecutionSource.screenshot_hash == SnapshotContent.hash)
+        .where(ExecutionSource.execution_id == execution_id, ExecutionSource.position == position)
+    )
+    return zlib.decompress(data) if data else b""
 
 
 async def texts_of(session: AsyncSession, execution_id: uuid.UUID) -> dict[str, str]:
@@ -222,6 +237,7 @@ async def prune(
         .where(
             SnapshotContent.last_seen_at < cutoff,
             ~exists().where(ExecutionSource.content_hash == SnapshotContent.hash),
+            ~exists().where(ExecutionSource.screenshot_hash == SnapshotContent.hash),
         )
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -1,7 +1,9 @@
-"""A task's URL targets: a page, and optionally the selector of the part that is watched.
+"""A task's URL targets: a page, optionally the selector of the part that is watched, and
+optionally how it is read (`render`: `plain` or `browser`; unset: as the task says).
 
 Stored in the task's `urls` column as given: a plain string for a whole page (what every task
-saved before selectors existed holds) and `{"url", "selector"}` for a part of one.
+saved before selectors existed holds) and `{"url", "selector", "render"}` (only the keys set)
+otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 class Target:
     url: str
     selector: str | None = None
+    render: str | None = None  # plain | browser; None: the task's `render`
 
     @property
     def key(self) -> str:
@@ -26,7 +29,14 @@ class Target:
         return self.url if self.selector is None else f"{self.url} [{self.selector}]"
 
     def stored(self) -> str | dict[str, str]:
-        return self.url if self.selector is None else {"url": self.url, "selector": self.selector}
+        if self.selector is None and self.render is None:
+            return self.url
+        stored = {"url": self.url}
+        if self.selector is not None:
+            stored["selector"] = self.selector
+        if self.render is not None:
+            stored["render"] = self.render
+        return stored
 
 
 def targets_of(stored: list[Any]) -> list[Target]:
@@ -36,7 +46,9 @@ def targets_of(stored: list[Any]) -> list[Target]:
         if isinstance(item, str):
             targets.append(Target(item))
         else:
-            targets.append(Target(str(item["url"]), item.get("selector") or None))
+            targets.append(
+                Target(str(item["url"]), item.get("selector") or None, item.get("render") or None)
+            )
     return targets
 
 

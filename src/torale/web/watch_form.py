@@ -54,6 +54,9 @@ _TEXT_OPS = dict(TEXT_OPS)
 class UrlRow:
     url: str = ""
     selector: str = ""
+    # How the page is read when the task was given one (`plain`, `browser`): kept through the
+    # form (a hidden field) so that editing a task does not change it.
+    render: str = ""
 
 
 @dataclass
@@ -74,11 +77,16 @@ def _text(form: Mapping[str, Any], name: str) -> str:
 def url_rows_of(form: Mapping[str, Any]) -> list[UrlRow]:
     """The URL rows as posted (`url_0`, `selector_0`, …), empty ones kept (at least one)."""
     rows = [
-        UrlRow(_text(form, f"url_{i}"), _text(form, f"selector_{i}"))
+        UrlRow(_text(form, f"url_{i}"), _text(form, f"selector_{i}"), _render(form, i))
         for i in range(MAX_ROWS)
         if f"url_{i}" in form or f"selector_{i}" in form
     ]
     return rows or [UrlRow()]
+
+
+def _render(form: Mapping[str, Any], row: int) -> str:
+    value = _text(form, f"render_{row}")
+    return value if value in ("plain", "browser") else ""
 
 
 def rule_rows_of(form: Mapping[str, Any]) -> list[RuleRow]:
@@ -97,7 +105,7 @@ def _number_text(value: Any) -> str:
 
 
 def url_rows_from_task(task: TaskRead) -> list[UrlRow]:
-    return [UrlRow(t.url, t.selector or "") for t in task.targets] or [UrlRow()]
+    return [UrlRow(t.url, t.selector or "", t.render or "") for t in task.targets] or [UrlRow()]
 
 
 def rule_rows_from_task(task: TaskRead) -> list[RuleRow]:
@@ -117,7 +125,9 @@ def url_entries(rows: list[UrlRow]) -> tuple[list[str | dict[str, str]], list[in
         url, selector = row.url.strip(), row.selector.strip()
         if not url and not selector:
             continue
-        entries.append({"url": url, "selector": selector} if selector else url)
+        entry = {"url": url} | ({"selector": selector} if selector else {})
+        entry |= {"render": row.render} if row.render else {}
+        entries.append(entry if len(entry) > 1 else url)
         rows_of.append(i)
     return entries, rows_of
 
