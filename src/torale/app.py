@@ -76,7 +76,7 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
     )
     key_usage = KeyUsageRecorder()
     jwt = _jwt_verifier(settings)
-    changes = watch_changes(services.database)
+    changes = watch_changes(services.database, timeout=settings.database_timeout_seconds)
     key_lookup = KeyLookup(services.database, changes)
     return AppState(
         **{field.name: getattr(services, field.name) for field in fields(Services)},
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await state.changes.start()
         flusher = asyncio.create_task(state.key_usage.run(state.sessions))
         await state.scheduler.start()
         if state.dispatch:

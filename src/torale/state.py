@@ -37,7 +37,7 @@ class AppState(Services):
 
     async def close(self) -> None:
         await self.rate_limiter.close()
-        self.changes.close()
+        await self.changes.close()
         await super().close()
 
 

@@ -67,7 +67,7 @@ async def test_list_reflects_api_writes_at_once(client: httpx.AsyncClient, alice
 
 
 async def test_list_reflects_writes_from_another_connection(
-    client: httpx.AsyncClient, settings: Settings, alice: ApiUser
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, alice: ApiUser
 ) -> None:
     task = (
         await client.post(TASKS, json={"search_query": "q", "name": "a"}, headers=alice.headers)
@@ -84,6 +84,9 @@ async def test_list_reflects_writes_from_another_connection(
             )
     finally:
         await engine.dispose()
+    # SQLite: the next request sees data_version moved. PostgreSQL: the process hears the
+    # change's notification a moment after the commit; sync waits for that moment.
+    await app.state.torale.changes.sync()
     listing = (await client.get(TASKS, headers=alice.headers)).json()
     assert listing["items"][0]["name"] == "changed elsewhere"
 

@@ -5,9 +5,10 @@ The lookups skip the ORM session and read through SQLAlchemy Core. Answers are c
 for as long as the database's change watch (`db.changes`) says nothing changed: on SQLite that is
 `PRAGMA data_version`, which moves whenever any other connection, in this process or another,
 commits, and the reads themselves run on a synchronous read-only connection on the event-loop
-thread. A cached owner (with its role, active flag and tasks_version) is therefore exactly what a
-query would return; revocations, sign-outs and deactivations take effect on the next request.
-Where nothing is watched, every lookup is one indexed query on the async engine.
+thread; on PostgreSQL it is LISTEN/NOTIFY, and a read is one autocommit query. A cached owner
+(with its role, active flag and tasks_version) is therefore exactly what a query would return;
+revocations, sign-outs and deactivations take effect on the next request. Where nothing is
+watched, every lookup is one indexed query.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import Executable, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torale.db.changes import ChangeWatch, SqliteChangeWatch
+from torale.db.database import reading
 from torale.db.models import ApiKey, User, WebSession
 
 
@@ -101,7 +103,7 @@ class _CachedLookup(Generic[T]):
     _statement: Executable
 
     def __init__(self, engine: AsyncEngine, changes: ChangeWatch) -> None:
-        self._engine = engine
+        self._engine = reading(engine)
         self._changes = changes
         self._cache: dict[str, T] = {}
         self._by_user: dict[uuid.UUID, set[str]] = {}

@@ -4,7 +4,19 @@ across processes (who owns a key or a session, rendered pages) ask this instead 
 - SQLite: `PRAGMA data_version` on a connection of our own, read on every check (a few µs):
   SQLite moves it whenever any other connection, in this process or another, commits. While it
   stands still nothing changed; when it moves, everything cached is dropped.
-- Other databases: nothing is watched here, so nothing may be cached (`caching` is False).
+- PostgreSQL: a connection of our own LISTENs to `torale_changes`, on which triggers (migration
+  0008) send the id of the user whose rows changed, at commit, whoever wrote. A notification
+  drops what is cached about that user. Notifications arrive a moment after the commit, so a
+  unit of work of *this* process that wrote waits, after its commit, until the listener has
+  heard everything committed before (`sync`: a marker NOTIFY of our own comes back after
+  them, as PostgreSQL delivers notifications in commit order): a client that saw a write
+  answered never gets a stale answer from the same process. While the listening connection is
+  lost, or a marker does not come back in time, nothing is cached and everything cached is
+  dropped; it reconnects by itself. Another process hears of a change when its notification
+  arrives (well under a millisecond on a local server); a listener cut off without being told
+  (a network partition) is noticed by its keep-alive marker within `KEEPALIVE_SECONDS` plus
+  `MARKER_TIMEOUT_SECONDS`.
+- Anything else: nothing is watched, so nothing may be cached (`caching` is False).
 
 Caches subscribe a listener, called with the user whose rows changed, or None when anything may
 have (and everything must go). `stamp` moves with every change a listener heard of: a cache
@@ -14,16 +26,31 @@ landed during the read would otherwise be filed under the old state).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import logging
+import secrets
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.util import await_only
+from sqlalchemy.util.concurrency import in_greenlet
+
+logger = logging.getLogger("torale.db")
 
 Listener = Callable[[uuid.UUID | None], None]
+CHANNEL = "torale_changes"
+APPLICATION_NAME = "torale change watch"  # the listening connection, in pg_stat_activity
+KEEPALIVE_SECONDS = 2.0
+MARKER_TIMEOUT_SECONDS = 2.0
 
 
 def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -48,8 +75,14 @@ class ChangeWatch:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    async def start(self) -> None:
+        """Begin watching (PostgreSQL connects and listens; a no-op elsewhere)."""
+
     def check(self) -> None:
         """Bring the watch up to date (SQLite reads data_version; a no-op elsewhere)."""
+
+    async def sync(self) -> None:
+        """Return once every change committed before the call has been heard (PostgreSQL)."""
 
     def mark(self, user_id: uuid.UUID) -> int:
         """A number that changes whenever the user's rows may have changed: part of the key of
@@ -67,7 +100,7 @@ class ChangeWatch:
         for listener in self._listeners:
             listener(user_id)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
@@ -96,14 +129,176 @@ class SqliteChangeWatch(ChangeWatch):
             self._seen = version
             self.changed(None)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._watch is not None:
             self._watch.close()
             self._watch = None
         self.read_engine.dispose()
 
 
-def watch_changes(engine: AsyncEngine) -> ChangeWatch:
+# The PostgreSQL watch of each engine, for the sessions that commit through it.
+_WATCHES: weakref.WeakKeyDictionary[Engine, PostgresChangeWatch] = weakref.WeakKeyDictionary()
+
+
+class PostgresChangeWatch(ChangeWatch):
+    """LISTEN torale_changes on a connection of its own, kept up by a background task."""
+
+    def __init__(self, engine: AsyncEngine, timeout: float | None = None) -> None:
+        super().__init__()
+        self.caching = False  # until listening
+        cargs, params = engine.sync_engine.dialect.create_connect_args(engine.url)
+        self._connect_args: tuple[list[Any], dict[str, Any]] = (list(cargs), dict(params))
+        self._timeout = timeout or 10.0
+        self._sync_channel = "torale_sync_" + secrets.token_hex(8)  # heard by this process only
+        self._markers = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._sync_lock = asyncio.Lock()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lost_event: asyncio.Event | None = None
+        self.connections = 0  # listening connections made so far (tests, logs)
+        _WATCHES[engine.sync_engine] = self
+
+    async def start(self) -> None:
+        self._lost_event = asyncio.Event()
+        self._task = asyncio.create_task(self._keep_listening(), name="torale-change-watch")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._lose()
+
+    async def sync(self) -> None:
+        if not self.caching or self._conn is None:
+            return  # nothing cached: nothing can be stale
+        conn = self._conn
+        try:
+            async with self._sync_lock:
+                await self._marker(conn)
+        except Exception:  # not heard in time: nothing cached may be trusted
+            logger.warning("the database's change notifications stopped; caching paused")
+            await self._lose()
+
+    async def _marker(self, conn: asyncpg.Connection) -> None:
+        """NOTIFY our own channel and wait for it: everything committed before came first."""
+        marker = str(next(self._markers))
+        heard = asyncio.get_running_loop().create_future()
+        self._waiting[marker] = heard
+        try:
+            async with asyncio.timeout(MARKER_TIMEOUT_SECONDS):
+                await conn.execute(f"NOTIFY {self._sync_channel}, '{marker}'")
+                await heard
+        finally:
+            self._waiting.pop(marker, None)
+
+    def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            user_id = uuid.UUID(payload)
+        except ValueError:
+            self.changed(None)
+            return
+        self.changed(user_id)
+
+    def _heard_marker(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        heard = self._waiting.get(payload)
+        if heard is not None and not heard.done():
+            heard.set_result(None)
+
+    async def _listen(self) -> asyncpg.Connection:
+        cargs, params = self._connect_args
+        settings = {**params.get("server_settings", {}), "application_name": APPLICATION_NAME}
+        conn: asyncpg.Connection = await asyncpg.connect(
+            *cargs, **{**params, "timeout": self._timeout, "server_settings": settings}
+        )
+        try:
+            await conn.add_listener(CHANNEL, self._heard)
+            await conn.add_listener(self._sync_channel, self._heard_marker)
+        except BaseException:
+            await conn.close(timeout=1)
+            raise
+        lost = self._lost_event
+        assert lost is not None
+        conn.add_termination_listener(lambda _conn: lost.set())
+        return conn
+
+    async def _keep_listening(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                self._conn = await self._listen()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                logger.warning("cannot listen for database changes (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            self.connections += 1
+            assert self._lost_event is not None
+            self._lost_event.clear()
+            # Heard from now on; whatever changed while nobody listened is unknown: forget all.
+            self.caching = True
+            self.changed(None)
+            try:
+                while not self._lost_event.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(KEEPALIVE_SECONDS):
+                            await self._lost_event.wait()
+                    conn = self._conn
+                    if not self._lost_event.is_set() and conn is not None:
+                        async with self._sync_lock:
+                            await self._marker(conn)
+            except Exception as exc:  # a marker not heard: the connection is not to be trusted
+                logger.warning("database change notifications lost (%s); reconnecting", exc)
+            await self._lose()
+
+    async def _lose(self) -> None:
+        """Stop caching and forget everything cached; close the listening connection."""
+        self.caching = False
+        self.changed(None)
+        conn, self._conn = self._conn, None
+        if self._lost_event is not None:
+            self._lost_event.set()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=1)
+
+
+def watch_changes(engine: AsyncEngine, *, timeout: float | None = None) -> ChangeWatch:
     if engine.dialect.name == "sqlite":
         return SqliteChangeWatch(engine)
+    if engine.dialect.name == "postgresql":
+        return PostgresChangeWatch(engine, timeout)
     return ChangeWatch()
+
+
+# --- units of work of this process that wrote: heard before their callers go on ---------------
+
+_WROTE = "torale_wrote"
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: object) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if not session.info.pop(_WROTE, False):
+        return
+    watch = _WATCHES.get(session.get_bind())  # type: ignore[arg-type]
+    if watch is not None and watch.caching and in_greenlet():
+        await_only(watch.sync())
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_WROTE, None)

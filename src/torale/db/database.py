@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +21,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
+
+# A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+PING_IDLE_SECONDS = 1.0
 
 
 class CommitOutcomeUnknownError(Exception):
@@ -62,6 +68,29 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection that sat idle before handing it out; a dead one is replaced.
+
+    SQLAlchemy's `pool_pre_ping` pings every checkout, in a transaction of its own: three
+    round trips before each unit of work. A connection used a moment ago is alive; one that
+    idled (through a restart of the database, say) gets one round trip. A connection that dies
+    in use fails its request (503) and makes the pool drop every connection older than it.
+    """
+    if dbapi_connection.driver_connection.is_closed():  # the server ended it: known locally
+        raise DisconnectionError("the pooled connection was closed")
+    since = record.info.get("idle_since")
+    if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+        return
+    try:
+        await_only(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as exc:
+        raise DisconnectionError("the pooled connection did not answer a ping") from exc
+
+
 def create_engine(url: str, *, echo: bool = False, timeout: float | None = None) -> AsyncEngine:
     """`timeout` (PostgreSQL): seconds to connect and for each statement, so that requests
     fail fast (503) rather than hang while the database is unreachable. Migrations pass none."""
@@ -71,15 +100,34 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
     connect_args = {"timeout": timeout, "command_timeout": timeout} if timeout else {}
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkin", _checked_in)
+    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    return engine
+
+
+_READERS: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for units of work that only read: on PostgreSQL the same pool in autocommit
+    (a read is one round trip per statement, with no BEGIN and COMMIT around it; at READ
+    COMMITTED, a transaction gives a reader nothing more, each statement sees the commits
+    before it either way). SQLite's is the engine itself."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    reader = _READERS.get(engine.sync_engine)
+    if reader is None:
+        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _READERS[engine.sync_engine] = reader
+    return reader
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -95,13 +143,16 @@ async def session_scope(
 ) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, roll back on error. Services never commit. When the
     database is lost during the commit of a unit that `writes`, CommitOutcomeUnknownError says so.
+    A unit that does not write runs on the `reading` engine (autocommit on PostgreSQL).
 
     With `write_lock` (SQLite), the unit of work holds it throughout: SQLite has one writer at a
     time, and writers queued on a lock resume at once, where writers left to SQLite's busy
     handler sleep in steps of up to 100 ms.
     """
     lock = write_lock if write_lock is not None else contextlib.nullcontext()
-    async with lock, factory() as session:
+    bind = factory.kw.get("bind")
+    options = {"bind": reading(bind)} if not writes and bind is not None else {}
+    async with lock, factory(**options) as session:
         try:
             yield session
         except BaseException:
