@@ -6,13 +6,14 @@ PostgreSQL: when its notification arrives, which `changes.sync` waits for)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Executable, delete, event, update
+from sqlalchemy import Executable, delete, event, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.fixtures.users import ApiUser
@@ -154,3 +155,27 @@ async def test_a_read_that_a_change_overtook_is_not_kept(app: FastAPI, alice: Ap
     with Reads(app) as reads:
         assert await lookup.find(key_hash) is not None
     assert reads.count == 0
+
+
+async def test_a_write_to_a_users_tasks_moves_the_cached_tasks_version(
+    app: FastAPI, alice: ApiUser, other_process: AsyncEngine
+) -> None:
+    await _caching(app)
+    state = _state(app)
+    key_hash = hash_api_key(alice.key, state.hashing_key)
+    before = await state.key_lookup.find(key_hash)
+    assert before is not None
+    async with other_process.begin() as conn:  # as the triggers move it on a task's write
+        await conn.execute(
+            text("UPDATE users SET tasks_version = tasks_version + 5 WHERE id = :id"),
+            {"id": alice.id.hex if state.settings.is_sqlite else alice.id},
+        )
+    await state.changes.sync()
+    with Reads(app) as reads:
+        after = await state.key_lookup.find(key_hash)
+    assert after is not None
+    assert after.user.tasks_version == before.user.tasks_version + 5
+    assert after.user == dataclasses.replace(before.user, tasks_version=after.user.tasks_version)
+    # PostgreSQL says which user and which version: nothing is read again. (SQLite's
+    # data_version says only that something changed: the owner is read again.)
+    assert reads.count == (1 if state.settings.is_sqlite else 0)

@@ -13,6 +13,7 @@ watched, every lookup is one indexed query.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -107,7 +108,7 @@ class _CachedLookup(Generic[T]):
         self._changes = changes
         self._cache: dict[str, T] = {}
         self._by_user: dict[uuid.UUID, set[str]] = {}
-        changes.subscribe(self._changed)
+        changes.subscribe(self._changed, self._moved)
 
     def _owner(self, key: str, row: Any) -> T:
         raise NotImplementedError
@@ -143,6 +144,14 @@ class _CachedLookup(Generic[T]):
         owner = self._cache.pop(key, None)
         if owner is not None:
             self._by_user.get(owner.user.id, set()).discard(key)
+
+    def _moved(self, user_id: uuid.UUID, tasks_version: int) -> None:
+        """Only the user's tasks_version moved: cached owners take it, nothing is read again."""
+        for key in self._by_user.get(user_id, ()):
+            owner = self._cache[key]
+            if owner.user.tasks_version < tasks_version:
+                user = dataclasses.replace(owner.user, tasks_version=tasks_version)
+                self._cache[key] = dataclasses.replace(owner, user=user)
 
     def _changed(self, user_id: uuid.UUID | None) -> None:
         if user_id is None:

@@ -47,6 +47,7 @@ from sqlalchemy.util.concurrency import in_greenlet
 logger = logging.getLogger("torale.db")
 
 Listener = Callable[[uuid.UUID | None], None]
+VersionListener = Callable[[uuid.UUID, int], None]
 CHANNEL = "torale_changes"
 APPLICATION_NAME = "torale change watch"  # the listening connection, in pg_stat_activity
 KEEPALIVE_SECONDS = 2.0
@@ -67,13 +68,20 @@ class ChangeWatch:
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._version_listeners: list[VersionListener] = []
         self._stamps = itertools.count(1)
         self.stamp = next(self._stamps)
         self._marks: dict[uuid.UUID, int] = {}
         self._base_mark = self.stamp
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener, moved: VersionListener | None = None) -> None:
+        """`listener` hears of changes; `moved`, if given, of a user whose only change is a
+        new tasks_version (otherwise `listener` hears of those too)."""
         self._listeners.append(listener)
+        if moved is not None:
+            self._version_listeners.append(moved)
+        else:
+            self._version_listeners.append(lambda user_id, _version: listener(user_id))
 
     async def start(self) -> None:
         """Begin watching (PostgreSQL connects and listens; a no-op elsewhere)."""
@@ -99,6 +107,12 @@ class ChangeWatch:
             self._marks[user_id] = self.stamp
         for listener in self._listeners:
             listener(user_id)
+
+    def moved(self, user_id: uuid.UUID, tasks_version: int) -> None:
+        """The user's row changed in its tasks_version alone."""
+        self.stamp = next(self._stamps)  # a read under way may have the old version
+        for listener in self._version_listeners:
+            listener(user_id, tasks_version)
 
     async def close(self) -> None:
         pass
@@ -152,7 +166,8 @@ class PostgresChangeWatch(ChangeWatch):
         self._sync_channel = "torale_sync_" + secrets.token_hex(8)  # heard by this process only
         self._markers = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[None]] = {}
-        self._sync_lock = asyncio.Lock()
+        self._next: asyncio.Future[None] | None = None  # the marker waiters share, not yet sent
+        self._sender: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost_event: asyncio.Event | None = None
@@ -174,13 +189,33 @@ class PostgresChangeWatch(ChangeWatch):
     async def sync(self) -> None:
         if not self.caching or self._conn is None:
             return  # nothing cached: nothing can be stale
-        conn = self._conn
         try:
-            async with self._sync_lock:
-                await self._marker(conn)
+            await asyncio.shield(self._next_marker())
         except Exception:  # not heard in time: nothing cached may be trusted
             logger.warning("the database's change notifications stopped; caching paused")
             await self._lose()
+
+    def _next_marker(self) -> asyncio.Future[None]:
+        """The next marker to be sent: everyone who asks until it goes waits for the same one
+        (like a group commit), and it goes when the one before has come back."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            if self._sender is None or self._sender.done():
+                self._sender = asyncio.create_task(self._send_markers())
+        return self._next
+
+    async def _send_markers(self) -> None:
+        while self._next is not None:
+            waiting, self._next = self._next, None
+            conn = self._conn
+            try:
+                if conn is None:
+                    raise ConnectionError("not listening")
+                await self._marker(conn)
+            except Exception as exc:
+                waiting.set_exception(exc)
+            else:
+                waiting.set_result(None)
 
     async def _marker(self, conn: asyncpg.Connection) -> None:
         """NOTIFY our own channel and wait for it: everything committed before came first."""
@@ -195,12 +230,17 @@ class PostgresChangeWatch(ChangeWatch):
             self._waiting.pop(marker, None)
 
     def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        user, _, version = payload.partition(" ")
         try:
-            user_id = uuid.UUID(payload)
+            user_id = uuid.UUID(user)
+            tasks_version = int(version) if version else None
         except ValueError:
             self.changed(None)
             return
-        self.changed(user_id)
+        if tasks_version is None:
+            self.changed(user_id)
+        else:
+            self.moved(user_id, tasks_version)
 
     def _heard_marker(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         heard = self._waiting.get(payload)
@@ -246,10 +286,8 @@ class PostgresChangeWatch(ChangeWatch):
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(KEEPALIVE_SECONDS):
                             await self._lost_event.wait()
-                    conn = self._conn
-                    if not self._lost_event.is_set() and conn is not None:
-                        async with self._sync_lock:
-                            await self._marker(conn)
+                    if not self._lost_event.is_set():
+                        await asyncio.shield(self._next_marker())
             except Exception as exc:  # a marker not heard: the connection is not to be trusted
                 logger.warning("database change notifications lost (%s); reconnecting", exc)
             await self._lose()

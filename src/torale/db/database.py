@@ -25,6 +25,7 @@ from sqlalchemy.util import await_only
 
 # A pooled PostgreSQL connection idle this long is pinged before it is handed out.
 PING_IDLE_SECONDS = 1.0
+POOL_SIZE = 20  # PostgreSQL connections a process keeps (and up to 10 more in a burst)
 
 
 class CommitOutcomeUnknownError(Exception):
@@ -103,8 +104,12 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
     engine = create_async_engine(
         url,
         echo=echo,
-        pool_size=10,
+        # Connections beyond pool_size are closed when returned: under load they would be
+        # opened and closed (TLS handshake included) again and again. Enough are kept for the
+        # requests one process has in flight; the overflow absorbs bursts.
+        pool_size=POOL_SIZE,
         max_overflow=10,
+        pool_timeout=timeout or 30,
         pool_recycle=1800,
         connect_args=connect_args,
     )

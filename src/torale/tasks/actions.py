@@ -23,7 +23,7 @@ from torale.pagination import PageParams
 from torale.runtime import Runtime
 from torale.statuses import TaskState
 from torale.tasks import service
-from torale.tasks.list_cache import ListKey, TaskListCache
+from torale.tasks.list_cache import ListKey, TaskKey, TaskListCache
 from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 
 
@@ -74,6 +74,25 @@ async def get_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> Ta
     async with session_scope(rt.sessions, writes=False) as session:
         task = await service.get_task(session, user_id=user_id, task_id=task_id)
         return (await read_tasks(session, [task]))[0]
+
+
+async def get_task_body(
+    rt: Runtime,
+    cache: TaskListCache,
+    *,
+    user_id: uuid.UUID,
+    tasks_version: int,
+    task_id: uuid.UUID,
+) -> bytes:
+    """`get_task` as JSON, from the cache while the owner's tasks_version says it is current
+    (the task and its last execution move it)."""
+    key = TaskKey(user_id, tasks_version, task_id)
+    body = cache.get(key)
+    if body is None:
+        task = await get_task(rt, user_id=user_id, task_id=task_id)  # 404: nothing cached
+        body = task.model_dump_json().encode()
+        cache.put(key, body)
+    return body
 
 
 async def list_tasks(

@@ -37,19 +37,34 @@ _TRIGGERS = (
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
-    for function, column in (("notify_user_changed", "id"), ("notify_owner_changed", "user_id")):
-        op.execute(
-            f"""
-            CREATE FUNCTION {function}() RETURNS trigger AS $$
-            BEGIN
-                PERFORM pg_notify(
-                    'torale_changes', COALESCE(NEW.{column}, OLD.{column})::text
-                );
-                RETURN NULL;
-            END
-            $$ LANGUAGE plpgsql
-            """
-        )
+    # A user row whose only change is tasks_version (a write to one of its tasks or runs: the
+    # most common change by far) says so with the new version ("<id> <version>"), so that the
+    # processes move their cached owner's version instead of reading it again.
+    op.execute(
+        """
+        CREATE FUNCTION notify_user_changed() RETURNS trigger AS $$
+        BEGIN
+            IF TG_OP = 'UPDATE'
+               AND to_jsonb(NEW) - 'tasks_version' = to_jsonb(OLD) - 'tasks_version' THEN
+                PERFORM pg_notify('torale_changes', NEW.id::text || ' ' || NEW.tasks_version);
+            ELSE
+                PERFORM pg_notify('torale_changes', COALESCE(NEW.id, OLD.id)::text);
+            END IF;
+            RETURN NULL;
+        END
+        $$ LANGUAGE plpgsql
+        """
+    )
+    op.execute(
+        """
+        CREATE FUNCTION notify_owner_changed() RETURNS trigger AS $$
+        BEGIN
+            PERFORM pg_notify('torale_changes', COALESCE(NEW.user_id, OLD.user_id)::text);
+            RETURN NULL;
+        END
+        $$ LANGUAGE plpgsql
+        """
+    )
     for name, table, events in _TRIGGERS:
         function = "notify_user_changed" if table == "users" else "notify_owner_changed"
         op.execute(
