@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db import locks
 from torale.db.database import session_scope
-from torale.db.models import Task
 from torale.executions import service as executions_service
 from torale.executions.schemas import ExecutionRead
 from torale.pages import Page
@@ -27,15 +27,16 @@ from torale.tasks.list_cache import ListKey, TaskKey, TaskListCache
 from torale.tasks.schemas import TaskCreate, TaskRead, TaskUpdate
 
 
-async def read_tasks(session: AsyncSession, tasks: list[Task]) -> list[TaskRead]:
-    """Tasks as responses, their last executions embedded (one query for all of them)."""
+async def read_tasks(session: AsyncSession, tasks: list[dict[str, Any]]) -> list[TaskRead]:
+    """Tasks (rows: `service.task_row`) as responses, their last executions embedded (one
+    query for all of them)."""
     last = await executions_service.by_ids(
-        session, [t.last_execution_id for t in tasks if t.last_execution_id]
+        session, [t["last_execution_id"] for t in tasks if t["last_execution_id"]]
     )
     reads = []
     for task in tasks:
         read = TaskRead.model_validate(task)
-        execution = last.get(task.last_execution_id) if task.last_execution_id else None
+        execution = last.get(task["last_execution_id"]) if task["last_execution_id"] else None
         if execution is not None:
             read.last_execution = ExecutionRead.model_validate(execution)
         reads.append(read)
@@ -58,7 +59,7 @@ async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> T
             await locks.lock_active_user(session, user_id)
             session.add(task)
             await session.flush()
-            created = TaskRead.model_validate(task)  # a new task has not run
+            created = TaskRead.model_validate(service.task_row(task))  # a new task has not run
             written = True  # only the commit is left
     except BaseException:
         # Not saved: take the schedule back. A failed commit may have saved the task after
@@ -72,7 +73,7 @@ async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> T
 
 async def get_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
     async with session_scope(rt.sessions, writes=False) as session:
-        task = await service.get_task(session, user_id=user_id, task_id=task_id)
+        task = await service.get_task_row(session, user_id=user_id, task_id=task_id)
         return (await read_tasks(session, [task]))[0]
 
 
@@ -144,7 +145,7 @@ async def update_task(
             session, user_id=user_id, task_id=task_id, data=data, policy=rt.policy
         )
         await rt.scheduler.task_saved(task)  # before the commit: a refusal rolls back
-        return (await read_tasks(session, [task]))[0]
+        return (await read_tasks(session, [service.task_row(task)]))[0]
 
 
 async def pause_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
