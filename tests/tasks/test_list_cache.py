@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.fixtures.users import ApiUser
 from torale.config import Settings
+from torale.db.database import reading
 from torale.tasks.list_cache import ListKey, TaskListCache
 
 TASKS = "/api/v1/tasks"
@@ -100,7 +101,7 @@ async def test_a_cache_hit_does_not_query_tasks(
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(statement)
 
-    sync_engine = app.state.torale.database.sync_engine
+    sync_engine = reading(app.state.torale.database).sync_engine  # where reads run
     event.listen(sync_engine, "before_cursor_execute", record)
     try:
         first = await client.get(TASKS, headers=alice.headers)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -118,21 +120,84 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
     return engine
 
 
+class _InlineSqlite(aiosqlite.Connection):
+    """aiosqlite's connection with every call made at once, on the event loop's thread.
+
+    aiosqlite hands each call to a thread of the connection's own and wakes the event loop
+    with the answer: two thread switches per call, several calls per statement, which cost
+    more than a point read or a page of tasks itself. Reads are run inline instead, as the
+    key lookup's are (auth/lookup.py): in WAL mode a reader never waits for a writer."""
+
+    def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
+        return self._connect().__await__()  # no worker thread
+
+    async def _connect(self) -> aiosqlite.Connection:
+        if self._connection is None:
+            self._connection = self._connector()
+        return self
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+    def stop(self) -> None:
+        self._running = False
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _sqlite_reader_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _inline_sqlite_reader(engine: AsyncEngine) -> AsyncEngine:
+    cargs, params = engine.sync_engine.dialect.create_connect_args(engine.url)
+    arguments: dict[str, Any] = dict(params)
+
+    def connector() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(str(cargs[0]), **arguments)
+        return connection
+
+    async def connect() -> aiosqlite.Connection:
+        return await _InlineSqlite(connector, 64)
+
+    reader = create_async_engine(engine.url, async_creator=connect, pool_size=16, max_overflow=16)
+    event.listen(reader.sync_engine, "connect", _sqlite_reader_on_connect)
+    return reader
+
+
 _READERS: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
 
 
 def reading(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for units of work that only read: on PostgreSQL the same pool in autocommit
+    """The engine for units of work that only read. PostgreSQL: the same pool in autocommit
     (a read is one round trip per statement, with no BEGIN and COMMIT around it; at READ
     COMMITTED, a transaction gives a reader nothing more, each statement sees the commits
-    before it either way). SQLite's is the engine itself."""
-    if engine.dialect.name != "postgresql":
+    before it either way). SQLite: read-only connections that run statements inline on the
+    event loop's thread (`_InlineSqlite`)."""
+    if engine.dialect.name not in ("postgresql", "sqlite"):
         return engine
     reader = _READERS.get(engine.sync_engine)
     if reader is None:
-        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        if engine.dialect.name == "postgresql":
+            reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            reader = _inline_sqlite_reader(engine)
         _READERS[engine.sync_engine] = reader
     return reader
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's connections, and those of its `reading` engine."""
+    reader = _READERS.pop(engine.sync_engine, None)
+    if reader is not None and reader.sync_engine is not engine.sync_engine:
+        await reader.dispose()
+    await engine.dispose()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

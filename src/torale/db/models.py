@@ -152,8 +152,7 @@ def columns_of(model: type[Base]) -> list[Any]:
     """A model's columns labelled with its attribute names, for reads that need no ORM
     objects (rows as mappings with the same keys; types and their conversions kept)."""
     return [
-        attribute.columns[0].label(attribute.key)
-        for attribute in model.__mapper__.column_attrs
+        attribute.columns[0].label(attribute.key) for attribute in model.__mapper__.column_attrs
     ]
 
 
