@@ -12,6 +12,7 @@ section of bench/RESULTS.md; see bench/README.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import importlib.metadata
@@ -27,10 +28,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common import RESULTS_FILE, cpu_ticks, free_port, section_markers, write_section
 
@@ -39,6 +42,9 @@ REPO_DIR = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / ".work" / "api"
 
 RATE_LIMITS = "100000000/minute"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TORALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 LIST_TASKS = 20
 GOAL_RATIO = 0.50
 SERVER_CPU = 0
@@ -231,6 +237,7 @@ class WrkResult:
     cpu_us: float  # server CPU time per request, all threads (µs)
     main_cpu_us: float  # of which on the main (event-loop) thread (µs)
     raw: str = field(repr=False)
+    db_cpu_us: float | None = None  # PostgreSQL backends' CPU time per request (µs)
 
 
 def parse_wrk(output: str) -> dict[str, float]:
@@ -265,6 +272,7 @@ class Target:
     server: Server
     path: str
     script: Path
+    database: PostgresDatabase | None = None  # whose backends' CPU to measure
 
 
 @dataclass
@@ -290,11 +298,17 @@ def run_wrk(target: Target, load: Load, duration: int) -> WrkResult:
         target.server.base_url + target.path,
     ]
     tick = 1 / os.sysconf("SC_CLK_TCK")
+    db_before = target.database.backend_ticks() if target.database else None
     before = CpuSnapshot.take(target.server.pid)
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=duration + 60, check=False
     )
     after = CpuSnapshot.take(target.server.pid)
+    db_ticks = None
+    if target.database is not None and db_before is not None:
+        db_after = target.database.backend_ticks()
+        if db_after is not None:  # a backend that started during the run counts from 0
+            db_ticks = sum(t - db_before.get(pid, 0) for pid, t in db_after.items())
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}\n{done.stdout}")
     values = parse_wrk(done.stdout)
@@ -313,6 +327,7 @@ def run_wrk(target: Target, load: Load, duration: int) -> WrkResult:
         cpu_us=(after.process - before.process) * per_request,
         main_cpu_us=(after.main - before.main) * per_request,
         raw=done.stdout,
+        db_cpu_us=None if db_ticks is None else db_ticks * per_request,
     )
 
 
@@ -334,8 +349,10 @@ def lua_script(path: Path, *, token: str | None, method: str, body: object = Non
 # --------------------------------------------------------------------------------------------
 
 
-def torale_env(data_dir: Path, port: int) -> dict[str, str]:
+def torale_env(data_dir: Path, port: int, database_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORALE_")}
+    if database_url:
+        env["TORALE_DATABASE_URL"] = database_url
     env.update(
         TORALE_DATA_DIR=str(data_dir),
         TORALE_RATE_LIMITS=RATE_LIMITS,
@@ -385,6 +402,169 @@ def seed_tasks(server: Server, token: str) -> dict[str, str]:
     if not isinstance(items, list) or len(items) != LIST_TASKS or page.get("total") != LIST_TASKS:
         raise RuntimeError(f"expected a page of {LIST_TASKS} tasks, got {page}")
     return {k.lower(): v for k, v in headers.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL: a database of the benchmark's own, its backends' CPU, a statement trace
+# --------------------------------------------------------------------------------------------
+
+
+class PostgresDatabase:
+    """A database made for the run on the local server (as the tests use it), dropped after."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"torale_bench_{uuid.uuid4().hex[:10]}"
+        base = admin_url.rsplit("/", 1)[0]
+        self.url = f"{base}/{self.name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+        self.proc_readable = True
+
+    def _admin(self, *statements: str) -> list[list[tuple[Any, ...]]]:
+        import asyncpg
+
+        async def go() -> list[list[tuple[Any, ...]]]:
+            conn = await asyncpg.connect(self.admin_url, timeout=10)
+            try:
+                return [[tuple(r) for r in await conn.fetch(sql)] for sql in statements]
+            finally:
+                await conn.close()
+
+        return asyncio.run(go())
+
+    def create(self) -> None:
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        # Calls of trigger functions counted in pg_stat_user_functions (this database only).
+        self._admin(f"ALTER DATABASE \"{self.name}\" SET track_functions = 'pl'")
+
+    def drop(self) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def version(self) -> str:
+        return str(self._admin("SHOW server_version")[0][0][0])
+
+    def backend_ticks(self) -> dict[int, int] | None:
+        """CPU ticks of every backend connected to the database (None if /proc says nothing)."""
+        if not self.proc_readable:
+            return None
+        rows = self._admin(
+            f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.name}' "  # noqa: S608 (our own name)
+            "AND pid <> pg_backend_pid()"
+        )[0]
+        ticks: dict[int, int] = {}
+        for (pid,) in rows:
+            try:
+                ticks[int(pid)] = cpu_ticks(int(pid))
+            except OSError:
+                if not Path(f"/proc/{pid}").exists():
+                    continue  # ended since
+                self.proc_readable = False
+                return None
+        return ticks
+
+
+@dataclass
+class Trace:
+    """What one request asked PostgreSQL, averaged over a few."""
+
+    round_trips: float
+    statements: float
+
+
+def trace_statements(database_url: str, requests: int = 10) -> tuple[dict[str, Trace], float]:
+    """Round trips and statements per request of each target, counted by a proxy that reads
+    the PostgreSQL protocol (tests/fixtures/pg_wire.py) in front of an in-process app; and
+    trigger functions run per create (pg_stat_user_functions)."""
+    if str(REPO_DIR) not in sys.path:
+        sys.path.insert(0, str(REPO_DIR))
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from tests.fixtures.pg_wire import PgWireCounter
+
+    from torale.app import create_app
+    from torale.auth import service as auth_service
+    from torale.config import Settings
+
+    database = PostgresDatabase(POSTGRES_ADMIN_URL)
+    traces: dict[str, Trace] = {}
+    database.create()
+    try:
+        from torale.db import migrate
+
+        asyncio.run(migrate.upgrade(database.url))
+
+        async def go() -> int:
+            with PgWireCounter("127.0.0.1", 5432) as counter:
+                settings = Settings(
+                    _env_file=None,
+                    database_url=counter.url(database.url),
+                    data_dir=WORK_DIR / "trace",
+                    secret_key="bench-trace-" + "x" * 32,
+                    rate_limits=RATE_LIMITS,
+                    model="bench-model",
+                    openai_base_url="http://127.0.0.1:9/v1",
+                )
+                app = create_app(settings, scheduler=False)
+                async with LifespanManager(app):
+                    state = app.state.torale
+                    for _ in range(200):  # the change watch listens in the background
+                        if state.changes.caching:
+                            break
+                        await asyncio.sleep(0.02)
+                    async with state.sessions() as session:
+                        user = await auth_service.create_user(session, email="t@bench.invalid")
+                        _, key = await auth_service.create_api_key(
+                            session, user_id=user.id, name="t", hashing_key=state.hashing_key
+                        )
+                        await session.commit()
+                    headers = {"Authorization": f"Bearer {key}"}
+                    transport = httpx.ASGITransport(app=app)
+                    async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
+                        made = await c.post("/api/v1/tasks", json=TASK_BODY, headers=headers)
+                        task_id = made.json()["id"]
+                        creates = 1
+
+                        async def count(key: str, method: str, path: str, fresh: bool) -> None:
+                            nonlocal creates
+                            totals = [0, 0]
+                            for _ in range(requests):
+                                if fresh:  # a write first: the list's page is stale
+                                    await c.post("/api/v1/tasks", json=TASK_BODY, headers=headers)
+                                    creates += 1
+                                counter.reset()
+                                body = TASK_BODY if method == "POST" else None
+                                response = await c.request(method, path, json=body, headers=headers)
+                                assert response.status_code == 200, response.text
+                                creates += method == "POST"
+                                seen = counter.reset()
+                                totals[0] += seen.round_trips
+                                totals[1] += seen.statements
+                            traces[key] = Trace(totals[0] / requests, totals[1] / requests)
+
+                        await c.get("/api/v1/tasks", headers=headers)
+                        await c.get(f"/api/v1/tasks/{task_id}", headers=headers)
+                        await count("list", "GET", "/api/v1/tasks", fresh=False)
+                        await count("get", "GET", f"/api/v1/tasks/{task_id}", fresh=False)
+                        await count("uncached", "GET", "/api/v1/tasks", fresh=True)
+                        await count("create", "POST", "/api/v1/tasks", fresh=False)
+                        # The keep-alive markers of the change watch are not requests' work.
+            return creates
+
+        creates = asyncio.run(go())
+        time.sleep(0.5)  # the backends have ended and reported their statistics
+        import asyncpg
+
+        async def function_calls() -> int:
+            conn = await asyncpg.connect(database.url.replace("+asyncpg", ""), timeout=10)
+            try:
+                sql = "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions"
+                return int(await conn.fetchval(sql))
+            finally:
+                await conn.close()
+
+        triggers_per_create = asyncio.run(function_calls()) / creates
+    finally:
+        database.drop()
+    return traces, triggers_per_create
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,109 +756,131 @@ def fmt_ms(value: float) -> str:
     return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
 
 
+# Each goal: the target, and its least requests/s as a share of the bare endpoint's (issue 16).
+GOALS = {"list": 0.50, "get": 0.25, "uncached": 0.20, "create": 0.15}
+LABELS = {
+    "bare": "bare FastAPI `GET /ping`",
+    "list": f"`GET /api/v1/tasks` ({LIST_TASKS} tasks, cached page, fast path)",
+    "routed": "… the same page through FastAPI routing (`?via=route`)",
+    "get": "`GET /api/v1/tasks/{id}`",
+    "uncached": "`GET /api/v1/tasks` after a write (cache miss: query + serialise)",
+    "create": "`POST /api/v1/tasks` (local scheduler)",
+}
+
+
+@dataclass
+class DatabaseRun:
+    name: str  # sqlite or postgresql
+    targets: list[Target]
+    results: dict[str, list[WrkResult]]
+    rate_headers: dict[str, str]
+    traces: dict[str, Trace] | None = None
+    triggers_per_create: float | None = None
+    server_version: str | None = None
+    profiles: list[str] = field(default_factory=list)
+
+    def median(self, key: str, attribute: str) -> float | None:
+        values = [getattr(r, attribute) for r in self.results[key]]
+        if any(v is None for v in values):
+            return None
+        return float(statistics.median(values))
+
+
 def render_section(
     *,
-    targets: list[Target],
-    results: dict[str, list[WrkResult]],
+    runs: list[DatabaseRun],
     load: Load,
     rounds: int,
     warmup: int,
     env: list[tuple[str, str]],
-    rate_headers: dict[str, str],
-    profile: str | None,
 ) -> str:
-    med: dict[str, dict[str, float]] = {}
-    for t in targets:
-        runs = results[t.key]
-        med[t.key] = {
-            "rps": statistics.median(r.rps for r in runs),
-            "p50": statistics.median(r.p50_ms for r in runs),
-            "p90": statistics.median(r.p90_ms for r in runs),
-            "p99": statistics.median(r.p99_ms for r in runs),
-            "cpu": statistics.median(r.server_cpu for r in runs),
-            "cpu_us": statistics.median(r.cpu_us for r in runs),
-            "main_us": statistics.median(r.main_cpu_us for r in runs),
-            "bytes": statistics.median(r.bytes_per_response for r in runs),
-        }
-    bare = med["bare"]["rps"]
-    list_ratio = med["list"]["rps"] / bare
-    create_ratio = med["create"]["rps"] / bare
-    verdict = "met" if list_ratio >= GOAL_RATIO else "NOT met"
-
     out = [SECTION_START, "## API throughput (`bench/api.py`)", ""]
     out += [
-        f"Goal: authenticated `GET /api/v1/tasks` (page of {LIST_TASKS}) at ≥ "
-        f"{GOAL_RATIO:.0%} of a bare FastAPI endpoint's throughput. "
-        f"**Result: {list_ratio:.1%} — goal {verdict}.**",
+        "Goals (issue 16), as requests/s against a bare FastAPI endpoint measured in the same "
+        "run, one process each, on SQLite and on PostgreSQL: "
+        + ", ".join(f"{LABELS[k].split(' (')[0]} ≥ {g:.2f}" for k, g in GOALS.items())
+        + ".",
+        "",
+        "| Goal | " + " | ".join(run.name for run in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for key, goal in GOALS.items():
+        cells = []
+        for run in runs:
+            ratio = (run.median(key, "rps") or 0) / (run.median("bare", "rps") or 1)
+            cells.append(f"{ratio:.2f} {'✓ met' if ratio >= goal else '✗ NOT met'}")
+        out.append(f"| {LABELS[key]} ≥ {goal:.2f} | " + " | ".join(cells) + " |")
+    out += [
         "",
         f"Load: `wrk -t{load.threads} -c{load.connections} -d{load.duration}s --latency`, "
-        f"{warmup} s warm-up per target, {rounds} rounds interleaved "
-        "(bare → list → routed → uncached → create in each round); the table shows the "
-        "median of the rounds. "
-        "Each target is served by one uvicorn process (uvloop + httptools, access log on, "
-        "written to a file), SQLite in a fresh data directory.",
-        "",
-        "| Target | req/s | p50 | p90 | p99 | server CPU | CPU/request | vs bare |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for t in targets:
-        m = med[t.key]
-        ratio = "1.00" if t.key == "bare" else f"{m['rps'] / bare:.2f} ({m['rps'] / bare:.1%})"
-        out.append(
-            f"| {t.label} | {m['rps']:,.0f} | {fmt_ms(m['p50'])} | {fmt_ms(m['p90'])} | "
-            f"{fmt_ms(m['p99'])} | {m['cpu']:.0%} | {m['cpu_us']:,.0f} µs | {ratio} |"
-        )
-    out += [
-        "",
-        f"- **torale-list / bare = {list_ratio:.2f}** ({list_ratio:.1%}); "
-        f"**torale-create / bare = {create_ratio:.2f}** ({create_ratio:.1%}).",
-        "- How a list request is answered: pages are cached keyed by the owner's "
-        "`tasks_version`, which database triggers move on every write to the user's tasks, so "
-        "a cached page is exactly what a query would return. A cached page with a plain query "
-        "is answered before FastAPI routing (`torale/tasks/list_fast_path.py`), after the same "
-        "key check, deactivation check and rate-limit count as the route. The *routed* row is "
-        "the same cached page through FastAPI's routing and dependencies (an unknown query "
-        "parameter hands the request to the route); the *uncached* row is a second server on "
-        "the same database with `TORALE_TASK_LIST_CACHE_BYTES=0`, which queries and serialises "
-        "every time (what the first request after each write costs).",
-        "- Server CPU: the server process's CPU time over the run's wall time (100% = one core "
-        "busy). CPU/request: that CPU time divided by the requests served; of it, the main "
-        "(event-loop) thread used "
-        + ", ".join(f"{t.key} {med[t.key]['main_us']:,.0f} µs" for t in targets)
-        + " (the rest is aiosqlite's per-connection threads).",
-        f"- Rate limiting was on and exercised on every authenticated request, with "
-        f'`TORALE_RATE_LIMITS="{RATE_LIMITS}"` so it never refuses '
-        "(a sample response carried "
-        f"`X-RateLimit-Limit: {rate_headers.get('x-ratelimit-limit', '?')}`, "
-        f"`X-RateLimit-Remaining: {rate_headers.get('x-ratelimit-remaining', '?')}`). "
-        "Every run had 0 non-2xx responses and 0 socket errors (the script fails otherwise).",
-        f"- Response sizes (incl. headers): bare {med['bare']['bytes']:.0f} B, "
-        f"list {med['list']['bytes']:,.0f} B, create {med['create']['bytes']:,.0f} B.",
-        "- The create benchmark uses a second user, so the listed user keeps exactly "
-        f"{LIST_TASKS} tasks; created tasks accumulate in the same SQLite file across rounds.",
-        "",
-        "Per round (req/s · p99):",
-        "",
-        "| Target | " + " | ".join(f"round {i + 1}" for i in range(rounds)) + " |",
-        "|---|" + "---:|" * rounds,
-    ]
-    for t in targets:
-        cells = [f"{r.rps:,.0f} · {fmt_ms(r.p99_ms)}" for r in results[t.key]]
-        out.append(f"| {t.label} | " + " | ".join(cells) + " |")
-    out += [
-        "",
-        "For context: the hosted service's published 0.0.2 backend, measured on this kind of "
-        "machine with the same kind of load, served an API-key list of 20 tasks at about "
-        f"{HOSTED_LIST_RPS / HOSTED_BARE_RPS:.0%} of a bare FastAPI endpoint "
-        f"(≈ {HOSTED_LIST_RPS:,} vs ≈ {HOSTED_BARE_RPS:,} req/s, p99 {HOSTED_LIST_P99_MS} ms). "
-        "Those figures were reported with the task, not re-measured by this script.",
-        "",
-        "Environment:",
+        f"{warmup} s warm-up per target, {rounds} rounds interleaved (every target once per "
+        "round), median shown. Each target is served by one uvicorn process (uvloop + "
+        "httptools, access log on, written to a file) started as `torale serve` starts it; "
+        "SQLite in a fresh data directory, PostgreSQL in a database made for the run on the "
+        "local server (as the tests use it) and dropped after. *Server CPU/request*: the "
+        "server process's CPU time (all threads; the event loop's in brackets) over the "
+        "requests served. *DB CPU/request*: the CPU time of the PostgreSQL backends serving "
+        "the run's database, from /proc, over the same requests.",
         "",
     ]
+    for run in runs:
+        bare = run.median("bare", "rps") or 1.0
+        out += [
+            f"### {run.name}" + (f" ({run.server_version})" if run.server_version else ""),
+            "",
+            "| Target | req/s | p50 | p99 | server CPU/request | DB CPU/request | vs bare |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for t in run.targets:
+            rps = run.median(t.key, "rps") or 0.0
+            cpu = run.median(t.key, "cpu_us") or 0.0
+            main = run.median(t.key, "main_cpu_us") or 0.0
+            db = run.median(t.key, "db_cpu_us")
+            versus = "1.00" if t.key == "bare" else f"{rps / bare:.2f}"
+            out.append(
+                f"| {t.label} | {rps:,.0f} | {fmt_ms(run.median(t.key, 'p50_ms') or 0)} | "
+                f"{fmt_ms(run.median(t.key, 'p99_ms') or 0)} | {cpu:,.0f} µs ({main:,.0f}) | "
+                + ("-" if db is None or t.key == "bare" else f"{db:,.0f} µs")
+                + f" | {versus} |"
+            )
+        out += [
+            "",
+            "Per round (req/s): "
+            + "; ".join(
+                f"{t.key} " + ", ".join(f"{r.rps:,.0f}" for r in run.results[t.key])
+                for t in run.targets
+            )
+            + ". Every run had 0 non-2xx responses and 0 socket errors (the script fails "
+            "otherwise); rate limiting ran on every authenticated request (a sample answer: "
+            f"`X-RateLimit-Limit: {run.rate_headers.get('x-ratelimit-limit', '?')}`).",
+            "",
+        ]
+        if run.traces is not None:
+            out += [
+                "What one request asks PostgreSQL (a proxy reading the protocol, "
+                "`tests/fixtures/pg_wire.py`, in front of the same app in process; 10 "
+                "requests of each, averaged): round trips (a simple query or a sync, each "
+                "waits for the server) and statements the client ran; and, for a create, the "
+                "trigger functions the database ran for it (`pg_stat_user_functions`).",
+                "",
+                "| Request | round trips | statements | trigger functions |",
+                "|---|---:|---:|---:|",
+            ]
+            for key, trace in run.traces.items():
+                triggers = (
+                    f"{run.triggers_per_create:.1f}"
+                    if key == "create" and run.triggers_per_create is not None
+                    else "0"
+                )
+                out.append(
+                    f"| {LABELS[key].split(' (')[0]} | {trace.round_trips:.1f} | "
+                    f"{trace.statements:.1f} | {triggers} |"
+                )
+            out.append("")
+        for profile in run.profiles:
+            out += [profile, ""]
+    out += ["Environment:", ""]
     out += [f"- {name}: {value}" for name, value in env]
-    if profile:
-        out += ["", "### Profile of the Torale server under the list load", "", profile]
     out += ["", SECTION_END]
     return "\n".join(out) + "\n"
 
@@ -698,6 +900,122 @@ def servers_stopped(servers: list[Server]) -> Iterator[None]:
                 server.stop()
         if servers:
             log("servers stopped")
+
+
+def run_database(
+    name: str,
+    *,
+    bare: Server,
+    load: Load,
+    server_prefix: list[str],
+    pin: bool,
+    args: argparse.Namespace,
+) -> DatabaseRun:
+    work = WORK_DIR / name
+    work.mkdir(parents=True)
+    database = PostgresDatabase(POSTGRES_ADMIN_URL) if name == "postgresql" else None
+    if database is not None:
+        database.create()
+    url = database.url if database is not None else None
+    servers: list[Server] = []
+    try:
+        with servers_stopped(servers):
+            port = free_port()
+            env = torale_env(work, port, url)
+            log(f"{name}: creating two API keys (migrates the database)")
+            list_key = create_key(env, "lister@bench.invalid")
+            create_key_ = create_key(env, "creator@bench.invalid")
+
+            def start_torale(label: str, port: int, extra_env: dict[str, str]) -> Server:
+                command = [*server_prefix, sys.executable, "-m", "torale", "serve"]
+                command += ["--host", "127.0.0.1", "--port", str(port)]
+                server = start_server(
+                    f"{name}-{label}",
+                    command,
+                    port,
+                    {**torale_env(work, port, url), **extra_env},
+                    "/health",
+                )
+                servers.append(server)
+                return server
+
+            torale = start_torale("torale", port, {})
+            # The same database, the list cache off: every list request queries and
+            # serialises, as the first request after each write does.
+            nocache = start_torale(
+                "nocache",
+                free_port(),
+                {"TORALE_TASK_LIST_CACHE_BYTES": "0", "TORALE_MIGRATE_ON_START": "false"},
+            )
+            if pin:
+                for server in servers:
+                    if os.sched_getaffinity(server.pid) != {SERVER_CPU}:
+                        raise RuntimeError(f"{server.name} server is not pinned")
+            rate_headers = seed_tasks(torale, list_key)
+            if "x-ratelimit-limit" not in rate_headers:
+                raise RuntimeError("no X-RateLimit-* headers on the list response")
+            _, _, page = http_json("GET", torale.base_url + "/api/v1/tasks", token=list_key)
+            assert isinstance(page, dict)
+            task_id = page["items"][0]["id"]
+            log(f"{name}: seeded {LIST_TASKS} tasks")
+            read = lua_script(work / "list.lua", token=list_key, method="GET")
+            targets = [
+                Target("bare", LABELS["bare"], bare, "/ping", work / "bare.lua"),
+                Target("list", LABELS["list"], torale, "/api/v1/tasks", read, database),
+                Target(
+                    "routed", LABELS["routed"], torale, "/api/v1/tasks?via=route", read, database
+                ),
+                Target("get", LABELS["get"], torale, f"/api/v1/tasks/{task_id}", read, database),
+                Target("uncached", LABELS["uncached"], nocache, "/api/v1/tasks", read, database),
+                Target(
+                    "create",
+                    LABELS["create"],
+                    torale,
+                    "/api/v1/tasks",
+                    lua_script(
+                        work / "create.lua", token=create_key_, method="POST", body=TASK_BODY
+                    ),
+                    database,
+                ),
+            ]
+            lua_script(work / "bare.lua", token=None, method="GET")
+            if args.warmup > 0:
+                for t in targets:
+                    log(f"{name}: warm-up {args.warmup}s: {t.key}")
+                    run_wrk(t, load, args.warmup)
+            results: dict[str, list[WrkResult]] = {t.key: [] for t in targets}
+            for round_no in range(1, args.rounds + 1):
+                for t in targets:
+                    result = run_wrk(t, load, load.duration)
+                    (work / f"wrk-{t.key}-{round_no}.txt").write_text(result.raw)
+                    if result.non_2xx or result.socket_errors:
+                        raise RuntimeError(
+                            f"{name} {t.key}: {result.non_2xx} non-2xx responses, "
+                            f"{result.socket_errors} socket errors; see {work}"
+                        )
+                    results[t.key].append(result)
+                    db = "" if result.db_cpu_us is None else f", DB {result.db_cpu_us:,.0f} µs"
+                    log(
+                        f"{name} round {round_no} {t.key:>8}: {result.rps:>8,.0f} req/s  "
+                        f"p99 {fmt_ms(result.p99_ms):>9}  server {result.cpu_us:,.0f} µs/request "
+                        f"({result.main_cpu_us:,.0f} on the event loop){db}"
+                    )
+            profiles = []
+            if args.profile > 0:
+                for t in targets[1:]:
+                    summary = profile_target(t, load, args.profile, pin)
+                    if summary:
+                        profiles.append(f"#### Profile: {name}, {t.label}\n\n{summary}")
+    finally:
+        version = database.version() if database is not None else None
+        if database is not None:
+            database.drop()
+    run = DatabaseRun(name, targets, results, rate_headers, server_version=version)
+    run.profiles = profiles
+    if database is not None:
+        log(f"{name}: counting round trips and statements per request")
+        run.traces, run.triggers_per_create = trace_statements(POSTGRES_ADMIN_URL)
+    return run
 
 
 def run(args: argparse.Namespace) -> int:
@@ -722,133 +1040,32 @@ def run(args: argparse.Namespace) -> int:
     if WORK_DIR.exists():
         shutil.rmtree(WORK_DIR)
     WORK_DIR.mkdir(parents=True)
-    data_dir = WORK_DIR / "data"
 
     servers: list[Server] = []
+    runs: list[DatabaseRun] = []
     with servers_stopped(servers):
-        torale_port = free_port()
-        env = torale_env(data_dir, torale_port)
-        log(f"data dir {data_dir}; creating two API keys (migrates the database)")
-        list_key = create_key(env, "lister@bench.invalid")
-        create_key_ = create_key(env, "creator@bench.invalid")
-
-        def start_torale(name: str, port: int, extra_env: dict[str, str]) -> Server:
-            command = [*server_prefix, sys.executable, "-m", "torale", "serve"]
-            command += ["--host", "127.0.0.1", "--port", str(port)]
-            server = start_server(
-                name, command, port, {**torale_env(data_dir, port), **extra_env}, "/health"
-            )
-            servers.append(server)
-            return server
-
-        torale = start_torale("torale", torale_port, {})
         bare_port = free_port()
         this_script = str(Path(__file__).resolve())
         bare = start_server(
             "bare",
             [*server_prefix, sys.executable, this_script, "--serve-bare", str(bare_port)],
             bare_port,
-            env,
+            torale_env(WORK_DIR, bare_port),
             "/ping",
         )
         servers.append(bare)
-        # The same database, the list cache off: every list request queries and serialises.
-        nocache = start_torale(
-            "torale-nocache",
-            free_port(),
-            {"TORALE_TASK_LIST_CACHE_BYTES": "0", "TORALE_MIGRATE_ON_START": "false"},
-        )
-        if pin:
-            for server in servers:
-                affinity = os.sched_getaffinity(server.pid)
-                if affinity != {SERVER_CPU}:
-                    raise RuntimeError(f"{server.name} server runs on CPUs {affinity}")
-            pin_note += "; verified with sched_getaffinity"
-        log(f"servers up: torale pid {torale.pid}, bare pid {bare.pid}")
-
-        rate_headers = seed_tasks(torale, list_key)
-        if "x-ratelimit-limit" not in rate_headers:
-            raise RuntimeError("no X-RateLimit-* headers on the list response")
-        log(f"seeded {LIST_TASKS} tasks")
-
-        targets = [
-            Target(
-                "bare",
-                "bare FastAPI `GET /ping`",
-                bare,
-                "/ping",
-                lua_script(WORK_DIR / "bare.lua", token=None, method="GET"),
-            ),
-            Target(
-                "list",
-                f"Torale `GET /api/v1/tasks` ({LIST_TASKS} tasks, API key)",
-                torale,
-                "/api/v1/tasks",
-                lua_script(WORK_DIR / "list.lua", token=list_key, method="GET"),
-            ),
-            Target(
-                "routed",
-                "… the same page through FastAPI routing (`?via=route`)",
-                torale,
-                "/api/v1/tasks?via=route",
-                lua_script(WORK_DIR / "list.lua", token=list_key, method="GET"),
-            ),
-            Target(
-                "uncached",
-                "… with the list cache off (query + serialise each time)",
-                nocache,
-                "/api/v1/tasks",
-                lua_script(WORK_DIR / "list.lua", token=list_key, method="GET"),
-            ),
-            Target(
-                "create",
-                "Torale `POST /api/v1/tasks` (API key)",
-                torale,
-                "/api/v1/tasks",
-                lua_script(
-                    WORK_DIR / "create.lua", token=create_key_, method="POST", body=TASK_BODY
-                ),
-            ),
-        ]
-
-        if args.warmup > 0:
-            for t in targets:
-                log(f"warm-up {args.warmup}s: {t.key}")
-                run_wrk(t, load, args.warmup)
-
-        results: dict[str, list[WrkResult]] = {t.key: [] for t in targets}
-        for round_no in range(1, args.rounds + 1):
-            for t in targets:
-                result = run_wrk(t, load, load.duration)
-                (WORK_DIR / f"wrk-{t.key}-{round_no}.txt").write_text(result.raw)
-                if result.non_2xx or result.socket_errors:
-                    raise RuntimeError(
-                        f"{t.key}: {result.non_2xx} non-2xx responses, "
-                        f"{result.socket_errors} socket errors; see {WORK_DIR}"
-                    )
-                results[t.key].append(result)
-                log(
-                    f"round {round_no} {t.key:>6}: {result.rps:>9,.0f} req/s  "
-                    f"p50 {fmt_ms(result.p50_ms):>9}  p99 {fmt_ms(result.p99_ms):>9}  "
-                    f"server CPU {result.server_cpu:.0%}, {result.cpu_us:,.0f} µs/request "
-                    f"({result.main_cpu_us:,.0f} on the event loop)"
+        for name in args.databases.split(","):
+            runs.append(
+                run_database(
+                    name, bare=bare, load=load, server_prefix=server_prefix, pin=pin, args=args
                 )
-
-        profile = None
-        if args.profile > 0:
-            profile = profile_target(targets[1], load, args.profile, pin)
-
-        section = render_section(
-            targets=targets,
-            results=results,
-            load=load,
-            rounds=args.rounds,
-            warmup=args.warmup,
-            env=environment(pin, pin_note),
-            rate_headers=rate_headers,
-            profile=profile,
-        )
-
+            )
+    if pin:
+        pin_note += "; verified with sched_getaffinity"
+    environ = environment(pin, pin_note)
+    section = render_section(
+        runs=runs, load=load, rounds=args.rounds, warmup=args.warmup, env=environ
+    )
     write_section("api", section)
     print()
     print(section)
@@ -865,11 +1082,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (-t).")
     parser.add_argument("--no-pin", action="store_true", help="Do not pin with taskset.")
     parser.add_argument(
+        "--databases",
+        default="sqlite,postgresql",
+        help="Which databases, comma-separated (default: sqlite,postgresql).",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
         metavar="SECONDS",
-        help="After the rounds, profile the Torale server with py-spy under the list load.",
+        help="After the rounds, profile the Torale server with py-spy under each load.",
     )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -15,11 +15,12 @@ from torale import __version__
 from torale.admin.router import router as admin_router
 from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
-from torale.auth.lookup import KeyLookup
+from torale.auth.lookup import KeyLookup, SessionLookup
 from torale.auth.oidc import OidcProvider
 from torale.auth.router import router as auth_router
 from torale.auth.usage import KeyUsageRecorder
 from torale.config import Settings
+from torale.db.changes import watch_changes
 from torale.errors import AUTHENTICATED, error_responses, install_error_handlers
 from torale.executions.router import router as executions_router
 from torale.feeds.router import feed_router
@@ -44,6 +45,7 @@ from torale.tasks.list_fast_path import CachedTaskListMiddleware
 from torale.tasks.router import router as tasks_router
 from torale.watch.router import router as watch_router
 from torale.web import install_web
+from torale.web.page_cache import PageCache
 
 DESCRIPTION = """\
 Torale watches the web for you: a task names a search query, a condition in plain language,
@@ -66,7 +68,8 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
     )
     key_usage = KeyUsageRecorder()
     jwt = JWTVerifier.from_settings(settings)
-    key_lookup = KeyLookup(services.database)
+    changes = watch_changes(services.database, timeout=settings.database_timeout_seconds)
+    key_lookup = KeyLookup(services.database, changes)
     return AppState(
         **{field.name: getattr(services, field.name) for field in fields(Services)},
         rate_limiter=rate_limiter,
@@ -74,8 +77,11 @@ def build_state(settings: Settings, *, dispatch: bool = True) -> AppState:
         jwt=jwt,
         oidc=OidcProvider.from_settings(settings),
         hashing_key=settings.hashing_key,
+        changes=changes,
         key_lookup=key_lookup,
+        session_lookup=SessionLookup(services.database, changes),
         task_lists=TaskListCache(settings.task_list_cache_bytes),
+        pages=PageCache(settings.page_cache_bytes, changes),
         metrics=Metrics(),
         authenticator=Authenticator(
             key_lookup=key_lookup,
@@ -100,6 +106,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await state.changes.start()
         flusher = asyncio.create_task(state.key_usage.run(state.sessions))
         await state.scheduler.start()
         if state.dispatch:

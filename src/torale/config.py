@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Memory for cached pages of task lists (0 turns the cache off).",
     )
+    page_cache_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Memory for rendered web pages (the tasks and task pages) kept for reuse "
+        "while nothing they show changed (0 turns the cache off).",
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (413 above)."
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from torale.config import Settings
-from torale.db.database import create_engine, create_sessionmaker
+from torale.db.database import create_engine, create_sessionmaker, dispose
 from torale.engine.run import Engine
 from torale.notify.dispatcher import Dispatcher
 from torale.scheduling.base import Scheduler
@@ -48,7 +48,7 @@ class Services:
     async def close(self) -> None:
         """Release what these services hold (after the scheduler and dispatcher stopped)."""
         await self.run_engine.close()
-        await self.database.dispose()
+        await dispose(self.database)
 
 
 def build_services(settings: Settings, *, dispatch: bool = True) -> Services:

@@ -9,15 +9,17 @@ from fastapi import Request
 
 from torale.auth.authenticate import Authenticator
 from torale.auth.jwt import JWTVerifier
-from torale.auth.lookup import KeyLookup
+from torale.auth.lookup import KeyLookup, SessionLookup
 from torale.auth.oidc import OidcProvider
 from torale.auth.usage import KeyUsageRecorder
+from torale.db.changes import ChangeWatch
 from torale.ratelimit import RateLimiter
 from torale.services import Services
 from torale.tasks.list_cache import TaskListCache
 
 if TYPE_CHECKING:
     from torale.metrics import Metrics
+    from torale.web.page_cache import PageCache
 
 
 @dataclass(kw_only=True)
@@ -27,14 +29,17 @@ class AppState(Services):
     jwt: JWTVerifier | None
     oidc: OidcProvider | None  # browser sign-in with an identity provider, when configured
     hashing_key: bytes
+    changes: ChangeWatch  # what the lookups and caches below ask before trusting themselves
     key_lookup: KeyLookup
+    session_lookup: SessionLookup
     task_lists: TaskListCache
+    pages: PageCache  # rendered web pages
     metrics: Metrics
     authenticator: Authenticator  # on the parts above
 
     async def close(self) -> None:
         await self.rate_limiter.close()
-        self.key_lookup.close()
+        await self.changes.close()
         await super().close()
 
 

@@ -40,10 +40,9 @@ async def _start(app: FastAPI, user_id: uuid.UUID) -> str:
 
 async def _find(app: FastAPI, token: str) -> sessions.Found | None:
     state = _state(app)
-    async with state.sessions() as session:
-        return await sessions.find(
-            session, token=token, hashing_key=state.hashing_key, policy=POLICY
-        )
+    return await sessions.find(
+        state.session_lookup, token=token, hashing_key=state.hashing_key, policy=POLICY
+    )
 
 
 async def _shift(app: FastAPI, **values: datetime) -> None:
@@ -72,7 +71,7 @@ async def test_idle_expiry(app: FastAPI, alice: ApiUser) -> None:
     assert found is not None
     assert found.needs_touch
     async with _state(app).sessions() as session:
-        await sessions.touch(session, id_hash=found.session.id_hash)
+        await sessions.touch(session, id_hash=found.id_hash)
         await session.commit()
     refreshed = await _find(app, token)
     assert refreshed is not None

@@ -1,6 +1,7 @@
 """session_scope when PostgreSQL drops the connection before the COMMIT is answered: a unit of
 work that wrote may or may not have been saved (CommitOutcomeUnknownError, a 504); one that only
-read lost nothing, and fails as the database being unavailable (a 503)."""
+read has no COMMIT to lose (it reads in autocommit) and has what it read. Either way the pool
+hands the next unit a live connection."""
 
 from __future__ import annotations
 
@@ -49,11 +50,18 @@ async def test_a_writing_unit_whose_commit_is_lost_may_have_been_saved(
 ) -> None:
     with pytest.raises(CommitOutcomeUnknownError):
         await lose_connection_before_commit(engine, writes=True)
+    async with session_scope(create_sessionmaker(engine)) as session:
+        assert await session.scalar(text("SELECT 1")) == 1
 
 
-async def test_a_reading_unit_whose_commit_is_lost_is_an_unavailable_database(
-    engine: AsyncEngine,
-) -> None:
+async def test_a_reading_unit_has_no_commit_to_lose(engine: AsyncEngine) -> None:
+    await lose_connection_before_commit(engine, writes=False)  # nothing raised: it had its rows
+    async with session_scope(create_sessionmaker(engine), writes=False) as session:
+        assert await session.scalar(text("SELECT 1")) == 1  # a new connection, not the dead one
+
+
+async def test_a_failed_read_is_an_unavailable_database(engine: AsyncEngine) -> None:
     with pytest.raises(DBAPIError) as lost:
-        await lose_connection_before_commit(engine, writes=False)
+        async with session_scope(create_sessionmaker(engine), writes=False) as session:
+            await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
     assert database_unavailable(lost.value)

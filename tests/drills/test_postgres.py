@@ -15,7 +15,8 @@ The README and src/torale/errors.py promise:
 * while it is gone, API routes answer 503 `{"detail": "The database is unavailable; try again
   shortly"}` with `Retry-After`, and /health 503 "degraded", promptly — never a 500, never a
   request left hanging;
-* when it is back, the same process serves again (pool pre-ping drops the dead connections),
+* when it is back, the same process serves again (the pool drops closed connections and pings
+  idle ones; the first failure on a dead one drops every older connection),
   and its background loops (scheduler, dispatcher) work again;
 * a request that failed wrote nothing: a refused create left no task, a refused change is not
   applied, and every write answered 200 is there. The one exception says so: a write whose

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.fixtures.users import ApiUser
 from torale.config import Settings
+from torale.db.database import reading
 from torale.tasks.list_cache import ListKey, TaskListCache
 
 TASKS = "/api/v1/tasks"
@@ -67,7 +68,7 @@ async def test_list_reflects_api_writes_at_once(client: httpx.AsyncClient, alice
 
 
 async def test_list_reflects_writes_from_another_connection(
-    client: httpx.AsyncClient, settings: Settings, alice: ApiUser
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, alice: ApiUser
 ) -> None:
     task = (
         await client.post(TASKS, json={"search_query": "q", "name": "a"}, headers=alice.headers)
@@ -84,6 +85,9 @@ async def test_list_reflects_writes_from_another_connection(
             )
     finally:
         await engine.dispose()
+    # SQLite: the next request sees data_version moved. PostgreSQL: the process hears the
+    # change's notification a moment after the commit; sync waits for that moment.
+    await app.state.torale.changes.sync()
     listing = (await client.get(TASKS, headers=alice.headers)).json()
     assert listing["items"][0]["name"] == "changed elsewhere"
 
@@ -97,7 +101,7 @@ async def test_a_cache_hit_does_not_query_tasks(
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(statement)
 
-    sync_engine = app.state.torale.database.sync_engine
+    sync_engine = reading(app.state.torale.database).sync_engine  # where reads run
     event.listen(sync_engine, "before_cursor_execute", record)
     try:
         first = await client.get(TASKS, headers=alice.headers)

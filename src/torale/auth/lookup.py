@@ -1,27 +1,30 @@
-"""Who owns an API key: looked up on every authenticated request, so kept lean.
+"""Who owns an API key or a browser session: looked up on every authenticated request, so kept
+lean.
 
-The lookup skips the ORM session and reads through SQLAlchemy Core. On PostgreSQL it is one
-indexed query on the async engine. On SQLite it runs on a synchronous read-only connection on
-the event-loop thread (a point read takes microseconds; a hop through aiosqlite's thread costs
-far more, and in WAL mode readers never wait for writers), and answers are cached in memory,
-validated by `PRAGMA data_version`: SQLite changes that number whenever any other connection,
-in this process or another, commits. While it stands still, nothing in the database changed,
-so a cached owner (with its role, active flag and tasks_version) is exactly what a query would
-return; revocations and deactivations still take effect on the next request.
+The lookups skip the ORM session and read through SQLAlchemy Core. Answers are cached in memory
+for as long as the database's change watch (`db.changes`) says nothing changed: on SQLite that is
+`PRAGMA data_version`, which moves whenever any other connection, in this process or another,
+commits, and the reads themselves run on a synchronous read-only connection on the event-loop
+thread; on PostgreSQL it is LISTEN/NOTIFY, and a read is one autocommit query. A cached owner
+(with its role, active flag and tasks_version) is therefore exactly what a query would return;
+revocations, sign-outs and deactivations take effect on the next request. Where nothing is
+watched, every lookup is one indexed query.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, bindparam, create_engine, event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Executable, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from torale.db.models import ApiKey, User
+from torale.db.changes import ChangeWatch, SqliteChangeWatch
+from torale.db.database import reading
+from torale.db.models import ApiKey, User, WebSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,18 @@ class AuthenticatedUser:
         )
 
 
+_USER_COLUMNS = (
+    User.id,
+    User.email,
+    User.first_name,
+    User.role,
+    User.is_active,
+    User.created_at,
+    User.clerk_user_id,
+    User.tasks_version,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyOwner:
     key_id: uuid.UUID
@@ -58,84 +73,112 @@ class KeyOwner:
     user: AuthenticatedUser
 
 
+@dataclass(frozen=True, slots=True)
+class SessionOwner:
+    """A browser session as stored (whether it is still alive is `auth.sessions`' rule)."""
+
+    id_hash: str
+    last_seen_at: datetime
+    expires_at: datetime
+    user: AuthenticatedUser
+
+
 _BY_KEY_HASH = (
-    select(
-        ApiKey.id,
-        ApiKey.revoked_at,
-        User.id,
-        User.email,
-        User.first_name,
-        User.role,
-        User.is_active,
-        User.created_at,
-        User.clerk_user_id,
-        User.tasks_version,
-    )
+    select(ApiKey.id, ApiKey.revoked_at, *_USER_COLUMNS)
     .join(User, User.id == ApiKey.user_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"))
+    .where(ApiKey.key_hash == bindparam("key"))
+)
+_BY_SESSION_HASH = (
+    select(WebSession.last_seen_at, WebSession.expires_at, *_USER_COLUMNS)
+    .join(User, User.id == WebSession.user_id)
+    .where(WebSession.id_hash == bindparam("key"))
 )
 
-
-def _owner(row: Any) -> KeyOwner | None:
-    if row is None:
-        return None
-    key_id, revoked_at, *user = row
-    return KeyOwner(key_id=key_id, revoked=revoked_at is not None, user=AuthenticatedUser(*user))
-
-
-def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
-
-
 _MAX_CACHED = 10_000
+T = TypeVar("T", KeyOwner, SessionOwner)
 
 
-class KeyLookup:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sync: Engine | None = None
-        self._watch: Any = None  # DBAPI connection that reads PRAGMA data_version
-        self._seen_version: int | None = None
-        self._cache: dict[str, KeyOwner] = {}
-        if engine.dialect.name == "sqlite":
-            url = make_url(str(engine.url.render_as_string(hide_password=False)))
-            self._sync = create_engine(
-                url.set(drivername="sqlite+pysqlite"), pool_size=2, max_overflow=4
-            )
-            event.listen(self._sync, "connect", _read_only_sqlite)
+class _CachedLookup(Generic[T]):
+    """One indexed read by a hash, cached while the change watch allows."""
 
-    async def find(self, key_hash: str) -> KeyOwner | None:
-        params = {"key_hash": key_hash}
-        if self._sync is None:
+    _statement: Executable
+
+    def __init__(self, engine: AsyncEngine, changes: ChangeWatch) -> None:
+        self._engine = reading(engine)
+        self._changes = changes
+        self._cache: dict[str, T] = {}
+        self._by_user: dict[uuid.UUID, set[str]] = {}
+        changes.subscribe(self._changed, self._moved)
+
+    def _owner(self, key: str, row: Any) -> T:
+        raise NotImplementedError
+
+    async def find(self, key: str) -> T | None:
+        changes = self._changes
+        changes.check()
+        owner = self._cache.get(key)
+        if owner is not None:
+            return owner
+        stamp = changes.stamp
+        params = {"key": key}
+        if isinstance(changes, SqliteChangeWatch):
+            with changes.read_engine.connect() as conn:
+                row = conn.execute(self._statement, params).first()
+        else:
             async with self._engine.connect() as conn:
-                return _owner((await conn.execute(_BY_KEY_HASH, params)).first())
-        version = self._data_version()
-        if version != self._seen_version or len(self._cache) >= _MAX_CACHED:
-            self._cache.clear()
-            self._seen_version = version
-        owner = self._cache.get(key_hash)
-        if owner is None:
-            # Read after the version: the row is at least as new as the version it is filed
-            # under, and any later commit moves the version and drops it.
-            with self._sync.connect() as conn:
-                owner = _owner(conn.execute(_BY_KEY_HASH, params).first())
-            if owner is not None:
-                self._cache[key_hash] = owner  # unknown keys are not cached
+                row = (await conn.execute(self._statement, params)).first()
+        if row is None:
+            return None  # unknown hashes are not cached
+        owner = self._owner(key, row)
+        # Kept only if nothing changed since the read began: a change heard during the read
+        # may be newer than what was read.
+        if changes.caching and changes.stamp == stamp:
+            if len(self._cache) >= _MAX_CACHED:
+                self._changed(None)
+            self._cache[key] = owner
+            self._by_user.setdefault(owner.user.id, set()).add(key)
         return owner
 
-    def _data_version(self) -> int:
-        assert self._sync is not None
-        if self._watch is None:
-            self._watch = self._sync.raw_connection()
-        value: int = self._watch.execute("PRAGMA data_version").fetchone()[0]
-        return value
+    def forget(self, key: str) -> None:
+        """Drop one entry (this process just changed its row)."""
+        owner = self._cache.pop(key, None)
+        if owner is not None:
+            self._by_user.get(owner.user.id, set()).discard(key)
 
-    def close(self) -> None:
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
-        if self._sync is not None:
-            self._sync.dispose()
+    def _moved(self, user_id: uuid.UUID, tasks_version: int) -> None:
+        """Only the user's tasks_version moved: cached owners take it, nothing is read again."""
+        for key in self._by_user.get(user_id, ()):
+            owner = self._cache[key]
+            if owner.user.tasks_version < tasks_version:
+                user = dataclasses.replace(owner.user, tasks_version=tasks_version)
+                self._cache[key] = dataclasses.replace(owner, user=user)
+
+    def _changed(self, user_id: uuid.UUID | None) -> None:
+        if user_id is None:
+            self._cache.clear()
+            self._by_user.clear()
+            return
+        for key in self._by_user.pop(user_id, ()):
+            self._cache.pop(key, None)
+
+
+class KeyLookup(_CachedLookup[KeyOwner]):
+    """Who owns an API key, by the key's hash."""
+
+    _statement = _BY_KEY_HASH
+
+    def _owner(self, key: str, row: Any) -> KeyOwner:
+        key_id, revoked_at, *user = row
+        return KeyOwner(
+            key_id=key_id, revoked=revoked_at is not None, user=AuthenticatedUser(*user)
+        )
+
+
+class SessionLookup(_CachedLookup[SessionOwner]):
+    """Whose browser session an id hash is."""
+
+    _statement = _BY_SESSION_HASH
+
+    def _owner(self, key: str, row: Any) -> SessionOwner:
+        last_seen_at, expires_at, *user = row
+        return SessionOwner(key, last_seen_at, expires_at, AuthenticatedUser(*user))

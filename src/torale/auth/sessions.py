@@ -11,11 +11,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from torale.auth.lookup import AuthenticatedUser, SessionLookup, SessionOwner
 from torale.config import Settings
-from torale.db.models import User, WebSession
+from torale.db.models import WebSession
 
 COOKIE_NAME = "torale_session"
 # last_seen_at is written at most this often per session: reading a page is not a write.
@@ -62,9 +63,16 @@ class SessionPolicy:
 class Found:
     """A live session and its user, as read."""
 
-    session: WebSession
-    user: User
+    owner: SessionOwner
     needs_touch: bool
+
+    @property
+    def id_hash(self) -> str:
+        return self.owner.id_hash
+
+    @property
+    def user(self) -> AuthenticatedUser:
+        return self.owner.user
 
 
 async def start(
@@ -86,29 +94,24 @@ async def start(
     return token
 
 
-def _alive(row: WebSession, policy: SessionPolicy, now: datetime) -> bool:
-    return row.expires_at > now and row.last_seen_at + policy.idle > now
+def check(owner: SessionOwner | None, policy: SessionPolicy) -> Found | None:
+    """The session if it is alive (used within the idle time, before its absolute expiry) and
+    its user active; None otherwise. Checked on every request: time moves on while the row is
+    cached."""
+    if owner is None or not owner.user.is_active:
+        return None
+    now = datetime.now(UTC)
+    if owner.expires_at <= now or owner.last_seen_at + policy.idle <= now:
+        return None
+    return Found(owner, needs_touch=now - owner.last_seen_at >= TOUCH_EVERY)
 
 
 async def find(
-    session: AsyncSession, *, token: str, hashing_key: bytes, policy: SessionPolicy
+    lookup: SessionLookup, *, token: str, hashing_key: bytes, policy: SessionPolicy
 ) -> Found | None:
     """The live session with this id and its active user; None for an unknown, expired or
     deactivated one. A read: an expired row is left for `end`/`sweep` to remove."""
-    row = (
-        await session.execute(
-            select(WebSession, User)
-            .join(User, User.id == WebSession.user_id)
-            .where(WebSession.id_hash == hash_token(token, hashing_key))
-        )
-    ).first()
-    if row is None:
-        return None
-    web_session, user = row
-    now = datetime.now(UTC)
-    if not user.is_active or not _alive(web_session, policy, now):
-        return None
-    return Found(web_session, user, needs_touch=now - web_session.last_seen_at >= TOUCH_EVERY)
+    return check(await lookup.find(hash_token(token, hashing_key)), policy)
 
 
 async def touch(session: AsyncSession, *, id_hash: str) -> None:

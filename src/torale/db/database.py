@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import sqlite3
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +23,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
+
+# A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+PING_IDLE_SECONDS = 1.0
+POOL_SIZE = 20  # PostgreSQL connections a process keeps (and up to 10 more in a burst)
 
 
 class CommitOutcomeUnknownError(Exception):
@@ -62,6 +71,29 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection that sat idle before handing it out; a dead one is replaced.
+
+    SQLAlchemy's `pool_pre_ping` pings every checkout, in a transaction of its own: three
+    round trips before each unit of work. A connection used a moment ago is alive; one that
+    idled (through a restart of the database, say) gets one round trip. A connection that dies
+    in use fails its request (503) and makes the pool drop every connection older than it.
+    """
+    if dbapi_connection.driver_connection.is_closed():  # the server ended it: known locally
+        raise DisconnectionError("the pooled connection was closed")
+    since = record.info.get("idle_since")
+    if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+        return
+    try:
+        await_only(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as exc:
+        raise DisconnectionError("the pooled connection did not answer a ping") from exc
+
+
 def create_engine(url: str, *, echo: bool = False, timeout: float | None = None) -> AsyncEngine:
     """`timeout` (PostgreSQL): seconds to connect and for each statement, so that requests
     fail fast (503) rather than hang while the database is unreachable. Migrations pass none."""
@@ -71,15 +103,101 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
     connect_args = {"timeout": timeout, "command_timeout": timeout} if timeout else {}
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
-        pool_size=10,
+        # Connections beyond pool_size are closed when returned: under load they would be
+        # opened and closed (TLS handshake included) again and again. Enough are kept for the
+        # requests one process has in flight; the overflow absorbs bursts.
+        pool_size=POOL_SIZE,
         max_overflow=10,
-        pool_pre_ping=True,
+        pool_timeout=timeout or 30,
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkin", _checked_in)
+    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    return engine
+
+
+class _InlineSqlite(aiosqlite.Connection):
+    """aiosqlite's connection with every call made at once, on the event loop's thread.
+
+    aiosqlite hands each call to a thread of the connection's own and wakes the event loop
+    with the answer: two thread switches per call, several calls per statement, which cost
+    more than a point read or a page of tasks itself. Reads are run inline instead, as the
+    key lookup's are (auth/lookup.py): in WAL mode a reader never waits for a writer."""
+
+    def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
+        return self._connect().__await__()  # no worker thread
+
+    async def _connect(self) -> aiosqlite.Connection:
+        if self._connection is None:
+            self._connection = self._connector()
+        return self
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+    def stop(self) -> None:
+        self._running = False
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _sqlite_reader_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _inline_sqlite_reader(engine: AsyncEngine) -> AsyncEngine:
+    cargs, params = engine.sync_engine.dialect.create_connect_args(engine.url)
+    arguments: dict[str, Any] = dict(params)
+
+    def connector() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(str(cargs[0]), **arguments)
+        return connection
+
+    async def connect() -> aiosqlite.Connection:
+        return await _InlineSqlite(connector, 64)
+
+    reader = create_async_engine(engine.url, async_creator=connect, pool_size=16, max_overflow=16)
+    event.listen(reader.sync_engine, "connect", _sqlite_reader_on_connect)
+    return reader
+
+
+_READERS: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for units of work that only read. PostgreSQL: the same pool in autocommit
+    (a read is one round trip per statement, with no BEGIN and COMMIT around it; at READ
+    COMMITTED, a transaction gives a reader nothing more, each statement sees the commits
+    before it either way). SQLite: read-only connections that run statements inline on the
+    event loop's thread (`_InlineSqlite`)."""
+    if engine.dialect.name not in ("postgresql", "sqlite"):
+        return engine
+    reader = _READERS.get(engine.sync_engine)
+    if reader is None:
+        if engine.dialect.name == "postgresql":
+            reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            reader = _inline_sqlite_reader(engine)
+        _READERS[engine.sync_engine] = reader
+    return reader
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's connections, and those of its `reading` engine."""
+    reader = _READERS.pop(engine.sync_engine, None)
+    if reader is not None and reader.sync_engine is not engine.sync_engine:
+        await reader.dispose()
+    await engine.dispose()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -95,13 +213,16 @@ async def session_scope(
 ) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, roll back on error. Services never commit. When the
     database is lost during the commit of a unit that `writes`, CommitOutcomeUnknownError says so.
+    A unit that does not write runs on the `reading` engine (autocommit on PostgreSQL).
 
     With `write_lock` (SQLite), the unit of work holds it throughout: SQLite has one writer at a
     time, and writers queued on a lock resume at once, where writers left to SQLite's busy
     handler sleep in steps of up to 100 ms.
     """
     lock = write_lock if write_lock is not None else contextlib.nullcontext()
-    async with lock, factory() as session:
+    bind = factory.kw.get("bind")
+    options = {"bind": reading(bind)} if not writes and bind is not None else {}
+    async with lock, factory(**options) as session:
         try:
             yield session
         except BaseException:

@@ -156,7 +156,20 @@ class Task(Base):
     @property
     def targets(self) -> list[dict[str, Any]]:
         """The URL targets as objects (`urls` keeps plain strings for whole pages)."""
-        return [{"url": u, "selector": None} if isinstance(u, str) else u for u in self.urls]
+        return url_targets(self.urls)
+
+
+def url_targets(urls: list[Any]) -> list[dict[str, Any]]:
+    """Stored URL targets as objects: a plain string is a whole page."""
+    return [{"url": u, "selector": None} if isinstance(u, str) else u for u in urls]
+
+
+def columns_of(model: type[Base]) -> list[Any]:
+    """A model's columns labelled with its attribute names, for reads that need no ORM
+    objects (rows as mappings with the same keys; types and their conversions kept)."""
+    return [
+        attribute.columns[0].label(attribute.key) for attribute in model.__mapper__.column_attrs
+    ]
 
 
 class Execution(Base):

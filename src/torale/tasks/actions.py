@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db import locks
 from torale.db.database import session_scope
-from torale.db.models import Task
 from torale.engine.evaluate import EvaluationError, NoModelConfiguredError
 from torale.errors import (
     FieldValidationError,
@@ -32,19 +31,20 @@ from torale.pagination import PageParams
 from torale.runtime import Runtime
 from torale.statuses import TaskState
 from torale.tasks import service, suggest
-from torale.tasks.list_cache import ListKey, TaskListCache
+from torale.tasks.list_cache import ListKey, TaskKey, TaskListCache
 from torale.tasks.schemas import TaskCreate, TaskDraft, TaskRead, TaskSuggestion, TaskUpdate
 
 
-async def read_tasks(session: AsyncSession, tasks: list[Task]) -> list[TaskRead]:
-    """Tasks as responses, their last executions embedded (one query for all of them)."""
+async def read_tasks(session: AsyncSession, tasks: list[dict[str, Any]]) -> list[TaskRead]:
+    """Tasks (rows: `service.task_row`) as responses, their last executions embedded (one
+    query for all of them)."""
     last = await executions_service.by_ids(
-        session, [t.last_execution_id for t in tasks if t.last_execution_id]
+        session, [t["last_execution_id"] for t in tasks if t["last_execution_id"]]
     )
     reads = []
     for task in tasks:
         read = TaskRead.model_validate(task)
-        execution = last.get(task.last_execution_id) if task.last_execution_id else None
+        execution = last.get(task["last_execution_id"]) if task["last_execution_id"] else None
         if execution is not None:
             read.last_execution = ExecutionRead.model_validate(execution)
         reads.append(read)
@@ -67,7 +67,7 @@ async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> T
             await locks.lock_active_user(session, user_id)
             session.add(task)
             await session.flush()
-            created = TaskRead.model_validate(task)  # a new task has not run
+            created = TaskRead.model_validate(service.task_row(task))  # a new task has not run
             written = True  # only the commit is left
     except BaseException:
         # Not saved: take the schedule back. A failed commit may have saved the task after
@@ -81,8 +81,27 @@ async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> T
 
 async def get_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
     async with session_scope(rt.sessions, writes=False) as session:
-        task = await service.get_task(session, user_id=user_id, task_id=task_id)
+        task = await service.get_task_row(session, user_id=user_id, task_id=task_id)
         return (await read_tasks(session, [task]))[0]
+
+
+async def get_task_body(
+    rt: Runtime,
+    cache: TaskListCache,
+    *,
+    user_id: uuid.UUID,
+    tasks_version: int,
+    task_id: uuid.UUID,
+) -> bytes:
+    """`get_task` as JSON, from the cache while the owner's tasks_version says it is current
+    (the task and its last execution move it)."""
+    key = TaskKey(user_id, tasks_version, task_id)
+    body = cache.get(key)
+    if body is None:
+        task = await get_task(rt, user_id=user_id, task_id=task_id)  # 404: nothing cached
+        body = task.model_dump_json().encode()
+        cache.put(key, body)
+    return body
 
 
 async def list_tasks(
@@ -134,7 +153,7 @@ async def update_task(
             session, user_id=user_id, task_id=task_id, data=data, policy=rt.policy
         )
         await rt.scheduler.task_saved(task)  # before the commit: a refusal rolls back
-        return (await read_tasks(session, [task]))[0]
+        return (await read_tasks(session, [service.task_row(task)]))[0]
 
 
 async def pause_task(rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:

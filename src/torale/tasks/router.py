@@ -78,9 +78,16 @@ async def list_tasks(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{task_id}", summary="Get a task")
-async def get_task(request: Request, task_id: uuid.UUID, user: CurrentUser) -> TaskRead:
-    return await actions.get_task(Runtime.of_request(request), user_id=user.id, task_id=task_id)
+@router.get("/{task_id}", response_model=TaskRead, summary="Get a task")
+async def get_task(request: Request, task_id: uuid.UUID, user: CurrentUser) -> Response:
+    body = await actions.get_task_body(
+        Runtime.of_request(request),
+        app_state(request).task_lists,
+        user_id=user.id,
+        tasks_version=user.tasks_version,
+        task_id=task_id,
+    )
+    return Response(body, media_type="application/json")
 
 
 async def _update(

@@ -81,6 +81,7 @@ def _check_field(text: str, index: int) -> None:
             raise _invalid(f"a step in the {name} field is 0")
 
 
+@lru_cache(maxsize=1024)  # pure, and parsing a cron three ways was a tenth of a create
 def normalize_cron(expression: str) -> str:
     """The 5-field form of `expression` (macros expanded); InvalidCronError if it is not one.
 

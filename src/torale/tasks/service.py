@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_args
@@ -12,7 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.config import Settings
-from torale.db.models import Task
+from torale.db.models import Task, columns_of, url_targets
 from torale.engine.evaluate import NO_MODEL_FOR_MODE, model_problem
 from torale.engine.search.base import SearchProviderName
 from torale.engine.search.registry import missing_setting
@@ -20,7 +21,7 @@ from torale.errors import FieldValidationError, NotFoundError, field_error
 from torale.net import OutboundPolicy
 from torale.notify.channels import AnyChannel, restore_masked_secrets, stored_channels
 from torale.notify.validation import channel_errors, url_error
-from torale.pagination import PageParams, paginate
+from torale.pagination import PageParams, paginate_rows
 from torale.statuses import TaskState
 from torale.tasks import transitions
 from torale.tasks.schedule import min_interval_seconds
@@ -341,6 +342,18 @@ def _owned(user_id: uuid.UUID) -> Select[Task]:
     return select(Task).where(Task.user_id == user_id)
 
 
+_COLUMNS = columns_of(Task)
+
+
+def task_row(task: Task | Mapping[Any, Any]) -> dict[str, Any]:
+    """A task as a row for responses: its attributes, and its URL targets as objects. `task`
+    is a Task or a row of `_COLUMNS` (reads skip the ORM: a page of tasks as ORM objects cost
+    more than the rest of its answer)."""
+    row = {c.key: getattr(task, c.key) for c in _COLUMNS} if isinstance(task, Task) else dict(task)
+    row["targets"] = url_targets(row["urls"])
+    return row
+
+
 async def list_tasks(
     session: AsyncSession,
     *,
@@ -349,9 +362,10 @@ async def list_tasks(
     state: TaskState | None = None,
     is_active: bool | None = None,
     text: str | None = None,
-) -> tuple[list[Task], int]:
-    """Newest first; `text` matches name, query or condition (case-insensitive substring)."""
-    statement = _owned(user_id)
+) -> tuple[list[dict[str, Any]], int]:
+    """Newest first, as rows (`task_row`); `text` matches name, query or condition
+    (case-insensitive substring)."""
+    statement = select(*_COLUMNS).where(Task.user_id == user_id)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         statement = statement.where(
@@ -366,7 +380,21 @@ async def list_tasks(
     elif is_active is False:
         statement = statement.where(Task.state != TaskState.ACTIVE)
     statement = statement.order_by(Task.created_at.desc(), Task.id.desc())
-    return await paginate(session, statement, page)
+    rows, total = await paginate_rows(session, statement, page)
+    keys = [c.key for c in _COLUMNS]
+    return [task_row(dict(zip(keys, row, strict=True))) for row in rows], total
+
+
+async def get_task_row(
+    session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID
+) -> dict[str, Any]:
+    """`get_task` as a row (`task_row`), for reads."""
+    row = (
+        await session.execute(select(*_COLUMNS).where(Task.user_id == user_id, Task.id == task_id))
+    ).first()
+    if row is None:
+        raise NotFoundError("Task not found")
+    return task_row(row._mapping)
 
 
 async def get_task(session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID) -> Task:

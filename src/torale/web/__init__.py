@@ -7,11 +7,15 @@ from fastapi import FastAPI
 
 from torale.web import admin, assets, docs, oidc, settings, signin, tasks
 from torale.web.headers import SecurityHeadersMiddleware
+from torale.web.page_fast_path import CachedPageMiddleware
 
 
 def install_web(app: FastAPI) -> None:
-    """Pages, their assets, offline /docs and /redoc, and the security headers of every page.
+    """Pages, their assets, offline /docs and /redoc, the cached pages' fast path, and the
+    security headers of every page.
     The JSON API is unchanged: it never reads the session cookie."""
     for module in (signin, oidc, tasks, settings, admin, assets, docs):
         app.include_router(module.router)
+    # Cached pages are answered inside the security headers, before routing.
+    app.add_middleware(CachedPageMiddleware, state=app.state.torale)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -1,5 +1,9 @@
-"""How values read on a page: schedules in words, times relative to now, hosts of URLs, modes
-and rules in words, what a change or rules run read, and the lines of a diff."""
+"""How values read on a page: schedules in words, times, hosts of URLs, modes and rules in
+words, what a change or rules run read, and the lines of a diff.
+
+Times are written absolute (UTC) in a `<time>` element: a page may be served from the page cache
+long after it was rendered, and an absolute time stays true. app.js shows them relative to now
+("5 min ago", refreshed while the page is open) with the exact local time in their title."""
 
 from __future__ import annotations
 
@@ -79,6 +83,10 @@ def host(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
+def hosts(urls: list[str]) -> str:
+    return ", ".join(host(url) for url in urls)
+
+
 # --- helpers the templates call per row (Python functions: much cheaper than Jinja macros) ---
 
 _LABELS = {
@@ -92,13 +100,14 @@ _LABELS = {
 
 
 def when(moment: datetime | None) -> Markup:
-    """A <time> with the moment relative to now; the exact time in its title (app.js shows it
-    in the viewer's zone)."""
+    """A <time> with the moment in UTC; app.js shows it relative to now, in the viewer's zone
+    in its title."""
     if moment is None:
         return Markup("never")
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        iso(moment), utc_text(moment), relative(moment)
-    )
+    # Formatted datetimes (digits, punctuation, "UTC"): nothing to escape; the format of an
+    # escaping Markup was most of a task row's rendering time.
+    text = f'<time datetime="{iso(moment)}" data-relative>{utc_text(moment)}</time>'
+    return Markup(text)  # noqa: S704
 
 
 def verdict_of(task: Any) -> str:
@@ -119,8 +128,14 @@ def status_label(kind: str) -> str:
     return _LABELS[kind]
 
 
+_DOTS = {  # the kinds are the constants above
+    kind: Markup(f'<span class="dot dot-{kind}" aria-hidden="true"></span>')  # noqa: S704
+    for kind in _LABELS
+}
+
+
 def dot(kind: str) -> Markup:
-    return Markup('<span class="dot dot-{}" aria-hidden="true"></span>').format(kind)
+    return _DOTS[kind]
 
 
 # --- watching without a model: modes and rules in words, what a run read, diffs --------------

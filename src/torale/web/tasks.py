@@ -33,7 +33,8 @@ from torale.tasks import actions
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone
 from torale.tasks.schemas import TaskRead
 from torale.web import watch_form
-from torale.web.rendering import is_htmx, render
+from torale.web.page_cache import task_page_key, tasks_page_key
+from torale.web.rendering import html_response, is_htmx, render, render_html
 from torale.web.routing import WebRoute
 from torale.web.task_form import (
     HOUR_CHOICES,
@@ -102,8 +103,22 @@ async def tasks_page(
     request: Request, viewer: ViewerDep, state: Text = "", q: Text = "", page: int = 1
 ) -> Response:
     wanted = TaskState(state) if state in {s.value for s in TaskState} else None
+    fragment = is_htmx(request) and request.headers.get("hx-target") == "task-list"
+    key = tasks_page_key(viewer.user, state=wanted, text=q, page=max(page, 1), fragment=fragment)
+    pages = app_state(request).pages
+    cached = pages.get(key)
+    if cached is None:
+        context = await _tasks_context(request, viewer, wanted, q, key.page)
+        template = "fragments/task_list.html" if fragment else "tasks.html"
+        cached = pages.put(key, render_html(request, template, context, pages.placeholder))
+    return html_response(cached.fill(viewer.csrf_token))
+
+
+async def _tasks_context(
+    request: Request, viewer: Viewer, wanted: TaskState | None, q: str, page: int
+) -> dict[str, Any]:
     rt = Runtime.of_request(request)
-    params = PageParams(page=max(page, 1), limit=LIST_LIMIT)
+    params = PageParams(page=page, limit=LIST_LIMIT)
     text = q.strip()[:200]
     if text:
         listing = await actions.list_tasks(
@@ -119,7 +134,7 @@ async def tasks_page(
             state=wanted,
         )
         listing = Page[TaskRead].model_validate_json(body)
-    context = {
+    return {
         "tasks": listing.items,
         "total": listing.total,
         "page": listing.page,
@@ -129,9 +144,6 @@ async def tasks_page(
         "states": [s.value for s in TaskState],
         "title": "Tasks",
     }
-    if is_htmx(request) and request.headers.get("hx-target") == "task-list":
-        return render(request, "fragments/task_list.html", context)
-    return render(request, "tasks.html", context)
 
 
 # --- new and edit -----------------------------------------------------------------------------
@@ -286,9 +298,15 @@ async def _history(request: Request, viewer: Viewer, task_id: uuid.UUID) -> dict
 
 @router.get("/tasks/{task_id}")
 async def task_page(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Response:
-    task = await _task(request, viewer, task_id)
-    context = {"task": task, "title": task.name} | await _history(request, viewer, task_id)
-    return render(request, "task.html", context)
+    state = app_state(request)
+    key = task_page_key(viewer.user, task_id, state.changes)
+    cached = state.pages.get(key)
+    if cached is None:
+        task = await _task(request, viewer, task_id)  # another user's: 404, nothing cached
+        context = {"task": task, "title": task.name} | await _history(request, viewer, task_id)
+        html = render_html(request, "task.html", context, state.pages.placeholder)
+        cached = state.pages.put(key, html)
+    return html_response(cached.fill(viewer.csrf_token))
 
 
 @router.get("/tasks/{task_id}/header")

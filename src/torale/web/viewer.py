@@ -16,7 +16,7 @@ from torale.auth.authenticate import Caller
 from torale.auth.lookup import AuthenticatedUser
 from torale.db.database import session_scope
 from torale.errors import NotFoundError, PermissionDeniedError
-from torale.state import app_state
+from torale.state import AppState, app_state
 from torale.web import csrf
 
 
@@ -35,29 +35,43 @@ class Viewer:
         return self.user.role == "admin"
 
 
+async def identify(state: AppState, token: str) -> Viewer | None:
+    """The signed-in user of a session cookie, nothing counted; None for no live session.
+    Marks the session used when that is due (a write at most once a minute per session)."""
+    found = await sessions.find(
+        state.session_lookup,
+        token=token,
+        hashing_key=state.hashing_key,
+        policy=sessions.SessionPolicy.from_settings(state.settings),
+    )
+    if found is None:
+        return None
+    if found.needs_touch:
+        async with session_scope(state.sessions, state.write_lock) as session:
+            await sessions.touch(session, id_hash=found.id_hash)
+        state.session_lookup.forget(found.id_hash)
+    return Viewer(found.user, token, csrf.token_for(token, state.hashing_key))
+
+
+async def admit(state: AppState, viewer: Viewer) -> bool:
+    """The API's one path from here: a deactivated account is refused (False), the request
+    counted against the user's rate limit (a 429 page past it)."""
+    try:
+        await state.authenticator.admit(Caller(user=viewer.user, api_key_id=None))
+    except PermissionDeniedError:
+        return False
+    return True
+
+
 async def current_viewer(request: Request) -> Viewer | None:
     token = request.cookies.get(sessions.COOKIE_NAME)
     if not token:
         return None
     state = app_state(request)
-    policy = sessions.SessionPolicy.from_settings(state.settings)
-    async with session_scope(state.sessions, writes=False) as session:
-        found = await sessions.find(
-            session, token=token, hashing_key=state.hashing_key, policy=policy
-        )
-    if found is None:
+    viewer = await identify(state, token)
+    if viewer is None or not await admit(state, viewer):
         return None
-    if found.needs_touch:
-        async with session_scope(state.sessions, state.write_lock) as session:
-            await sessions.touch(session, id_hash=found.session.id_hash)
-    user = AuthenticatedUser.from_user(found.user)
-    # The API's one path from here: a deactivated account is refused, the request counted
-    # against the user's rate limit (a 429 page past it).
-    try:
-        await state.authenticator.admit(Caller(user=user, api_key_id=None))
-    except PermissionDeniedError:
-        return None
-    return Viewer(user, token, csrf.token_for(token, state.hashing_key))
+    return viewer
 
 
 async def require_viewer(request: Request) -> Viewer:

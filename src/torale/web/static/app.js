@@ -29,6 +29,30 @@
       var text = format.format(when);
       if (node.getAttribute("data-format") === "full") node.textContent = text;
       else node.title = text;
+      if (node.hasAttribute("data-relative")) node.textContent = relative(when);
+    });
+  }
+
+  // The server writes times absolute (a page may be served from its cache long after it was
+  // rendered); the browser says how far they are from now, as formatting.relative would.
+  function span(seconds) {
+    seconds = Math.abs(seconds);
+    if (seconds < 60) return Math.floor(seconds) + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min";
+    if (seconds < 2 * 86400) return Math.floor(seconds / 3600) + " h";
+    return Math.floor(seconds / 86400) + " days";
+  }
+
+  function relative(when) {
+    var delta = (when.getTime() - Date.now()) / 1000;
+    if (Math.abs(delta) < 30) return "just now";
+    return delta > 0 ? "in " + span(delta) : span(delta) + " ago";
+  }
+
+  function refreshRelativeTimes() {
+    document.querySelectorAll("time[data-relative]").forEach(function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (!isNaN(when.getTime())) node.textContent = relative(when);
     });
   }
 
@@ -83,6 +107,7 @@
   // Deferred scripts run once the document is parsed and before htmx processes it, so the
   // time zone is in place before the next-run preview first asks.
   ready(document);
+  window.setInterval(refreshRelativeTimes, 30000);
   document.addEventListener("htmx:afterSettle", function (event) {
     ready(event.target);
   });
