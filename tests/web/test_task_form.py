@@ -428,6 +428,42 @@ async def test_preview_of_a_change_task_shows_the_selected_text(
     assert "<strong>Page 1 selector:</strong>" in bad.text
 
 
+async def test_an_edit_preview_compares_with_the_tasks_last_run(
+    as_alice: Browserless, as_bob: Browserless, alice: ApiUser, fake_web: FakeWeb
+) -> None:
+    fake_web.set_page("/espresso", shop("$59.00"))
+    task = await api_task(
+        as_alice.client,
+        alice,
+        search_query=None,
+        condition_description=None,
+        urls=[{"url": fake_web.url + "/espresso", "selector": "#offer"}],
+    )
+    await run_now(as_alice.client, alice, task["id"])  # what the next run compares with
+    edit = await as_alice.get(f"/tasks/{task['id']}/edit")
+    assert f'hx-post="/tasks/preview?task_id={task["id"]}"' in edit.text
+    form = BASE_FORM | {
+        "mode": "change",
+        "url_0": fake_web.url + "/espresso",
+        "selector_0": "#offer",
+    }
+    same = await as_alice.post(f"/tasks/preview?task_id={task['id']}", form, htmx=True)
+    assert "No change since the last run" in same.text
+    fake_web.set_page("/espresso", shop("$49.00"))
+    changed = await as_alice.post(f"/tasks/preview?task_id={task['id']}", form, htmx=True)
+    assert "Changed since the last run" in changed.text
+    assert re.search(r'class="diff-line diff-del">-[^<]*\$59\.00', changed.text)
+    assert re.search(r'class="diff-line diff-add">\+[^<]*\$49\.00', changed.text)
+    # Nothing saved: the task's history still holds its one run.
+    runs = await as_alice.client.get(
+        f"/api/v1/tasks/{task['id']}/executions", headers=alice.headers
+    )
+    assert runs.json()["total"] == 1
+    # Another user's task is not there for bob to compare with.
+    theirs = await as_bob.post(f"/tasks/preview?task_id={task['id']}", form, htmx=True)
+    assert "The preview could not run: Task not found" in theirs.text
+
+
 async def test_preview_of_a_rules_task_shows_each_condition(
     as_alice: Browserless, fake_web: FakeWeb
 ) -> None:

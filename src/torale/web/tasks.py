@@ -230,8 +230,13 @@ async def preview(request: Request, viewer: ViewerDep) -> Response:
     data = form.data()
     context: dict[str, Any] = {"mode": form.shown_mode, "field_label": field_label}
     try:
-        body = PreviewRequest.model_validate({k: data[k] for k in _PREVIEWED if k in data})
-        context["result"] = await run_actions.preview(Runtime.of_request(request), data=body)
+        previewed = {k: data[k] for k in _PREVIEWED if k in data}
+        # From the edit page: compare with the task's latest run, as its next run would.
+        previewed["task_id"] = request.query_params.get("task_id") or None
+        body = PreviewRequest.model_validate(previewed)
+        context["result"] = await run_actions.preview(
+            Runtime.of_request(request), data=body, user_id=viewer.user.id
+        )
     except ValidationError as exc:
         form.add_errors(validation_error_items(exc.errors()))
         context["errors"] = form.errors
