@@ -210,10 +210,13 @@ async def session_scope(
     write_lock: asyncio.Lock | None = None,
     *,
     writes: bool = True,
+    reader: bool | None = None,
 ) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, roll back on error. Services never commit. When the
     database is lost during the commit of a unit that `writes`, CommitOutcomeUnknownError says so.
-    A unit that does not write runs on the `reading` engine (autocommit on PostgreSQL).
+    A unit that does not write runs on the `reading` engine (autocommit on PostgreSQL,
+    read-only inline connections on SQLite), unless `reader=False` (a unit that may write
+    after all).
 
     With `write_lock` (SQLite), the unit of work holds it throughout: SQLite has one writer at a
     time, and writers queued on a lock resume at once, where writers left to SQLite's busy
@@ -221,7 +224,8 @@ async def session_scope(
     """
     lock = write_lock if write_lock is not None else contextlib.nullcontext()
     bind = factory.kw.get("bind")
-    options = {"bind": reading(bind)} if not writes and bind is not None else {}
+    use_reader = not writes if reader is None else reader
+    options = {"bind": reading(bind)} if use_reader and bind is not None else {}
     async with lock, factory(**options) as session:
         try:
             yield session

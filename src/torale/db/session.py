@@ -17,7 +17,8 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     state = request.app.state.torale
     reads = request.method in _READ_METHODS
     lock = None if reads else state.write_lock
-    async with session_scope(state.sessions, lock, writes=not reads) as session:
+    # A GET may still write (the webhook settings are made on first read): not `reading`.
+    async with session_scope(state.sessions, lock, writes=not reads, reader=False) as session:
         yield session
 
 
