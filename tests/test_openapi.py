@@ -223,10 +223,15 @@ async def test_task_examples_are_accepted(client: httpx.AsyncClient, alice: ApiU
 
 @pytest.mark.parametrize("settings_overrides", [{"model": None}])
 async def test_preview_examples_are_accepted(client: httpx.AsyncClient, alice: ApiUser) -> None:
-    """This test runs without a model: a preview whose body passes every check of its fields
-    is refused at `mode` with the no-model message (nothing is searched or fetched)."""
+    """This test runs without a model: a model preview whose body passes every check of its
+    fields is refused at `mode` with the no-model message, and one of an existing task (the
+    example's id is nobody's) with 404 after its body was checked (nothing is searched or
+    fetched either way)."""
     for body in request_examples("POST", "/api/v1/tasks/preview"):
         response = await client.post("/api/v1/tasks/preview", json=body, headers=alice.headers)
+        if "task_id" in body:
+            assert response.status_code == 404, response.text
+            continue
         assert response.status_code == 422, response.text
         [error] = response.json()["detail"]
         assert error["loc"] == ["body", "mode"]

@@ -103,12 +103,12 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
         flusher = asyncio.create_task(state.key_usage.run(state.sessions))
         await state.scheduler.start()
         if state.dispatch:
-            await state.dispatcher.start()
+            await state.start_background()
         try:
             yield
         finally:
             await mcp.close()
-            await state.dispatcher.stop()
+            await state.stop_background()
             await state.scheduler.stop()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -141,6 +141,17 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, description="API key for `TORALE_OPENAI_BASE_URL`, if it needs one."
     )
+    ollama_autodetect: bool = Field(
+        default=True,
+        description="With neither TORALE_MODEL nor TORALE_OPENAI_BASE_URL set, `torale serve` and "
+        "`torale worker` look for a local Ollama at TORALE_OLLAMA_URL when they start and, if it "
+        "has a chat model, use the first one (and say so). `false` turns this off.",
+    )
+    ollama_url: str = Field(
+        default="http://127.0.0.1:11434",
+        description="Where the local Ollama is looked for (its `/api/tags`; models are then "
+        "served from its OpenAI-compatible `/v1`).",
+    )
     search_provider: SearchProviderName = Field(
         default="duckduckgo",
         description="Web search: `duckduckgo` (no key), `searxng` (with TORALE_SEARXNG_URL), "
@@ -194,6 +205,21 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(
         default=4, ge=1, le=256, description="Runs executed at the same time by one process."
+    )
+    selector_misses_to_notify: int = Field(
+        default=3,
+        ge=0,
+        description="After this many runs in a row whose selector matched nothing, the task's "
+        "owner is notified once (through the task's channels) which URL and selector stopped "
+        "matching; not again until the selector matches again or the urls change. 0: never.",
+    )
+    snapshot_retention_days: float = Field(
+        default=30,
+        ge=0,
+        description="How long runs keep the text of what they read (for sources and diffs); "
+        "older runs' snapshots are pruned every hour by the processes that run background work, "
+        "except each task's latest run (what the next run compares with) and the latest text "
+        "of each of its URL targets. 0 keeps them forever.",
     )
     # --- the browser: pages that need JavaScript (torale/browser) ---------------------------
     browser_path: str | None = Field(

@@ -168,6 +168,14 @@ DIFF_EXAMPLE = (
     "+++ https://shop.example.com/espresso [#price] (after)\n"
     "@@ -1 +1 @@\n-$59.00\n+$49.00"
 )
+PRICE_LABEL = "https://shop.example.com/espresso [#price]"
+RULES_EXAMPLE: dict[str, Any] = {
+    "match": "all",
+    "conditions": [
+        {"kind": "number", "op": "<", "value": 50.0},
+        {"kind": "number", "op": "drop_pct", "value": 10.0},
+    ],
+}
 NEW_TASK = {
     "id": TASK_ID,
     "user_id": USER_ID,
@@ -509,6 +517,14 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
                 "Only a query: the condition is inferred",
                 {"search_query": "When is the next iPhone released?"},
             ),
+            "rules_of_a_task": example(
+                "Edited rules of an existing task, compared with its last run",
+                {
+                    "urls": [{"url": "https://shop.example.com/espresso", "selector": "#price"}],
+                    "rules": RULES_EXAMPLE,
+                    "task_id": TASK_ID,
+                },
+            ),
         },
         success=ok(
             "The verdict and its sources (nothing is stored)",
@@ -518,8 +534,53 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
                 "grounding_sources": SOURCES,
                 "inferred_condition": None,
                 "usage": USAGE,
+                "compared_with": None,
+                "diff": None,
+                "conditions": [],
             },
-        ),
+        )
+        | {
+            "rules": example(
+                "A rules preview of an existing task: which conditions held",
+                {
+                    "answer": f"The rules are met at {PRICE_LABEL}",
+                    "condition_met": True,
+                    "current_state": {PRICE_LABEL: {"number": 49.0}},
+                    "reasoning": f"{PRICE_LABEL}: ✓ number < 50 (it is 49); "
+                    "✓ number dropped by at least 10% (was 59, now 49)",
+                    "grounding_sources": [
+                        {"url": "https://shop.example.com/espresso", "title": ""}
+                    ],
+                    "inferred_condition": None,
+                    "usage": {
+                        **USAGE,
+                        "llm_calls": 0,
+                        "search_calls": 0,
+                        "input_tokens": 0,
+                        "output_tokens": 0,
+                        "pages_fetched": 1,
+                    },
+                    "compared_with": EXECUTION_ID,
+                    "diff": DIFF_EXAMPLE,
+                    "conditions": [
+                        {
+                            "url": "https://shop.example.com/espresso",
+                            "selector": "#price",
+                            "condition": RULES_EXAMPLE["conditions"][0],
+                            "held": True,
+                            "detail": "number < 50 (it is 49)",
+                        },
+                        {
+                            "url": "https://shop.example.com/espresso",
+                            "selector": "#price",
+                            "condition": RULES_EXAMPLE["conditions"][1],
+                            "held": True,
+                            "detail": "number dropped by at least 10% (was 59, now 49)",
+                        },
+                    ],
+                },
+            )
+        },
         errors={
             422: invalid(
                 "urls_required",
@@ -542,12 +603,12 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
                 NO_MODEL_FOR_MODE,
                 "model_not_configured",
             ),
+            404: detail("no_task", "task_id names a task that is not yours", "Task not found"),
             502: detail("search_failed", "The search provider failed", SEARCH_DOWN),
             504: detail(
                 "too_slow", "Past the run time limit", "The preview did not finish within 180 s"
             ),
         },
-        not_answered=NO_ID,
     ),
     ("POST", "/api/v1/tasks/{task_id}/execute"): Documented(
         success=ok("The run, started", STARTED_EXECUTION)
@@ -633,6 +694,15 @@ OPERATIONS: dict[tuple[str, str], Documented] = {
                 ["query", "from"],
                 "The task has fewer than two runs with sources to compare",
                 "not_enough_runs",
+            )
+            | invalid(
+                "snapshots_pruned",
+                "A run older than the retention period",
+                ["query", "from"],
+                f"The snapshots of execution {FAILED_EXECUTION_ID} were pruned: runs keep what "
+                "they read for the server's retention period (TORALE_SNAPSHOT_RETENTION_DAYS), "
+                "and runs from before snapshots were kept have none",
+                "snapshots_pruned",
             ),
         },
     ),

@@ -1,8 +1,8 @@
 """The long-lived objects background work needs, built once per process.
 
-`torale worker` builds only these (the database, the run engine, the scheduler and the
-notification dispatcher). The API process builds them and the web parts on top of them
-(`state.AppState`: authentication, rate limits, the task-list cache, metrics).
+`torale worker` builds only these (the database, the run engine, the scheduler, the
+notification dispatcher and snapshot pruning). The API process builds them and the web parts
+on top of them (`state.AppState`: authentication, rate limits, the task-list cache, metrics).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torale.engine.run import Engine
 from torale.notify.dispatcher import Dispatcher
 from torale.scheduling.base import Scheduler
 from torale.scheduling.factory import build_scheduler
+from torale.watch.retention import SnapshotPruner
 
 
 @dataclass(kw_only=True)
@@ -30,8 +31,19 @@ class Services:
     run_engine: Engine
     scheduler: Scheduler
     dispatcher: Dispatcher
-    # Whether this process runs the background work (scheduled runs, deliveries).
+    pruner: SnapshotPruner
+    # Whether this process runs the background work (scheduled runs, deliveries, pruning).
     dispatch: bool = True
+
+    async def start_background(self) -> None:
+        """Start what every process running background work runs, whichever scheduler: the
+        notification dispatcher and snapshot pruning. (Scheduled runs are the scheduler's.)"""
+        await self.dispatcher.start()
+        await self.pruner.start()
+
+    async def stop_background(self) -> None:
+        await self.pruner.stop()
+        await self.dispatcher.stop()
 
     async def close(self) -> None:
         """Release what these services hold (after the scheduler and dispatcher stopped)."""
@@ -56,5 +68,8 @@ def build_services(settings: Settings, *, dispatch: bool = True) -> Services:
         run_engine=run_engine,
         scheduler=build_scheduler(settings, run_engine, dispatch=dispatch),
         dispatcher=dispatcher,
+        pruner=SnapshotPruner(
+            sessions, write_lock, retention_days=settings.snapshot_retention_days
+        ),
         dispatch=dispatch,
     )

@@ -87,3 +87,26 @@ def test_fingerprint_depends_on_what_the_verdict_depends_on() -> None:
     changed = [evidence[0], Evidence("https://b", "B", "t2", "h3")]
     assert fingerprint(spec=spec, model="m", evidence=changed) != base
     assert fingerprint(spec=spec, model="m", evidence=evidence[:1]) != base
+
+
+@pytest.mark.parametrize(
+    ("behavior", "was_met", "before", "summary"),
+    [
+        ("once", False, None, "the page now names a date"),
+        ("always", False, None, "the page now names a date"),
+        ("always", True, {"date": "Sept 9"}, 'date: "Sept 9" → "Sept 16"'),
+        ("track_state", False, None, "the page now names a date"),
+        ("track_state", True, {"date": "Sept 9"}, 'date: "Sept 9" → "Sept 16"'),
+    ],
+)
+def test_the_hint_says_what_changed_where_the_state_does_not(
+    behavior: str, was_met: bool, before: dict[str, Any] | None, summary: str
+) -> None:
+    decision = decide(
+        notify_behavior=behavior,
+        verdict=verdict(True, {"date": "Sept 16"}),
+        was_met=was_met,
+        previous_state=before,
+        hint="the page now names a date",
+    )
+    assert decision.change_summary == summary

@@ -20,6 +20,7 @@ from torale.engine.fetch import text_hash
 ANNOUNCED = "Apple announced the iPhone 18 release for September 9."
 RESCHEDULED = "Apple moved the iPhone 18 release to September 16."
 NOT_YET = "The iPhone 18 release date is still to be announced."
+CHANGED = "The pages changed since the last check: {} (1 lines added, 1 removed)"
 
 RULES = verdict_rules(
     [
@@ -81,7 +82,8 @@ async def test_once_notifies_the_first_time_then_completes(
     fake_web.set_page("/newsroom", page(ANNOUNCED))
     second = await run_now(client, alice, task["id"])
     assert second["condition_met"] is True
-    assert second["change_summary"] == "The condition is met."
+    # The page changed since the first run: the summary says how (the model wrote none).
+    assert second["change_summary"] == CHANGED.format(newsroom)
     assert second["notification"].startswith(f"{task['name']}: {MET['answer']}")
     assert newsroom in second["notification"]
     queued = sorted(await deliveries(app, second["id"]), key=lambda d: d.channel_index)
@@ -151,7 +153,7 @@ async def test_track_state_notifies_on_becoming_met_and_on_real_changes(
     fake_web.set_page("/newsroom", page(ANNOUNCED))
     became = await run_now(client, alice, task["id"])
     assert became["notification"] is not None
-    assert became["change_summary"] == "The condition is now met."
+    assert became["change_summary"] == CHANGED.format(newsroom)
 
     # Same facts written differently: not a meaningful change.
     fake_model.script = verdict_rules(

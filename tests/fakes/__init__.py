@@ -4,6 +4,7 @@ Each fake runs uvicorn in a background thread on 127.0.0.1 (or a given host) and
 use it as a context manager or call `start()`/`stop()`. See each module for details.
 """
 
+from .ollama import FakeOllama
 from .openai import (
     ChatRequest,
     Delay,
@@ -31,6 +32,7 @@ __all__ = [
     "Error",
     "Failure",
     "FakeBrave",
+    "FakeOllama",
     "FakeOpenAI",
     "FakeSearxng",
     "FakeService",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -124,6 +125,9 @@ Script = Callable[[ChatRequest], Reply]
 
 
 # -- ready-made scripts ----------------------------------------------------------------------
+_CHANGES = re.compile(r"^<changes>$.*?^</changes>$", re.DOTALL | re.MULTILINE)
+
+
 def verdict_rules(
     rules: Sequence[tuple[str, Mapping[str, Any] | Reply]],
     default: Mapping[str, Any] | Reply,
@@ -132,7 +136,9 @@ def verdict_rules(
 ) -> Script:
     """Answer with the first rule whose substring occurs in the request's prompt text.
 
-    A rule's answer is a dict (sent as the output tool's arguments) or any `Reply`.
+    A rule's answer is a dict (sent as the output tool's arguments) or any `Reply`. The text
+    of a `<changes>` element (Torale's diff since the earlier check, which quotes the old text
+    too) is not looked at: the rules judge the evidence, as a model does.
     """
 
     def as_reply(answer: Mapping[str, Any] | Reply) -> Reply:
@@ -144,7 +150,8 @@ def verdict_rules(
     fallback = as_reply(default)
 
     def script(request: ChatRequest) -> Reply:
-        haystack = request.prompt_text if case_sensitive else request.prompt_text.lower()
+        text = _CHANGES.sub("", request.prompt_text)
+        haystack = text if case_sensitive else text.lower()
         for needle, reply in compiled:
             if (needle if case_sensitive else needle.lower()) in haystack:
                 return reply

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from tests.fakes import FakeOpenAI, FakeSearxng, FakeWeb, verdict_rules
-from tests.fixtures.engine import MET, NOT_MET, page
+from tests.fixtures.engine import MET, NOT_MET, page, run_now
 from tests.fixtures.notify import (
     ANNOUNCED,
     SmtpServer,
@@ -26,6 +26,7 @@ from tests.fixtures.notify import (
     settled,
 )
 from tests.fixtures.users import ApiUser
+from tests.fixtures.watch import create, shop
 from torale.db.models import Delivery, DeliveryAttempt
 from torale.notify.dispatcher import Dispatcher
 
@@ -132,6 +133,56 @@ async def test_the_email_has_a_text_and_an_html_part(
         "alice@example.com",
         True,
     )
+
+
+async def test_a_change_email_carries_the_diff_in_both_parts(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, smtp: SmtpServer, fake_web: FakeWeb
+) -> None:
+    fake_web.set_page("/p", shop("$59.00 <b>&</b>"))
+    task = await create(
+        client,
+        alice,
+        urls=[{"url": fake_web.url + "/p", "selector": "#offer"}],
+        notifications=[email("alice@example.com")],
+        notify_behavior="always",
+    )
+    assert (await run_now(client, alice, task["id"]))["notification"] is None  # the baseline
+    fake_web.set_page("/p", shop("$49.00 <b>&</b>"))
+    (delivery,) = await run_notifying(app, client, alice, task["id"])
+    assert "+$49.00 &" in delivery.payload["data"]["diff"]
+    await settled(app, [delivery.id])
+    (mail,) = await smtp.wait_for(1)
+    text = mail.part("text/plain")
+    assert "Diff:" in text
+    assert "-$59.00 &" in text
+    assert "+$49.00 &" in text
+    body = mail.part("text/html")
+    assert '<span style="color:#cf222e">-$59.00 &amp;</span>' in body
+    assert '<span style="color:#1a7f37">+$49.00 &amp;</span>' in body
+
+
+async def test_a_selector_that_stopped_matching_is_told_by_email(
+    app: FastAPI, client: httpx.AsyncClient, alice: ApiUser, smtp: SmtpServer, fake_web: FakeWeb
+) -> None:
+    fake_web.set_page("/p", "<html><body><p>Coming <soon></p></body></html>")
+    url = fake_web.url + "/p"
+    task = await create(
+        client,
+        alice,
+        urls=[{"url": url, "selector": ".price"}],
+        notifications=[email("alice@example.com")],
+    )
+    for _ in range(3):  # TORALE_SELECTOR_MISSES_TO_NOTIFY
+        assert (await run_now(client, alice, task["id"]))["status"] == "failed"
+    (delivery,) = await deliveries_of(app, task_id=task["id"])
+    assert delivery.payload["event_type"] == "task.selector_missed"
+    (done,) = (await settled(app, [delivery.id])).values()
+    assert done.status == "delivered"
+    (mail,) = await smtp.wait_for(1)
+    assert f"- {url} [.price]" in mail.part("text/plain")
+    body = mail.part("text/html")
+    assert html.escape(f"- {url} [.price]") in body
+    assert "could not be found in the last 3 runs" in body
 
 
 async def test_a_task_name_with_a_line_break_still_gets_its_email(

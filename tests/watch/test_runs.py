@@ -6,51 +6,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
 
 from tests.fakes import FakeWeb
 from tests.fixtures import sdk_002
 from tests.fixtures.engine import run_now
 from tests.fixtures.users import ApiUser
-from torale.db.models import Delivery, SnapshotContent
+from tests.fixtures.watch import TASKS, contents, create, payloads, shop
 from torale.sdk import models as sdk_models
-
-TASKS = "/api/v1/tasks"
-HOOK = [{"type": "webhook", "url": "https://hooks.example.com/t"}]
-
-
-def shop(price: str, stock: str = "In stock", *, extra: str = "") -> str:
-    """A product page; the fake web adds a session id and time to the nav and footer."""
-    return f"""<html><head><title>Shop</title></head><body>
-<nav>Home</nav><main><h1>Espresso machine</h1>
-<div id="offer"><p class="price">{price}</p><p class="stock">{stock}</p>{extra}</div>
-<p>Free delivery on orders over 20.</p></main><footer>Example shop</footer></body></html>"""
-
-
-async def create(client: httpx.AsyncClient, user: ApiUser, **body: Any) -> dict[str, Any]:
-    body.setdefault("notifications", HOOK)
-    response = await client.post(TASKS, json=body, headers=user.headers)
-    assert response.status_code == 200, response.text
-    task: dict[str, Any] = response.json()
-    return task
-
-
-async def payloads(app: FastAPI, execution_id: str) -> list[dict[str, Any]]:
-    async with app.state.torale.sessions() as session:
-        rows = await session.scalars(
-            select(Delivery).where(Delivery.execution_id == uuid.UUID(execution_id))
-        )
-        return [row.payload for row in rows]
-
-
-async def contents(app: FastAPI) -> int:
-    async with app.state.torale.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(SnapshotContent)) or 0)
 
 
 @pytest.fixture

@@ -108,9 +108,25 @@ def model_warning(settings: Settings, environ: Mapping[str, str]) -> str | None:
             "    TORALE_MODEL=anthropic:claude-sonnet-4-5 ANTHROPIC_API_KEY=...",
             "or, for Ollama or another OpenAI-compatible server (nothing leaves your machine):",
             "    TORALE_OPENAI_BASE_URL=http://localhost:11434/v1 TORALE_MODEL=llama3.1:8b",
+            (
+                f"(A local Ollama with a model pulled is used by itself: none answered at "
+                f"{settings.ollama_url}.)"
+                if settings.ollama_autodetect
+                else "(TORALE_OLLAMA_AUTODETECT=false: a local Ollama is not looked for.)"
+            ),
             WITHOUT_A_MODEL,
         ]
     )
+
+
+def _find_a_local_model(settings: Settings) -> None:
+    """No model configured: use a local Ollama's if one answers (and say so)."""
+    from torale.engine.ollama import use_local_model
+
+    found = use_local_model(settings)
+    if found:
+        err.print(found, markup=False)
+        err.print()
 
 
 def _warn_about_the_model(settings: Settings) -> None:
@@ -167,6 +183,7 @@ def serve(
         email, key, token = made
         signin_url = signin_links.link_url(base_url, token)
         print_bootstrap_key(email, key, base_url, signin_url, settings)
+    _find_a_local_model(settings)
     _warn_about_the_model(settings)
 
     from torale.app import create_app
@@ -213,6 +230,7 @@ def worker() -> None:
         return None
 
     run_db(settings, no_op)  # the schema must be current (migrated when allowed)
+    _find_a_local_model(settings)
     _warn_about_the_model(settings)
     with server_imports("worker"):
         from torale.scheduling.worker import run_worker

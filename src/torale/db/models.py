@@ -148,6 +148,10 @@ class Task(Base):
     # Why a paused task is paused when the user did not pause it ("account_deactivated"), so
     # that reactivating the account resumes exactly those tasks.
     paused_reason: Mapped[str | None] = mapped_column(String(32))
+    # Runs in a row that failed because a selector matched nothing (0009); the owner is told
+    # once when it reaches TORALE_SELECTOR_MISSES_TO_NOTIFY. A successful run (every selector
+    # matched) and new urls set it back to 0.
+    selector_misses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def targets(self) -> list[dict[str, Any]]:

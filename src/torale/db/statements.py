@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,3 +33,15 @@ async def upsert(
     statement = insert(model).values(**values)
     changes = {name: statement.excluded[name] for name in values if name != key}
     await session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changes))
+
+
+async def try_exclusive(session: AsyncSession, lock_id: int) -> bool:
+    """Whether this transaction is the only one doing the job `lock_id` names now.
+
+    PostgreSQL: a transaction-scoped advisory lock, taken without waiting (False when another
+    transaction holds it). SQLite has one writer at a time anyway: always True.
+    """
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return True
+    taken = await session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id})
+    return bool(taken)

@@ -52,20 +52,24 @@ def decide(
     verdict: Verdict,
     was_met: bool,
     previous_state: dict[str, Any] | None,
+    hint: str | None = None,
 ) -> Decision:
+    """`hint` (a model run whose pages changed: what changed, from the model or the diff) is
+    the change summary where the decision has nothing more precise than "the condition is
+    met"; the state's own changes come first."""
     if not verdict.condition_met:
         return Decision(notify=False, change_summary=None, complete_task=False)
     if notify_behavior == "once":
-        return Decision(notify=True, change_summary="The condition is met.", complete_task=True)
+        summary = hint or "The condition is met."
+        return Decision(notify=True, change_summary=summary, complete_task=True)
     if notify_behavior == "always":
         changes = state_changes(previous_state, verdict.current_state)
-        summary = "; ".join(changes) if changes and was_met else "The condition is met."
+        summary = "; ".join(changes) if changes and was_met else hint or "The condition is met."
         return Decision(notify=True, change_summary=summary, complete_task=False)
     # track_state: on becoming met, then only when the state changes meaningfully.
     if not was_met:
-        return Decision(
-            notify=True, change_summary="The condition is now met.", complete_task=False
-        )
+        summary = hint or "The condition is now met."
+        return Decision(notify=True, change_summary=summary, complete_task=False)
     changes = state_changes(previous_state, verdict.current_state)
     if not changes:
         return Decision(notify=False, change_summary=None, complete_task=False)

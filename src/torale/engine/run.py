@@ -14,13 +14,13 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.browser.fetcher import NO_BROWSER, BrowserFetcher
@@ -52,11 +52,22 @@ from torale.engine.search.http import search_client
 from torale.engine.search.registry import search_provider
 from torale.executions import lifecycle
 from torale.net import OutboundPolicy
-from torale.notify.outbox import notification_message, queue_notifications
+from torale.notify.outbox import (
+    SELECTOR_MISSED,
+    notification_message,
+    queue_notifications,
+    selector_missed_message,
+)
 from torale.statuses import ExecutionStatus, TaskState, Trigger
 from torale.tasks import transitions
 from torale.watch import snapshots as snapshot_store
-from torale.watch.judge import Judgement, judge_change, judge_rules
+from torale.watch.judge import (
+    Judgement,
+    changes_since,
+    judge_change,
+    judge_rules,
+    summarize_changes,
+)
 from torale.watch.patterns import PatternTimeoutError
 from torale.watch.snapshots import Snapshot
 from torale.watch.targets import Target, targets_of
@@ -67,6 +78,14 @@ _FETCH_CONCURRENCY = 5
 
 class RunFailedError(Exception):
     """The run cannot produce a verdict; the message is shown to the user."""
+
+
+class SelectorMissedRunError(RunFailedError):
+    """A selector matched nothing: the run fails, and enough of these in a row tell the owner."""
+
+    def __init__(self, message: str, missed: list[Target]) -> None:
+        super().__init__(message)
+        self.missed = missed
 
 
 class AlreadyRunningError(Exception):
@@ -159,6 +178,11 @@ class RunOutcome:
     usage: dict[str, Any] = field(default_factory=dict)
     snapshots: list[Snapshot] = field(default_factory=list)  # what each source read
     diff: str | None = None  # the watched text's diff from the previous run (trimmed)
+    # Rules: each condition on each target and whether it held (`watch.judge.Judgement`).
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    # Model runs: what the change summary says when the decision has nothing more precise (the
+    # model's change_summary, written with the diff in view, else the diff in words).
+    change_hint: str | None = None
 
 
 def _normal_url(url: str) -> str:
@@ -219,12 +243,15 @@ async def _read_sources(
 
     pages = await asyncio.gather(*(read(target) for target in targets))
     missed = [
-        f"{t.label}: {page}"
+        (t, page)
         for t, page in zip(targets, pages, strict=True)
         if isinstance(page, SelectorMissedError)
     ]
     if missed:
-        raise RunFailedError("The selector matched nothing: " + "; ".join(missed))
+        raise SelectorMissedRunError(
+            "The selector matched nothing: " + "; ".join(f"{t.label}: {why}" for t, why in missed),
+            [t for t, _ in missed],
+        )
     if strict and (
         unread := [
             f"{t.label}: {page}"
@@ -283,6 +310,18 @@ def _new_usage() -> dict[str, Any]:
     }
 
 
+# The previous successful run's texts by target key, or a function that loads them.
+PreviousTexts = dict[str, str] | Callable[[], Awaitable[dict[str, str]]] | None
+
+
+async def _texts(previous: PreviousTexts) -> dict[str, str]:
+    if previous is None:
+        return {}
+    if isinstance(previous, dict):
+        return previous
+    return await previous()
+
+
 async def perform_run(
     engine: Engine,
     spec: TaskSpec,
@@ -290,17 +329,19 @@ async def perform_run(
     earlier: EarlierCheck | None,
     previous: PreviousVerdict | None,
     use_page_cache: bool,
-    previous_texts: dict[str, str] | None = None,
+    previous_texts: PreviousTexts = None,
 ) -> RunOutcome:
     """Search, read, and judge (or reuse the previous verdict); `change` and `rules` tasks read
     only their targets and decide without a model. Writes nothing. `previous_texts` are the
-    previous successful run's texts by target key (what `change` compares with)."""
+    previous successful run's texts by target key (or how to load them): what `change`
+    compares with, and what a model sees the diff from — loaded only when the evidence
+    changed, so that the model is asked at all."""
     if spec.mode != "model":
         return await _perform_watch(
             engine,
             spec,
             earlier=earlier,
-            previous_texts=previous_texts or {},
+            previous_texts=await _texts(previous_texts),
             use_page_cache=use_page_cache,
         )
     settings = engine.settings
@@ -338,12 +379,17 @@ async def perform_run(
         verdict = Verdict.model_validate({**previous.result, "sources": []})
         return RunOutcome(verdict, previous.sources, print_, pages, usage, snapshots)
 
+    # Only now, with a model call to make anyway: what changed since the last run, as context
+    # for the model's change summary (a reused verdict above costs no diff either).
+    texts = await _texts(previous_texts)
+    diff = changes_since(snapshots, texts) if texts else None
     prompt = build_prompt(
         query=spec.search_query,
         condition=spec.condition,
         evidence=evidence,
         earlier=earlier,
         now=datetime.now(UTC),
+        changes=diff,
     )
     evaluation = await engine.evaluator.evaluate(model=model, prompt=prompt)
     usage["llm_calls"] = evaluation.requests
@@ -351,7 +397,10 @@ async def perform_run(
     usage["output_tokens"] = evaluation.output_tokens
     verdict = evaluation.verdict
     sources = _grounding(verdict.sources, evidence)
-    return RunOutcome(verdict, sources, print_, pages, usage, snapshots)
+    hint = None
+    if diff:
+        hint = verdict.change_summary or summarize_changes(snapshots, texts)
+    return RunOutcome(verdict, sources, print_, pages, usage, snapshots, diff, change_hint=hint)
 
 
 async def _perform_watch(
@@ -392,11 +441,14 @@ async def _perform_watch(
         confidence=1.0,
         sources=[],
         inferred_condition=None,
+        change_summary=None,
     )
     material = {"mode": spec.mode, "sources": sorted((e.url, e.text_hash) for e in evidence)}
     print_ = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     sources = [{"url": e.url, "title": e.title} for e in evidence]
-    return RunOutcome(verdict, sources, print_, pages, usage, snapshots, judgement.diff)
+    return RunOutcome(
+        verdict, sources, print_, pages, usage, snapshots, judgement.diff, judgement.checks
+    )
 
 
 # --- run_execution -----------------------------------------------------------------------
@@ -561,6 +613,7 @@ async def _record_outcome(
             verdict=verdict,
             was_met=task.condition_met,
             previous_state=task.last_known_state,
+            hint=outcome.change_hint,
         )
         # A run under way when its owner was deactivated records its result, and notifies
         # nobody.
@@ -584,6 +637,7 @@ async def _record_outcome(
         execution.evidence_fingerprint = outcome.fingerprint
         task.condition_met = verdict.condition_met
         task.last_known_state = verdict.current_state
+        task.selector_misses = 0  # every selector matched (a miss fails the run)
         if notify:
             execution.notification = notification_message(
                 task_name=task.name,
@@ -624,11 +678,71 @@ async def _record_outcome(
     return notify
 
 
-async def _record_failure(engine: Engine, execution_id: uuid.UUID, message: str) -> None:
+async def _record_failure(
+    engine: Engine,
+    execution_id: uuid.UUID,
+    message: str,
+    *,
+    missed: SelectorMissedRunError | None = None,
+) -> None:
     now = datetime.now(UTC)
+    queued = False
     async with session_scope(engine.sessions, engine.write_lock) as session:
-        await locks.lock_execution_owners(session, [execution_id])  # first: see db.locks
-        await lifecycle.fail(session, execution_id=execution_id, message=message, now=now)
+        owners = await locks.lock_execution_owners(session, [execution_id])  # first: db.locks
+        if missed is not None:
+            queued = await _count_selector_miss(
+                session, engine, execution_id, missed, active=all(owners.values()), now=now
+            )
+        else:
+            await lifecycle.fail(session, execution_id=execution_id, message=message, now=now)
+    if queued and engine.on_queued:
+        engine.on_queued()
+
+
+async def _count_selector_miss(
+    session: AsyncSession,
+    engine: Engine,
+    execution_id: uuid.UUID,
+    missed: SelectorMissedRunError,
+    *,
+    active: bool,
+    now: datetime,
+) -> bool:
+    """Fail a run whose selector matched nothing, counting it on the task; at the Nth such run
+    in a row (TORALE_SELECTOR_MISSES_TO_NOTIFY), queue one notification saying which URL and
+    selector stopped matching. True if it queued one. The owners are locked."""
+    execution = await session.get(Execution, execution_id)
+    if execution is None or execution.status != ExecutionStatus.RUNNING:
+        return False  # declared orphaned meanwhile: it was not this run's miss to count
+    # Tasks before executions (db.locks): the count first, then the run's status.
+    misses = await session.scalar(
+        update(_tasks)
+        .where(_tasks.c.id == execution.task_id)
+        .values(selector_misses=_tasks.c.selector_misses + 1)
+        .returning(_tasks.c.selector_misses)
+    )
+    await lifecycle.fail(session, execution_id=execution_id, message=str(missed), now=now)
+    limit = engine.settings.selector_misses_to_notify
+    if not (active and limit and misses == limit):
+        return False
+    task = await session.get(Task, execution.task_id)
+    if task is None:
+        return False
+    await session.refresh(execution)
+    labels = [t.label for t in missed.missed]
+    execution.notification = selector_missed_message(task_name=task.name, missed=labels, runs=limit)
+    deliveries = await queue_notifications(
+        session,
+        task=task,
+        execution=execution,
+        now=now,
+        event_type=SELECTOR_MISSED,
+        extra={
+            "missed": [{"url": t.url, "selector": t.selector} for t in missed.missed],
+            "runs": limit,
+        },
+    )
+    return bool(deliveries)
 
 
 async def run_execution(
@@ -649,12 +763,15 @@ async def run_execution(
     if claimed is None:
         return None
     execution_id, spec, earlier, previous, last_success_id = claimed
+
+    async def previous_texts() -> dict[str, str]:
+        if last_success_id is None:
+            return {}
+        async with session_scope(engine.sessions, writes=False) as session:
+            return await snapshot_store.texts_of(session, last_success_id)
+
     try:
         async with asyncio.timeout(engine.settings.run_timeout_seconds):
-            previous_texts = None
-            if spec.mode != "model" and last_success_id is not None:
-                async with session_scope(engine.sessions, writes=False) as session:
-                    previous_texts = await snapshot_store.texts_of(session, last_success_id)
             outcome = await perform_run(
                 engine,
                 spec,
@@ -664,6 +781,9 @@ async def run_execution(
                 previous_texts=previous_texts,
             )
         await _record_success(engine, task_id, execution_id, outcome)
+    except SelectorMissedRunError as exc:
+        logger.info("run %s of task %s: %s", execution_id, task_id, exc)
+        await _record_failure(engine, execution_id, str(exc), missed=exc)
     except (RunFailedError, SearchError, EvaluationError) as exc:
         logger.warning("run %s of task %s failed: %s", execution_id, task_id, exc, exc_info=exc)
         await _record_failure(engine, execution_id, str(exc))
@@ -684,7 +804,22 @@ async def run_execution(
     return execution_id
 
 
-async def preview_run(engine: Engine, spec: TaskSpec) -> RunOutcome:
-    """The same pipeline for an unsaved task, within the run time limit; records nothing."""
+async def preview_run(
+    engine: Engine,
+    spec: TaskSpec,
+    *,
+    earlier: EarlierCheck | None = None,
+    previous_texts: dict[str, str] | None = None,
+) -> RunOutcome:
+    """The same pipeline for an unsaved task (or an existing task's edited form), within the
+    run time limit; records nothing. `earlier` and `previous_texts` are what an existing task's
+    last run found and read: what a real run of it would compare with."""
     async with asyncio.timeout(engine.settings.run_timeout_seconds):
-        return await perform_run(engine, spec, earlier=None, previous=None, use_page_cache=False)
+        return await perform_run(
+            engine,
+            spec,
+            earlier=earlier,
+            previous=None,  # a preview always judges: it is asked to
+            use_page_cache=False,
+            previous_texts=previous_texts,
+        )

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from torale.db import locks
 from torale.db.database import session_scope
-from torale.engine.evaluate import EvaluationError, NoModelConfiguredError
+from torale.engine.evaluate import EarlierCheck, EvaluationError, NoModelConfiguredError
 from torale.engine.run import RunFailedError, TaskSpec, preview_run
 from torale.engine.search.base import SearchError, SearchNotConfiguredError
 from torale.errors import (
@@ -19,7 +19,7 @@ from torale.errors import (
     UpstreamTimeoutError,
 )
 from torale.executions import lifecycle, service
-from torale.executions.preview import PreviewRequest, PreviewResponse
+from torale.executions.preview import ConditionResult, PreviewRequest, PreviewResponse
 from torale.executions.schemas import ExecutionRead, Source, Usage
 from torale.pages import Page
 from torale.pagination import PageParams
@@ -28,6 +28,7 @@ from torale.scheduling.base import SchedulerUnavailableError
 from torale.statuses import ExecutionStatus, Trigger
 from torale.tasks import service as tasks_service
 from torale.watch import service as watch_service
+from torale.watch.judge import NOTHING_TO_COMPARE
 from torale.watch.schemas import DiffRead, SourceRead
 
 # How much longer than a run a run-now waits with `wait` (for its queue slot and the record).
@@ -103,11 +104,37 @@ async def get_execution(
         return ExecutionRead.model_validate(execution)
 
 
-async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
-    """Run the engine once for an unsaved task; nothing is stored. 422 for pages, a search
-    provider or a model the server refuses (a model task where no model is configured
-    included), 503 without a search provider's setting,
-    502 when a provider fails, 504 past the run time limit."""
+async def _compared_with(
+    rt: Runtime, *, user_id: uuid.UUID | None, task_id: uuid.UUID
+) -> tuple[uuid.UUID | None, dict[str, str], EarlierCheck | None]:
+    """What a run of the user's task would compare with: its latest run that kept sources (id
+    and texts) and its last successful check. Reads only; 404 if the task is not theirs."""
+    if user_id is None:
+        raise NotFoundError("Task not found")
+    async with session_scope(rt.sessions, writes=False) as session:
+        task = await tasks_service.get_task(session, user_id=user_id, task_id=task_id)
+        found = await watch_service.baseline(session, task_id=task.id)
+        last = await service.last_success(session, task_id=task.id)
+        earlier = None
+        if last is not None and last.result:
+            earlier = EarlierCheck(
+                answer=str(last.result.get("answer", "")),
+                current_state=task.last_known_state,
+                condition_met=task.condition_met,
+                checked_at=last.completed_at or last.created_at,
+            )
+    execution_id, texts = found if found else (None, {})
+    return execution_id, texts, earlier
+
+
+async def preview(
+    rt: Runtime, *, data: PreviewRequest, user_id: uuid.UUID | None = None
+) -> PreviewResponse:
+    """Run the engine once for an unsaved task — or, with `data.task_id`, for the edited form
+    of one of the user's tasks, compared with its latest run as its next run would be; nothing
+    is stored. 404 for another user's task; 422 for pages, a search provider or a model the
+    server refuses (a model task where no model is configured included), 503 without a search
+    provider's setting, 502 when a provider fails, 504 past the run time limit."""
     config = data.config.model_dump(exclude_none=True)
     targets = tasks_service.targets_of_input(data.urls)
     urls = [t.url for t in targets]
@@ -133,6 +160,13 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
     )
     if errors:
         raise FieldValidationError(errors)
+    compared_with: uuid.UUID | None = None
+    previous_texts: dict[str, str] = {}
+    earlier: EarlierCheck | None = None
+    if data.task_id is not None:
+        compared_with, previous_texts, earlier = await _compared_with(
+            rt, user_id=user_id, task_id=data.task_id
+        )
     spec = TaskSpec(
         name="Preview",
         search_query=query,
@@ -145,7 +179,9 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
         render=data.render,
     )
     try:
-        outcome = await preview_run(rt.run_engine, spec)
+        outcome = await preview_run(
+            rt.run_engine, spec, earlier=earlier, previous_texts=previous_texts
+        )
     except (NoModelConfiguredError, SearchNotConfiguredError) as exc:
         raise ServiceUnavailableError(str(exc)) from None
     except (SearchError, EvaluationError, RunFailedError) as exc:
@@ -154,14 +190,21 @@ async def preview(rt: Runtime, *, data: PreviewRequest) -> PreviewResponse:
         seconds = rt.settings.run_timeout_seconds
         raise UpstreamTimeoutError(f"The preview did not finish within {seconds:g} s") from None
     verdict = outcome.verdict
+    answer, reasoning = verdict.answer, verdict.reasoning
+    if mode == "change" and not any(s.target.key in previous_texts for s in outcome.snapshots):
+        answer = reasoning = NOTHING_TO_COMPARE  # a preview records no baseline
+    compared = any(s.target.key in previous_texts for s in outcome.snapshots)
     return PreviewResponse(
-        answer=verdict.answer,
+        answer=answer,
         condition_met=verdict.condition_met,
         current_state=verdict.current_state,
-        reasoning=verdict.reasoning,
+        reasoning=reasoning,
         grounding_sources=[Source(**s) for s in outcome.sources],
         inferred_condition=verdict.inferred_condition if spec.condition is None else None,
         usage=Usage(**outcome.usage),
+        compared_with=compared_with if compared else None,
+        diff=outcome.diff,
+        conditions=[ConditionResult.model_validate(c) for c in outcome.checks],
     )
 
 

@@ -21,13 +21,15 @@ router = APIRouter(prefix="/api/v1/tasks", tags=["executions"])
 @router.post(
     "/preview",
     summary="Try a task without saving it",
-    description="Runs the engine once (search, read, evaluate) and stores nothing. Counts "
-    "against your rate limit. 503 when the server has no model or its default search "
-    "provider lacks its setting, 502 when a search or model "
-    "provider fails, 504 past the run time limit.",
+    description="Runs the engine once (search, read, evaluate — or, for `change` and `rules`, "
+    "read and compare) and stores nothing. With `task_id` (one of your tasks) it compares "
+    "with that task's latest run, as the task's next run would. Counts against your rate "
+    "limit. 404 for another user's task, 503 when the server has no model or its default "
+    "search provider lacks its setting, 502 when a search or model provider fails (or a "
+    "page cannot be read), 504 past the run time limit.",
 )
 async def preview(request: Request, body: PreviewRequest, user: CurrentUser) -> PreviewResponse:
-    return await actions.preview(Runtime.of_request(request), data=body)
+    return await actions.preview(Runtime.of_request(request), data=body, user_id=user.id)
 
 
 @router.post(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.models import Execution
 from torale.pagination import PageParams, paginate
-from torale.statuses import ACTIVE_EXECUTION_STATUSES
+from torale.statuses import ACTIVE_EXECUTION_STATUSES, ExecutionStatus
 
 
 async def active_execution(session: AsyncSession, *, task_id: uuid.UUID) -> Execution | None:
@@ -48,3 +48,13 @@ async def by_ids(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID,
         return {}
     rows = await session.scalars(select(Execution).where(Execution.id.in_(ids)))
     return {row.id: row for row in rows}
+
+
+async def last_success(session: AsyncSession, *, task_id: uuid.UUID) -> Execution | None:
+    """The task's latest successful execution (what its next run compares with)."""
+    return await session.scalar(
+        _of_task(task_id)
+        .where(Execution.status == ExecutionStatus.SUCCESS)
+        .order_by(Execution.created_at.desc(), Execution.id.desc())
+        .limit(1)
+    )

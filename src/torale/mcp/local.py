@@ -158,7 +158,9 @@ HANDLERS: dict[str, Handler] = {
     "run_task": lambda rt, user, a, _: executions.run_now(
         rt, user_id=user.id, task_id=a["task_id"], wait=True
     ),
-    "preview_task": lambda rt, _user, a, _: executions.preview(rt, data=a.body_of(PreviewRequest)),
+    "preview_task": lambda rt, user, a, _: executions.preview(
+        rt, data=a.body_of(PreviewRequest), user_id=user.id
+    ),
     "list_executions": lambda rt, user, a, _: executions.list_executions(
         rt, user_id=user.id, task_id=a["task_id"], page=a.page
     ),

@@ -1,4 +1,5 @@
-"""Email deliveries over SMTP (aiosmtplib): a plain-text and an HTML part."""
+"""Email deliveries over SMTP (aiosmtplib): a plain-text and an HTML part. Both end with the
+watched text's diff when the event carries one (`data.diff`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from torale.notify.sending import Outgoing, SendResult, message_text
+
+_DIFF_LINE_STYLES = {"+": "color:#1a7f37", "-": "color:#cf222e", "@": "color:#6e7781"}
+
+
+def _diff_block(diff: str) -> str:
+    """The watched text's unified diff as preformatted HTML, added lines green, removed red."""
+    lines = []
+    for line in diff.splitlines():
+        style = _DIFF_LINE_STYLES.get(line[:1]) if not line.startswith(("+++", "---")) else None
+        text = html.escape(line)
+        lines.append(f'<span style="{style}">{text}</span>' if style else text)
+    return (
+        "<p><strong>Diff:</strong></p>"
+        '<pre style="font-family:monospace;white-space:pre-wrap">' + "\n".join(lines) + "</pre>"
+    )
 
 
 def _source_item(source: dict[str, Any]) -> str:
@@ -51,12 +67,19 @@ class EmailSender:
         message.set_content(body + "\n")
         items = "".join(_source_item(s) for s in sources)
         change = result.get("change_summary")
+        diff = outgoing.payload["data"].get("diff")
         message.add_alternative(
             "<html><body>"
             f"<h2>{html.escape(title)}</h2>"
-            f"<p>{html.escape(str(result.get('answer', '')))}</p>"
+            + (
+                f"<p>{html.escape(str(result['answer']))}</p>"
+                if result.get("answer")
+                # Not a verdict (a selector that stopped matching): the message itself.
+                else f'<p style="white-space:pre-wrap">{html.escape(body)}</p>'
+            )
             + (f"<p><strong>What changed:</strong> {html.escape(change)}</p>" if change else "")
             + (f"<p>Sources:</p><ul>{items}</ul>" if items else "")
+            + (_diff_block(str(diff)) if diff else "")
             + "</body></html>",
             subtype="html",
         )

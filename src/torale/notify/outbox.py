@@ -17,6 +17,8 @@ from torale.db.models import Delivery, Execution, Task, WebhookConfig
 from torale.statuses import DeliveryStatus
 
 EVENT_TYPE = "task.condition_met"
+# A task's selector matched nothing in TORALE_SELECTOR_MISSES_TO_NOTIFY runs in a row.
+SELECTOR_MISSED = "task.selector_missed"
 API_VERSION = "v1"
 _DIFF_HEADING = "Diff:"
 
@@ -39,6 +41,21 @@ def notification_message(
         lines += [f"- {s['title'] or s['url']} ({s['url']})" for s in sources]
     if diff:
         lines += ["", _DIFF_HEADING, diff]
+    return "\n".join(lines)
+
+
+def selector_missed_message(*, task_name: str, missed: list[str], runs: int) -> str:
+    """What the owner is told when a task's selectors stopped matching (`missed`: labels)."""
+    lines = [
+        f"{task_name}: the watched part of a page could not be found in the last {runs} runs "
+        "(the selector matches nothing; the page may have been redesigned):"
+    ]
+    lines += [f"- {label}" for label in missed]
+    lines += [
+        "",
+        "The task keeps running and fails until it matches again; update its selector to watch "
+        "the page again. You will not be told again until it has matched.",
+    ]
     return "\n".join(lines)
 
 
@@ -69,15 +86,18 @@ def event(
     execution: Execution,
     now: datetime,
     diff: str | None = None,
+    event_type: str = EVENT_TYPE,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The event a channel receives (docs/api.md §7); `id` is the delivery id, kept on retries.
-    `data.diff` is the watched text's unified diff from the previous run (trimmed), or null."""
+    `data.diff` is the watched text's unified diff from the previous run (trimmed), or null;
+    `extra` adds event-specific fields to `data` (a selector miss: `missed`, `runs`)."""
     result = dict(execution.result or {})
     result["grounding_sources"] = execution.grounding_sources
     result["change_summary"] = execution.change_summary
     return {
         "id": str(delivery_id),
-        "event_type": EVENT_TYPE,
+        "event_type": event_type,
         "created_at": now.isoformat(),
         "api_version": API_VERSION,
         "data": {
@@ -100,6 +120,7 @@ def event(
             "result": result,
             "diff": diff,
             "context": task.context,
+            **(extra or {}),
         },
     }
 
@@ -130,6 +151,8 @@ async def queue_notifications(
     execution: Execution,
     now: datetime,
     diff: str | None = None,
+    event_type: str = EVENT_TYPE,
+    extra: dict[str, Any] | None = None,
 ) -> list[Delivery]:
     """A pending delivery per channel, added to the session (the run's transaction)."""
     deliveries = []
@@ -144,7 +167,13 @@ async def queue_notifications(
             channel_type=channel["type"],
             channel=channel,
             payload=event(
-                delivery_id=delivery_id, task=task, execution=execution, now=now, diff=diff
+                delivery_id=delivery_id,
+                task=task,
+                execution=execution,
+                now=now,
+                diff=diff,
+                event_type=event_type,
+                extra=extra,
             ),
             status=DeliveryStatus.PENDING,
             attempts=0,

@@ -71,7 +71,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     # Only what background work needs: none of the API's parts (key cache, rate limiter,
     # task-list cache, metrics).
     state = build_services(settings)
-    await state.dispatcher.start()  # deliveries are sent by workers too
+    await state.start_background()  # deliveries are sent, and snapshots pruned, by workers too
     try:
         took = await asyncio.to_thread(warm_engine_imports)
         logger.info("engine libraries loaded in %.1f s", took)
@@ -94,5 +94,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             finally:
                 await scheduler.stop()
     finally:
-        await state.dispatcher.stop()
+        await state.stop_background()
         await state.close()

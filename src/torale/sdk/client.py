@@ -13,7 +13,7 @@ List methods iterate over everything; their `*_page` twins return one `Page`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -43,7 +43,9 @@ from torale.sdk.transport import Call, Policy, asend, send
 
 T = TypeVar("T")
 Id = uuid.UUID | str
-Urls = list[str]  # for annotations inside classes whose `list` method shadows the builtin
+# For annotations inside classes whose `list` method shadows the builtin: URLs, or targets
+# {"url", "selector"}.
+Urls = Sequence[str | dict[str, Any]]
 Sources = list[SourceSnapshot]
 PAGE_SIZE = 100
 
@@ -191,17 +193,27 @@ class Tasks(_Sync):
 
     def preview(
         self,
-        search_query: str,
+        search_query: str | None = None,
         *,
         condition_description: str | None = None,
         urls: Urls | None = None,
         config: dict[str, Any] | None = None,
+        mode: str | None = None,
+        rules: dict[str, Any] | None = None,
+        change: dict[str, Any] | None = None,
+        task_id: Id | None = None,
     ) -> PreviewResult:
+        """Run a task once without saving it; with `task_id` (one of your tasks), compared
+        with that task's latest run as its next run would be."""
         fields = _fields(
             search_query=search_query,
             condition_description=condition_description,
             urls=urls,
             config=config,
+            mode=mode,
+            rules=rules,
+            change=change,
+            task_id=str(task_id) if task_id is not None else None,
         )
         return self._run(calls.preview(fields))
 
@@ -379,17 +391,27 @@ class AsyncTasks(_Async):
 
     async def preview(
         self,
-        search_query: str,
+        search_query: str | None = None,
         *,
         condition_description: str | None = None,
         urls: Urls | None = None,
         config: dict[str, Any] | None = None,
+        mode: str | None = None,
+        rules: dict[str, Any] | None = None,
+        change: dict[str, Any] | None = None,
+        task_id: Id | None = None,
     ) -> PreviewResult:
+        """Run a task once without saving it; with `task_id` (one of your tasks), compared
+        with that task's latest run as its next run would be."""
         fields = _fields(
             search_query=search_query,
             condition_description=condition_description,
             urls=urls,
             config=config,
+            mode=mode,
+            rules=rules,
+            change=change,
+            task_id=str(task_id) if task_id is not None else None,
         )
         return await self._run(calls.preview(fields))
 

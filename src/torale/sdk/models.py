@@ -107,6 +107,20 @@ class PreviewResult(Model):
     grounding_sources: list[Source]
     inferred_condition: str | None
     usage: Usage
+    # Previews of an existing task (`task_id`): the run compared with and the diff from it.
+    compared_with: uuid.UUID | None = None
+    diff: str | None = None
+    conditions: list[ConditionResult] = Field(default_factory=list)  # rules: what held
+
+
+class ConditionResult(Model):
+    """A rule condition checked on one URL target, in a preview."""
+
+    url: str
+    selector: str | None
+    condition: RuleCondition
+    held: bool
+    detail: str
 
 
 # --- tasks ---------------------------------------------------------------------------------

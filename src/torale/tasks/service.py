@@ -453,6 +453,8 @@ async def update_task(
     if "condition_description" in sent:
         task.condition_description = data.condition_description or task.search_query
     if "urls" in sent:
+        if task.urls != stored_targets(targets):
+            task.selector_misses = 0  # new targets: their misses are counted afresh
         task.urls = stored_targets(targets)
     task.mode, task.rules, task.change = mode, rules, change
     task.render, task.screenshot = render, screenshot

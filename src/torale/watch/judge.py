@@ -8,7 +8,7 @@ and hash), for `rules` the number and each text condition's result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torale.watch.diff import LineDiff, counts, line_diff, trimmed
@@ -16,6 +16,12 @@ from torale.watch.rules import check_target
 from torale.watch.snapshots import Snapshot
 
 STATE_TEXT_CHARS = 200
+FIRST_CHECK = "First check: the watched content is recorded as the baseline."
+# What a preview of a change task says when it has nothing to compare with.
+NOTHING_TO_COMPARE = (
+    "Baseline: nothing to compare with yet (a new task, or one without a stored run); the first "
+    "run records what it reads as the baseline and notifies from the next change on."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +31,9 @@ class Judgement:
     answer: str
     reasoning: str
     diff: str | None  # unified diff against the previous run's text, trimmed (None: no change)
+    # Rules: each condition on each target, whether it held: {url, selector, condition, held,
+    # detail}. Empty for change.
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _diffs(
@@ -47,6 +56,24 @@ def _diffs(
 def _unified(diffs: list[tuple[Snapshot, LineDiff | None]]) -> str | None:
     text = "\n".join(d.unified for _, d in diffs if d is not None and d.changed)
     return trimmed(text) if text else None
+
+
+def changes_since(
+    snapshots: list[Snapshot], previous: dict[str, str], ignore_lines: list[str] | None = None
+) -> str | None:
+    """The unified diff (trimmed) of every snapshot whose target has a previous text; None
+    when none changed."""
+    return _unified(_diffs(snapshots, previous, ignore_lines or []))
+
+
+def summarize_changes(snapshots: list[Snapshot], previous: dict[str, str]) -> str | None:
+    """In words, which targets' text changed since `previous` and by how many lines; None when
+    none did (a target without a previous text is not a change)."""
+    parts = []
+    for s, d in _diffs(snapshots, previous, []):
+        if d is not None and d.changed:
+            parts.append(f"{s.target.label} ({len(d.added)} lines added, {len(d.removed)} removed)")
+    return ("The pages changed since the last check: " + "; ".join(parts)) if parts else None
 
 
 def _state_text(text: str, digest: str) -> str:
@@ -75,7 +102,7 @@ def judge_change(
         )
         return Judgement(True, state, answer, answer, _unified(diffs))
     if baseline and len(baseline) == len(snapshots):
-        answer = "First check: the watched content is recorded as the baseline."
+        answer = FIRST_CHECK
     elif baseline:
         answer = "No change; new targets recorded as their baseline: " + ", ".join(
             s.target.label for s in baseline
@@ -95,14 +122,24 @@ def judge_rules(
     state: dict[str, Any] = {}
     met_at: list[str] = []
     reasoning: list[str] = []
+    checks: list[dict[str, Any]] = []
     for s in snapshots:
         earlier = (previous_state or {}).get(s.target.label)
         check = check_target(rules, s.text, earlier if isinstance(earlier, dict) else None)
         state[s.target.label] = check.state
         reasoning.append(f"{s.target.label}: " + "; ".join(check.reasons))
+        checks += [
+            {
+                "url": s.target.url,
+                "selector": s.target.selector,
+                "condition": c.condition,
+                "held": c.held,
+                "detail": c.detail,
+            }
+            for c in check.checks
+        ]
         if check.met:
             met_at.append(s.target.label)
     answer = ("The rules are met at " + ", ".join(met_at)) if met_at else "The rules are not met."
-    return Judgement(
-        bool(met_at), state, answer, "\n".join(reasoning), _unified(_diffs(snapshots, previous, []))
-    )
+    diff = changes_since(snapshots, previous)
+    return Judgement(bool(met_at), state, answer, "\n".join(reasoning), diff, checks)

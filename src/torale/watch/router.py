@@ -64,7 +64,8 @@ async def screenshot(
     description="The line diff of every source between two executions of the task (unified "
     "text, and the added and removed lines). Default: the task's last two runs that kept "
     "sources; with only `from`, from it to the latest. 422 when there are not two runs to "
-    "compare.",
+    "compare, or at `from`/`to` when that run kept no sources (it failed, or its snapshots were "
+    "pruned after the retention period).",
 )
 async def diff(
     request: Request,

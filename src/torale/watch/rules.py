@@ -41,10 +41,23 @@ def first_number(text: str) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ConditionCheck:
+    """One condition on one target's text: whether it held, and what was read."""
+
+    condition: dict[str, Any]
+    held: bool
+    detail: str  # e.g. "number < 50 (it is 49.99)"
+
+
+@dataclass(frozen=True, slots=True)
 class TargetCheck:
     met: bool
     state: dict[str, Any]  # what was read: the number, and each text condition's result
-    reasons: list[str]
+    checks: list[ConditionCheck]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [("✓ " if c.held else "✗ ") + c.detail for c in self.checks]
 
 
 def _describe(condition: dict[str, Any]) -> str:
@@ -65,7 +78,7 @@ def check_target(rules: dict[str, Any], text: str, previous: dict[str, Any] | No
     number = first_number(text) if needs_number else None
     if needs_number:
         state["number"] = number
-    results, reasons = [], []
+    checks = []
     folded = text.casefold()
     for condition in conditions:
         op, value = condition["op"], condition["value"]
@@ -91,7 +104,7 @@ def check_target(rules: dict[str, Any], text: str, previous: dict[str, Any] | No
         else:
             ok = _COMPARE[op](number, float(value))
             name += f" (it is {number:g})"
-        results.append(ok)
-        reasons.append(("✓ " if ok else "✗ ") + name)
+        checks.append(ConditionCheck(dict(condition), ok, name))
+    results = [c.held for c in checks]
     met = all(results) if rules.get("match", "all") == "all" else any(results)
-    return TargetCheck(met, state, reasons)
+    return TargetCheck(met, state, checks)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.models import Execution, ExecutionSource
 from torale.errors import FieldValidationError, NotFoundError, field_error
+from torale.statuses import ExecutionStatus
 from torale.watch import snapshots
 from torale.watch.diff import line_diff
 from torale.watch.schemas import DiffRead, SourceDiff, SourceRead
@@ -48,6 +50,23 @@ async def sources(
     ]
 
 
+def _nothing_kept(execution: Execution, name: str) -> dict[str, Any]:
+    """The error for an execution with no sources to compare."""
+    if execution.status != ExecutionStatus.SUCCESS:
+        message = (
+            f"Execution {execution.id} did not succeed ({execution.status}): it kept no sources"
+        )
+        kind = "no_sources"
+    else:
+        message = (
+            f"The snapshots of execution {execution.id} were pruned: runs keep what they read "
+            "for the server's retention period (TORALE_SNAPSHOT_RETENTION_DAYS), and runs from "
+            "before snapshots were kept have none"
+        )
+        kind = "snapshots_pruned"
+    return field_error(["query", name], message, kind)
+
+
 async def screenshot(
     session: AsyncSession, *, task_id: uuid.UUID, execution_id: uuid.UUID, position: int
 ) -> bytes:
@@ -71,6 +90,17 @@ async def _latest_with_sources(session: AsyncSession, task_id: uuid.UUID) -> lis
         .limit(2)
     )
     return list(rows)
+
+
+async def baseline(
+    session: AsyncSession, *, task_id: uuid.UUID
+) -> tuple[uuid.UUID, dict[str, str]] | None:
+    """The task's latest execution that kept sources, and its texts by target key: what the
+    task's next run compares with. None: nothing to compare with."""
+    latest = await _latest_with_sources(session, task_id)
+    if not latest:
+        return None
+    return latest[0], await snapshots.texts_of(session, latest[0])
 
 
 async def diff(
@@ -98,10 +128,13 @@ async def diff(
                     )
                 ]
             )
-    await _execution_of(session, task_id=task_id, execution_id=from_id)
-    await _execution_of(session, task_id=task_id, execution_id=to_id)
+    earlier = await _execution_of(session, task_id=task_id, execution_id=from_id)
+    later = await _execution_of(session, task_id=task_id, execution_id=to_id)
     before = await snapshots.sources_of(session, from_id, with_text=True)
     after = await snapshots.sources_of(session, to_id, with_text=True)
+    for execution, read, name in ((earlier, before, "from"), (later, after, "to")):
+        if not read:
+            raise FieldValidationError([_nothing_kept(execution, name)])
     old = {Target(s.url, s.selector).key: (s, t or "") for s, _, t in before}
     new = {Target(s.url, s.selector).key: (s, t or "") for s, _, t in after}
     items = []

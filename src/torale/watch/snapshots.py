@@ -4,8 +4,9 @@
 an `execution_sources` row per source pointing at its text, so runs of a page that does not
 change cost a row each, not a copy. A page read with the browser may keep a screenshot, stored
 the same way (`screenshot_hash`). `prune` removes the sources of runs older than the retention
-(keeping each task's latest run with sources: the baseline the next run compares with) and the
-texts and screenshots nothing refers to any more.
+(keeping each task's latest run with sources, the baseline the next run compares with, and the
+latest run that read each of its URL targets) and the texts and screenshots nothing refers to
+any more; `watch.retention` runs it where background work runs.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from torale.db.models import Execution, ExecutionSource, SnapshotContent
-from torale.watch.targets import Target
+from torale.db.models import Execution, ExecutionSource, SnapshotContent, Task
+from torale.statuses import ExecutionStatus
+from torale.watch.targets import Target, targets_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,39 +138,117 @@ async def texts_of(session: AsyncSession, execution_id: uuid.UUID) -> dict[str, 
     }
 
 
-async def prune(session: AsyncSession, *, now: datetime, retention: timedelta) -> int:
-    """Drop the sources of runs finished before the retention (except each task's latest run
-    that has sources) and the texts no source refers to and not seen since; how many texts went."""
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one batch of pruning did."""
+
+    runs: int  # runs whose sources were dropped
+    texts: int  # texts deleted
+    # Where the next batch starts (created_at, id of the last run looked at); None: none left.
+    cursor: tuple[datetime, uuid.UUID] | None
+
+
+async def _kept_runs(
+    session: AsyncSession, candidates: list[Any], task_ids: set[uuid.UUID]
+) -> set[uuid.UUID]:
+    """The candidates that must keep their sources: each task's newest run with sources (what
+    the next run compares with), and the newest run that read each of the task's current URL
+    targets (a target a later run could not read still has its last text)."""
+    has_sources = exists().where(ExecutionSource.execution_id == Execution.id)
+    newest = await session.execute(
+        select(Execution.task_id, func.max(Execution.created_at))
+        .where(Execution.task_id.in_(task_ids), has_sources)
+        .group_by(Execution.task_id)
+    )
+    targets = {
+        task_id: {t.key for t in targets_of(urls)}
+        for task_id, urls in await session.execute(
+            select(Task.id, Task.urls).where(Task.id.in_(task_ids))
+        )
+    }
+    per_target = await session.execute(
+        select(
+            Execution.task_id,
+            ExecutionSource.url,
+            ExecutionSource.selector,
+            func.max(Execution.created_at),
+        )
+        .join(ExecutionSource, ExecutionSource.execution_id == Execution.id)
+        .where(Execution.task_id.in_(task_ids))
+        .group_by(Execution.task_id, ExecutionSource.url, ExecutionSource.selector)
+    )
+    keep_times = {(task_id, at) for task_id, at in newest}
+    for task_id, url, selector, at in per_target:
+        if Target(url, selector).key in targets.get(task_id, ()):
+            keep_times.add((task_id, at))
+    return {row.id for row in candidates if (row.task_id, row.created_at) in keep_times}
+
+
+async def prune(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    retention: timedelta,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 500,
+    sources: bool = True,
+) -> Pruned:
+    """One batch: drop the sources of up to `limit` runs that finished before the retention
+    (oldest first, after `after`), except the runs `_kept_runs` keeps; then up to `limit` texts
+    that no source refers to and no run has read since the retention began. `sources=False`
+    (every old run looked at already) only deletes texts.
+
+    It never waits for a row another transaction holds (PostgreSQL: SKIP LOCKED): a task being
+    deleted keeps its rows for the cascade, and a text a run is reading again right now (its
+    `last_seen_at` being moved) is left to that run.
+    """
     cutoff = now - retention
-    newest = dict(
-        (
-            await session.execute(
-                select(Execution.task_id, func.max(Execution.created_at))
-                .join(ExecutionSource, ExecutionSource.execution_id == Execution.id)
-                .group_by(Execution.task_id)
-            )
-        )
-        .tuples()
-        .all()
+    query = select(Execution.id, Execution.task_id, Execution.created_at).where(
+        # Only successful runs keep sources: the status makes it an index range.
+        Execution.status == ExecutionStatus.SUCCESS,
+        Execution.created_at < cutoff,
+        exists().where(ExecutionSource.execution_id == Execution.id),
     )
-    old = await session.execute(
-        select(Execution.id, Execution.task_id, Execution.created_at).where(
-            Execution.created_at < cutoff,
-            exists().where(ExecutionSource.execution_id == Execution.id),
-        )
+    if after is not None:
+        query = query.where(tuple_(Execution.created_at, Execution.id) > tuple_(*after))
+    candidates = (
+        list(await session.execute(query.order_by(Execution.created_at, Execution.id).limit(limit)))
+        if sources
+        else []
     )
-    doomed = [row.id for row in old if newest.get(row.task_id) != row.created_at]
-    for start in range(0, len(doomed), 500):
+    doomed: list[uuid.UUID] = []
+    if candidates:
+        kept = await _kept_runs(session, candidates, {row.task_id for row in candidates})
+        doomed = [row.id for row in candidates if row.id not in kept]
+    if doomed:
+        rows = (
+            select(ExecutionSource.execution_id, ExecutionSource.position)
+            .where(ExecutionSource.execution_id.in_(doomed))
+            .with_for_update(skip_locked=True)
+            .correlate(None)
+        )
         await session.execute(
             delete(ExecutionSource).where(
-                ExecutionSource.execution_id.in_(doomed[start : start + 500])
+                tuple_(ExecutionSource.execution_id, ExecutionSource.position).in_(rows)
             )
         )
-    result = await session.execute(
-        delete(SnapshotContent).where(
+    unreferenced = (
+        select(SnapshotContent.hash)
+        .where(
             SnapshotContent.last_seen_at < cutoff,
             ~exists().where(ExecutionSource.content_hash == SnapshotContent.hash),
             ~exists().where(ExecutionSource.screenshot_hash == SnapshotContent.hash),
         )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .correlate(None)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    result = await session.execute(
+        delete(SnapshotContent).where(SnapshotContent.hash.in_(unreferenced))
+    )
+    last = candidates[-1] if len(candidates) == limit else None
+    return Pruned(
+        runs=len(doomed),
+        texts=int(getattr(result, "rowcount", 0) or 0),
+        cursor=(last.created_at, last.id) if last is not None else None,
+    )
