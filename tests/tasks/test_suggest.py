@@ -76,7 +76,7 @@ async def test_a_page_the_prompt_names_is_watched_by_rules(
     response = await suggest(client, alice, f"tell me when {page} costs less than 50")
     assert response.status_code == 200, response.text
     task = response.json()["task"]
-    assert task["urls"] == [{"url": page, "selector": "#price"}]
+    assert task["urls"] == [{"url": page, "selector": "#price", "render": None}]
     assert task["mode"] == "rules"
     assert task["rules"] == {"match": "all", "conditions": [draft["rules"]["conditions"][0]]}  # type: ignore[index]
 

@@ -275,8 +275,6 @@ class TaskDraft(BaseModel):
     change: ChangeFilters | None = Field(
         default=None, description="Filters of mode `change` (default: every line counts)."
     )
-    render: Render = Field(default="plain", description=_RENDER_DOC)
-    screenshot: bool = Field(default=False, description=_SCREENSHOT_DOC)
     schedule: Cron = Field(default="0 9 * * *", description=_SCHEDULE_DOC)
     timezone: Timezone = Field(default="UTC", description="IANA time zone name.")
     notify_behavior: NotifyBehavior = Field(default="once", description=_NOTIFY_DOC)
@@ -288,6 +286,8 @@ class TaskCreate(TaskDraft):
 
     notifications: list[NotificationChannel] = Field(default_factory=list, max_length=10)
     config: TaskConfig = Field(default_factory=TaskConfig)
+    render: Render = Field(default="plain", description=_RENDER_DOC)
+    screenshot: bool = Field(default=False, description=_SCREENSHOT_DOC)
     executor_type: Literal["llm_grounded_search"] = "llm_grounded_search"
     # Strings, not enum members: a Literal of members names them in its error message.
     state: Literal["active", "paused"] | None = Field(
