@@ -85,6 +85,7 @@ async def body_routes(
         "key_id": keys[0]["id"],
         "user_id": str(user.id),
         "execution_id": "00000000-0000-4000-8000-000000000000",
+        "position": "0",
     }
     found = [(op, op.url(values)) for op in operations(app) if op.has_body]
     assert {str(op) for op, _ in found} >= {
@@ -186,6 +187,7 @@ async def test_every_route_documents_the_refusals_it_can_answer(
         "key_id": "0",
         "user_id": "0",
         "execution_id": "0",
+        "position": "0",
     }
     undocumented = []
     for operation in operations(app):

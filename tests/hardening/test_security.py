@@ -289,6 +289,7 @@ async def test_channel_secrets_are_masked_in_every_response(
         "user_id": str(alice.id),
         "key_id": str(uuid.uuid4()),
         "execution_id": execution["id"],
+        "position": "0",
     }
     checked = []
     for operation in operations(app):
