@@ -18,7 +18,7 @@ from tests.fixtures.engine import (  # noqa: F401 - fixtures, registered for thi
 from torale.browser.fetcher import BrowserFetcher
 from torale.browser.pool import BrowserPool
 
-FETCH_TIMEOUT = 6.0
+FETCH_TIMEOUT = 8.0
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ IN_STOCK = {"conditions": [{"kind": "text", "op": "contains", "value": "back in 
 def extra_settings(chromium: str) -> dict[str, Any]:
     return {
         "browser_path": chromium,
-        "fetch_timeout_seconds": 6,
+        "fetch_timeout_seconds": 8,
         "run_timeout_seconds": 60,
     }
 

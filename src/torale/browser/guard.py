@@ -104,12 +104,12 @@ class PageGuard:
         self,
         policy: OutboundPolicy,
         *,
-        deadline: float,
         max_bytes: int,
         screenshot: bool,
     ) -> None:
         self._policy = policy
-        self._deadline = deadline  # event-loop time after which nothing more is fetched
+        # Event-loop time after which nothing more is fetched (`start`).
+        self._deadline = asyncio.get_running_loop().time()
         self._max_bytes = max_bytes
         self._budget = max_bytes * TOTAL_BYTES_FACTOR
         self._blocked = _ALWAYS_BLOCKED if screenshot else _ALWAYS_BLOCKED | _SCREENSHOT_ONLY
@@ -128,6 +128,10 @@ class PageGuard:
         self.document: Answer | None = None
         self.failure: str | None = None
         self.redirect: str | None = None
+
+    def start(self, deadline: float) -> None:
+        """The page is about to load: its requests are made until `deadline` (loop time)."""
+        self._deadline = deadline
 
     def reads(self, page: Page) -> None:
         """`page` is the render's page: its main frame's documents are the ones it reads (a

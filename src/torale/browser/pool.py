@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("torale.browser")
 
-LAUNCH_SECONDS = 30.0  # starting (or reaching) the browser
+LAUNCH_SECONDS = 60.0  # starting (or reaching) the browser, on a busy machine too
 CLOSE_SECONDS = 5.0  # closing a context or the browser; longer means it does not answer
 IDLE_SECONDS = 300.0
 JS_HEAP_MB = 256  # per page's JavaScript heap
@@ -211,7 +211,7 @@ class BrowserPool:
             self._pids = self._driver_processes(before)
             await self._end(playwright, None)
             what = "reach the browser at TORALE_BROWSER_URL" if self._cdp_url else "start it"
-            logger.warning("could not %s: %s", what, exc)
+            logger.warning("could not %s: %s %s", what, type(exc).__name__, exc)
             raise BrowserUnavailableError(
                 f"the browser is unavailable (could not {what})"
             ) from None

@@ -3,8 +3,9 @@
 A render waits for the page's network to be idle (no request for 500 ms), or with a CSS or
 XPath selector for that element to be in the page, and reads what is there when the wait ends
 — at the latest when the fetch timeout is near: a page that never stops loading is read as it
-stands. The whole render (start to screenshot) stays within the fetch timeout and a short
-grace; past that the browser is taken as hung and retired.
+stands. The page's whole render (navigation to screenshot) stays within the fetch timeout and
+a short grace, the browser's own setup of a context and tab within SETUP_SECONDS; past those
+the tab or the browser is taken as hung (closing the context tells which).
 
 Steps before reading (clicking a cookie banner, typing in a search box) are not supported;
 they would run in `_load` between the wait and the read, on the same page and deadline.
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("torale.browser")
 
 GRACE_SECONDS = 5.0  # past the fetch timeout, a render that has not ended means a hung browser
+# Making the context and its tab (a renderer process) is the browser's work, not the page's: it
+# is not counted in the fetch timeout (a busy machine can take seconds), but bounded by this.
+SETUP_SECONDS = 30.0
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_SCREENSHOT_HEIGHT = 4 * VIEWPORT["height"]
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -106,11 +110,10 @@ async def _render_in(
     instead of at the deadline."""
     from playwright.async_api import Error as PlaywrightError
 
-    deadline = asyncio.get_running_loop().time() + seconds
-    guard = PageGuard(policy, deadline=deadline, max_bytes=max_bytes, screenshot=screenshot)
+    guard = PageGuard(policy, max_bytes=max_bytes, screenshot=screenshot)
     opened = _Opened()
     work = asyncio.ensure_future(
-        _attempt(lease, pool, opened, guard, url, selector, screenshot, deadline, seconds)
+        _attempt(lease, pool, opened, guard, url, selector, screenshot, seconds)
     )
     watch = asyncio.ensure_future(_until_gone(lease, pool))
     try:
@@ -125,9 +128,7 @@ async def _render_in(
             closing, opened.context = opened.context, None
             if closing is not None and await _close(closing, guard):
                 raise RenderFailedError(f"the page did not finish within {seconds:g} s") from None
-            raise _BrowserBrokeError(
-                f"it did not answer for {seconds + GRACE_SECONDS:g} s"
-            ) from None
+            raise _BrowserBrokeError("it stopped answering") from None
         except PlaywrightError as exc:
             # "Target … closed" while we closed nothing: most likely the browser is gone, and
             # its end may take a moment to show (a large process exits slowly on a busy host).
@@ -154,10 +155,9 @@ async def _attempt(
     url: str,
     selector: str | None,
     screenshot: bool,
-    deadline: float,
     seconds: float,
 ) -> Rendered:
-    async with asyncio.timeout_at(deadline + GRACE_SECONDS):
+    async with asyncio.timeout(SETUP_SECONDS):
         context = opened.context = await lease.browser.new_context(**_context_options(pool))
         await context.add_init_script(_INIT_SCRIPT)
         await context.route("**/*", guard.handle)
@@ -165,6 +165,9 @@ async def _attempt(
         page = await context.new_page()
         guard.reads(page)
         context.on("page", _close_popup)  # pop-ups (after our page) are not what was asked
+    deadline = asyncio.get_running_loop().time() + seconds
+    guard.start(deadline)
+    async with asyncio.timeout_at(deadline + GRACE_SECONDS):
         return await _load(page, guard, url, selector, screenshot, deadline, seconds)
 
 
@@ -240,13 +243,15 @@ async def _load(
             await page.goto(target, wait_until="domcontentloaded", timeout=_ms_until(deadline))
         except PlaywrightTimeoutError:
             raise RenderFailedError(f"no answer within {seconds:g} s") from None
-        except PlaywrightError as exc:
+        except PlaywrightError:
             if guard.redirect is not None:
                 target = guard.redirect
                 continue
             if crashed.is_set():
                 raise RenderFailedError("the page crashed the browser tab") from None
-            raise RenderFailedError(guard.failure or _playwright_reason(exc)) from None
+            if guard.failure:
+                raise RenderFailedError(guard.failure) from None
+            raise  # _render_in tells a browser that went away from a page that failed
         break
     else:
         raise RenderFailedError(f"more than {MAX_REDIRECTS} redirects")
