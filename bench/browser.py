@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import importlib.metadata
 import logging
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -43,6 +39,7 @@ if str(REPO_DIR) not in sys.path:
 
 from tests.fakes import FakeWeb  # noqa: E402
 
+from common import environment as common_environment  # noqa: E402
 from common import section_markers, write_section  # noqa: E402
 from torale.browser import processes  # noqa: E402
 from torale.browser.fetcher import BrowserFetcher  # noqa: E402
@@ -233,34 +230,8 @@ async def run(args: argparse.Namespace) -> tuple[list[Phase], dict[str, str]]:
 
 
 def environment(info: dict[str, str]) -> list[tuple[str, str]]:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        if match:
-            cpu = match.group(1).strip()
-    versions = []
-    for name in ("playwright", "httpx", "trafilatura"):
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (not installed)")
-    git = ["git", "-C", str(REPO_DIR)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return [
-        ("Date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        ("CPU", f"{cpu}, {os.cpu_count()} CPUs"),
-        ("OS", f"{platform.system()} {platform.release()}"),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("Browser", f"Chromium {info.get('chromium', '?')} (Debian's), headless"),
-        ("Packages", ", ".join(versions)),
-        ("Torale", f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")),
-    ]
+    browser = ("Browser", f"Chromium {info.get('chromium', '?')} (Debian's), headless")
+    return common_environment(("playwright", "httpx", "trafilatura"), [browser])
 
 
 def render_section(phases: list[Phase], info: dict[str, str], args: argparse.Namespace) -> str:

@@ -3,9 +3,14 @@ busy the machine was."""
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.metadata
 import os
+import platform
 import re
 import socket
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +77,38 @@ class Machine:
         busy, total = self._now()
         cpus = os.cpu_count() or 1
         return (busy - self.busy) / max(total - self.total, 1) * cpus
+
+
+def environment(
+    packages: Sequence[str], extra: Sequence[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
+    """What a result was measured on: date, CPU, OS, Python, `extra` rows, package versions and
+    the commit (marked when src/ has uncommitted changes)."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        if match:
+            cpu = match.group(1).strip()
+    versions = []
+    for name in packages:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return [
+        ("Date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
+        ("CPU", f"{cpu}, {os.cpu_count()} CPUs"),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+        *extra,
+        ("Packages", ", ".join(versions)),
+        ("Torale", f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")),
+    ]

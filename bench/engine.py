@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 import logging
-import os
-import platform
 import random
 import re
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -53,6 +48,7 @@ from tests.fakes import (  # noqa: E402
 )
 
 from common import RESULTS_FILE, section_markers, write_section  # noqa: E402
+from common import environment as common_environment  # noqa: E402
 from torale.auth.service import create_user  # noqa: E402
 from torale.config import Settings  # noqa: E402
 from torale.db.database import create_engine, create_sessionmaker, session_scope  # noqa: E402
@@ -785,33 +781,7 @@ def _mean(total: float, count: int) -> float:
 
 
 def environment() -> list[tuple[str, str]]:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        if match:
-            cpu = match.group(1).strip()
-    versions = []
-    for name in PACKAGES:
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (not installed)")
-    git = ["git", "-C", str(REPO_DIR)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return [
-        ("Date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        ("CPU", f"{cpu}, {os.cpu_count()} CPUs"),
-        ("OS", f"{platform.system()} {platform.release()}"),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("Packages", ", ".join(versions)),
-        ("Torale", f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")),
-    ]
+    return common_environment(PACKAGES)
 
 
 def render_section(
