@@ -44,6 +44,18 @@ def shop(price: str, stock: str = "In stock", *, note: str = "") -> str:
 <p class="stock">{stock}</p><p>{note}</p></div><p>Free delivery over 20.</p></main></body></html>"""
 
 
+async def espresso_watch(as_alice: Browserless, alice: ApiUser, fake_web: FakeWeb) -> Any:
+    """A change task (made through the API) watching the espresso page's `#offer` at $59.00."""
+    fake_web.set_page("/espresso", shop("$59.00"))
+    return await api_task(
+        as_alice.client,
+        alice,
+        search_query=None,
+        condition_description=None,
+        urls=[{"url": fake_web.url + "/espresso", "selector": "#offer"}],
+    )
+
+
 @pytest.fixture
 def settings_overrides(settings_overrides: dict[str, Any], request: pytest.FixtureRequest) -> Any:
     """The web tests' settings, changed by indirect parametrisation (`{"model": None}`)."""
@@ -431,14 +443,7 @@ async def test_preview_of_a_change_task_shows_the_selected_text(
 async def test_an_edit_preview_compares_with_the_tasks_last_run(
     as_alice: Browserless, as_bob: Browserless, alice: ApiUser, fake_web: FakeWeb
 ) -> None:
-    fake_web.set_page("/espresso", shop("$59.00"))
-    task = await api_task(
-        as_alice.client,
-        alice,
-        search_query=None,
-        condition_description=None,
-        urls=[{"url": fake_web.url + "/espresso", "selector": "#offer"}],
-    )
+    task = await espresso_watch(as_alice, alice, fake_web)
     await run_now(as_alice.client, alice, task["id"])  # what the next run compares with
     edit = await as_alice.get(f"/tasks/{task['id']}/edit")
     assert f'hx-post="/tasks/preview?task_id={task["id"]}"' in edit.text
@@ -534,14 +539,7 @@ HOSTILE = '<script>alert("diff")</script><img src=x onerror="alert(2)">'
 async def test_a_runs_diff_opens_in_place_and_renders_escaped(
     as_alice: Browserless, as_bob: Browserless, alice: ApiUser, fake_web: FakeWeb
 ) -> None:
-    fake_web.set_page("/espresso", shop("$59.00"))
-    task = await api_task(
-        as_alice.client,
-        alice,
-        search_query=None,
-        condition_description=None,
-        urls=[{"url": fake_web.url + "/espresso", "selector": "#offer"}],
-    )
+    task = await espresso_watch(as_alice, alice, fake_web)
     first = await run_now(as_alice.client, alice, task["id"])  # the baseline
     unchanged = await run_now(as_alice.client, alice, task["id"])
     fake_web.set_page("/espresso", shop("$49.00", note=html.escape(HOSTILE)))  # text, not tags
