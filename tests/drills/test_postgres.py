@@ -311,10 +311,7 @@ async def test_requests_answer_503_while_postgres_is_gone_and_succeed_again_afte
     # from it, whatever kind of outage it is.
     noticed = closed + KEEPALIVE_SECONDS + MARKER_TIMEOUT_SECONDS + 1.0
     served = [
-        e
-        for e in gone
-        if e.status not in (503, 504)
-        and not (e.op == "me" and e.started < noticed)
+        e for e in gone if e.status not in (503, 504) and not (e.op == "me" and e.started < noticed)
     ]
     check(not served, "answered other than 503 while the database was closed", served)
     misshapen = [
