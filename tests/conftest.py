@@ -17,10 +17,10 @@ import asyncpg
 import httpx
 import pytest
 import redis
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import delete
 
+from tests.fixtures.lifespan import lifespan
 from tests.fixtures.services import (
     IN_CI,
     POSTGRES_ADMIN_URL,
@@ -172,7 +172,7 @@ def run_scheduler() -> bool:
 @pytest.fixture
 async def app(settings: Settings, run_scheduler: bool) -> AsyncIterator[FastAPI]:
     application = create_app(settings, scheduler=run_scheduler)
-    async with LifespanManager(application):
+    async with lifespan(application):
         await _empty_tables(application.state.torale)
         yield application
 

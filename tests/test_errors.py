@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from tests.fixtures.lifespan import lifespan
 from tests.fixtures.users import ApiUser
 from torale.app import create_app
 from torale.config import Settings
@@ -174,7 +174,7 @@ async def test_unexpected_error_is_a_plain_500(settings: Settings) -> None:
     async def boom() -> None:
         raise RuntimeError("internal detail that must not leak")
 
-    async with LifespanManager(app):
+    async with lifespan(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             response = await client.get("/boom")
@@ -215,7 +215,7 @@ async def test_health_degraded_when_database_is_gone(tmp_path: Path) -> None:
         secret_key="k",
     )
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with lifespan(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             response = await client.get("/health")

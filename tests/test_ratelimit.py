@@ -18,10 +18,10 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 import redis
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from tests.fakes.silent import SilentServer
+from tests.fixtures.lifespan import lifespan
 from tests.fixtures.users import ApiUser, create_test_user
 from torale.app import create_app
 from torale.config import Settings
@@ -103,7 +103,7 @@ async def serving(
     settings: Settings, address: str = "127.0.0.1"
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
-    async with LifespanManager(app), calling(app, address) as client:
+    async with lifespan(app), calling(app, address) as client:
         yield client
 
 

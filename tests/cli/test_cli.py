@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner, Result
 
+from tests.fixtures.lifespan import lifespan
 from torale.app import create_app
 from torale.auth import service as auth_service
 from torale.cli import app as cli_app
@@ -152,7 +152,7 @@ def api(
 
     async def call() -> httpx.Response:
         app = create_app(backend.settings(**overrides))
-        async with LifespanManager(app):
+        async with lifespan(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://torale.test") as c:
                 return await c.request(

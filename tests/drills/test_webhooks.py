@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from tests.fakes import Answer, FakeOpenAI, FakeSearxng, FakeWeb, WebhookReceiver, sequence
@@ -38,6 +37,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
     fake_web,
     page,
 )
+from tests.fixtures.lifespan import lifespan
 from tests.fixtures.notify import (
     attempts_api,
     attempts_of,
@@ -109,7 +109,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 async def second_dispatcher(app: FastAPI, settings: Settings) -> AsyncIterator[FastAPI]:
     """Another API process on the same database: its dispatcher sends too."""
     other = create_app(settings)
-    async with LifespanManager(other):
+    async with lifespan(other):
         yield other
 
 

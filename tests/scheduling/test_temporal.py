@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from temporalio.client import (
@@ -55,6 +54,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
     new_task,
     page,
 )
+from tests.fixtures.lifespan import lifespan
 from tests.fixtures.processes import clean_env, free_port
 from tests.fixtures.temporal import TemporalServer
 from tests.fixtures.users import ApiUser
@@ -272,7 +272,7 @@ async def another_app(settings: Settings, **changes: Any) -> AsyncIterator[httpx
     """A second app on the same database (e.g. pointing at another Temporal), started and
     stopped like a server process, with a client for it."""
     application = create_app(settings.model_copy(update=changes))
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://other.test") as c:
             yield c
