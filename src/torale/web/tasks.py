@@ -380,14 +380,24 @@ async def task_diff(
     return render(request, "task_diff.html", context)
 
 
-def _run_fragment(request: Request, task: TaskRead, run: ExecutionRead) -> Response:
+async def _run_fragment(
+    request: Request, viewer: Viewer, task: TaskRead, run: ExecutionRead
+) -> Response:
     finished = run.status in _FINISHED
     # When the run is done, the history (and the task's answer) refresh themselves.
     headers = {"HX-Trigger": "run-finished"} if finished else None
+    shots: dict[uuid.UUID, list[tuple[int, str]]] = {}
+    if run.status == ExecutionStatus.SUCCESS:
+        shots = await run_actions.screenshots_of_runs(
+            Runtime.of_request(request),
+            user_id=viewer.user.id,
+            task_id=task.id,
+            execution_ids=[run.id],
+        )
     return render(
         request,
         "fragments/run_status.html",
-        {"task": task, "run": run, "finished": finished},
+        {"task": task, "run": run, "finished": finished, "screenshots_by_run": shots},
         headers=headers,
     )
 
@@ -398,7 +408,7 @@ async def run_now(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Re
     run = await run_actions.run_now(rt, user_id=viewer.user.id, task_id=task_id)
     if not is_htmx(request):
         return RedirectResponse(f"/tasks/{task_id}", status_code=303)
-    return _run_fragment(request, await _task(request, viewer, task_id), run)
+    return await _run_fragment(request, viewer, await _task(request, viewer, task_id), run)
 
 
 @router.get("/tasks/{task_id}/runs/{execution_id}")
@@ -415,7 +425,7 @@ async def run_status(
     run = next((r for r in runs.items if r.id == execution_id), None)
     if run is None:
         raise NotFoundError("That run is not in this task's recent history")
-    return _run_fragment(request, task, run)
+    return await _run_fragment(request, viewer, task, run)
 
 
 @router.get("/tasks/{task_id}/runs/{execution_id}/screenshots/{position}")
