@@ -314,8 +314,8 @@ def with_provider(browser: Browser, s: Stage, data_dir: Path) -> None:
 def main(names: list[str]) -> int:
     ONLY.update(names)
     OUT.mkdir(parents=True, exist_ok=True)
-    browser = {"TORALE_BROWSER_PATH": CHROMIUM}  # pages read with it: the task-browser picture
-    with tempfile.TemporaryDirectory() as tmp, stage(Path(tmp) / "data", browser) as s:
+    reads_js = {"TORALE_BROWSER_PATH": CHROMIUM}  # pages read with it: the task-browser picture
+    with tempfile.TemporaryDirectory() as tmp, stage(Path(tmp) / "data", reads_js) as s:
         s.answer(
             [("iPhone", MET)],
             MET
