@@ -15,6 +15,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.fixtures.browser import js_page
 from tests.fixtures.engine import MET
 from tests.fixtures.jwks import new_key
 from tests.fixtures.oidc_provider import running_provider
@@ -137,7 +138,36 @@ def seed_watching(s: Stage) -> dict[str, str]:
         },
     )
     s.api(key, "POST", f"/api/v1/tasks/{rules['id']}/execute?wait=true")
-    return {"change": change["id"], "rules": rules["id"]}
+    return {"change": change["id"], "rules": rules["id"], "browser": seed_browser(s)}
+
+
+def seed_browser(s: Stage) -> str:
+    """A shop page whose offer JavaScript writes, read with the browser and a screenshot
+    kept, twice (the stock changed in between)."""
+    key = s.admin_key
+    story = ["Lelit Anna espresso machine", "€1.149,00", "In stock: ships tomorrow"]
+    s.web.set_page("/app/espresso", js_page("Espresso machine | Example Shop", story))
+    task = s.api(
+        key,
+        "POST",
+        "/api/v1/tasks",
+        {
+            "name": "Espresso machine (shop app)",
+            "urls": [s.page_url("/app/espresso")],
+            "mode": "change",
+            "render": "browser",
+            "screenshot": True,
+            "schedule": "0 */6 * * *",
+            "timezone": "Europe/Berlin",
+            "notify_behavior": "always",
+        },
+    )
+    s.api(key, "POST", f"/api/v1/tasks/{task['id']}/execute?wait=true")
+    story[2] = "Only 2 left"
+    s.web.set_page("/app/espresso", js_page("Espresso machine | Example Shop", story))
+    s.api(key, "POST", f"/api/v1/tasks/{task['id']}/execute?wait=true")
+    task_id: str = task["id"]
+    return task_id
 
 
 def new_watch_forms(page: Page, s: Stage, variant: str) -> None:
@@ -208,6 +238,12 @@ def capture(browser: Browser, s: Stage, ids: dict[str, str], size: str, scheme: 
     shoot(page, "task-change", variant)
     page.goto(s.base_url + f"/tasks/{ids['rules']}")
     shoot(page, "task-rules", variant)
+    page.goto(s.base_url + f"/tasks/{ids['browser']}")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # the lazy thumbnails load
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.shot img')].every(i => i.complete && i.naturalWidth)"
+    )
+    shoot(page, "task-browser", variant)
     page.goto(s.base_url + "/settings/api-keys")
     page.fill("#key-name", "laptop")
     page.click("button:has-text('Create key')")
@@ -278,7 +314,8 @@ def with_provider(browser: Browser, s: Stage, data_dir: Path) -> None:
 def main(names: list[str]) -> int:
     ONLY.update(names)
     OUT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, stage(Path(tmp) / "data") as s:
+    reads_js = {"TORALE_BROWSER_PATH": CHROMIUM}  # pages read with it: the task-browser picture
+    with tempfile.TemporaryDirectory() as tmp, stage(Path(tmp) / "data", reads_js) as s:
         s.answer(
             [("iPhone", MET)],
             MET

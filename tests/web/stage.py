@@ -169,15 +169,16 @@ class Stage:
 
 
 @contextmanager
-def stage(data_dir: Path) -> Iterator[Stage]:
-    """Fakes and a started server; everything stopped on exit."""
+def stage(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stage]:
+    """Fakes and a started server (with `extra_env`: more settings); everything stopped on
+    exit."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         model = stack.enter_context(FakeOpenAI())
         search = stack.enter_context(FakeSearxng())
         web = stack.enter_context(FakeWeb())
         receiver = stack.enter_context(WebhookReceiver())
-        made = Stage(data_dir, model, search, web, receiver)
+        made = Stage(data_dir, model, search, web, receiver, extra_env=dict(extra_env or {}))
         made.answer([("announced", MET)], NOT_MET)
         made.start()
         try:

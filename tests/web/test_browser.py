@@ -25,6 +25,7 @@ from tests.fakes import (
     WebhookReceiver,
     article_html,
 )
+from tests.fixtures.browser import js_page
 from tests.fixtures.engine import MET
 from tests.fixtures.jwks import key_a  # noqa: F401 - the provider's key, as a fixture here
 from tests.fixtures.oidc_provider import (  # noqa: F401 - the provider, as a fixture here
@@ -69,7 +70,15 @@ def stage(
     fake_web: FakeWeb,
     receiver: WebhookReceiver,
 ) -> Iterator[Stage]:
-    made = Stage(tmp_path_factory.mktemp("serve"), fake_model, fake_search, fake_web, receiver)
+    # With a browser for pages that need one (started on the first such page only).
+    made = Stage(
+        tmp_path_factory.mktemp("serve"),
+        fake_model,
+        fake_search,
+        fake_web,
+        receiver,
+        extra_env={"TORALE_BROWSER_PATH": str(chromium_path())},
+    )
     made.start()
     try:
         assert made.admin_key, made.output()
@@ -456,4 +465,50 @@ def test_condition_rows_and_an_error_under_its_row(browser: Browser, stage: Stag
     page.click("button:has-text('Create task')")
     page.wait_for_url(re.compile(r".*/tasks/[0-9a-f-]{36}$"))
     assert "price < 50" in page.inner_text(".details")
+    w.assert_clean()
+
+
+def test_a_page_read_with_the_browser_and_its_screenshot_on_the_task_page(
+    browser: Browser, stage: Stage
+) -> None:
+    """From the form (the browser and a screenshot chosen) to the run's screenshot shown in the
+    answer and in the history, loaded from the session route under the CSP."""
+    stage.web.set_page(
+        "/app/espresso", js_page("Espresso machine", ["Back in stock.", "It costs 499 euros."])
+    )
+    stage.new_user("ines@example.com")
+    w = open_page(browser, stage)
+    page = w.page
+    page.goto(stage.link_for("ines@example.com"))
+    page.goto(stage.base_url + "/tasks/new")
+    page.click("label:has(#mode-change)")
+    page.fill("#url_0", stage.page_url("/app/espresso"))
+    expect(page.locator("#render-browser")).to_be_enabled()
+    page.click("label:has(#render-browser)")
+    page.check("#screenshot")
+    page.fill("#name", "Espresso app")
+    page.click("button:has-text('Create task')")
+    page.wait_for_url(re.compile(r".*/tasks/[0-9a-f-]{36}$"))
+    page.click("button:has-text('Run now')")
+    answer_shot = page.locator("#run-area .shot img")
+    answer_shot.wait_for(timeout=30_000)
+    history_shot = page.locator("#history .shot img")
+    history_shot.wait_for(timeout=20_000)
+    for image in (answer_shot, history_shot):
+        expect(image).to_have_attribute("alt", re.compile(r"Screenshot of 127\.0\.0\.1"))
+        image.scroll_into_view_if_needed()
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+        )
+    src = history_shot.get_attribute("src")
+    assert src is not None
+    assert re.fullmatch(r"/tasks/[0-9a-f-]{36}/runs/[0-9a-f-]{36}/screenshots/0", src)
+    # The link opens the full PNG, for this session only.
+    full = page.request.get(stage.base_url + src)
+    assert full.status == 200
+    assert full.headers["content-type"] == "image/png"
+    assert full.body().startswith(b"\x89PNG")
+    assert httpx.get(stage.base_url + src, follow_redirects=False).status_code == 303
+    page.reload()  # the saved page shows it too
+    expect(page.locator("#run-area .shot img")).to_have_count(1)
     w.assert_clean()

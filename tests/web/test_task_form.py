@@ -572,8 +572,9 @@ async def test_a_runs_diff_opens_in_place_and_renders_escaped(
 async def test_editing_keeps_how_each_page_is_read(
     as_alice: Browserless, alice: ApiUser, fake_web: FakeWeb
 ) -> None:
-    """The form has no control for `render` yet: a page read with the browser stays so when the
-    task is edited (a hidden field carries it), also when another row is removed."""
+    """The rows have no control for a page's own `render` (the form offers the task's): a page
+    read with the browser stays so when the task is edited (a hidden field carries it), also
+    when another row is removed."""
     task = await api_task(
         as_alice.client,
         alice,

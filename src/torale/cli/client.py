@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -216,6 +217,29 @@ WhenRules = Annotated[
 WhenAny = Annotated[bool, typer.Option("--any", help="With several --when: any of them.")]
 
 
+class ReadWith(StrEnum):
+    """How pages are read (the API's `render`)."""
+
+    plain = "plain"
+    browser = "browser"
+
+
+Render = Annotated[
+    ReadWith | None,
+    typer.Option(
+        "--render",
+        help="How to read the --url pages: plain (the HTML as served) or browser (after their "
+        "JavaScript ran; the server needs TORALE_BROWSER_PATH or TORALE_BROWSER_URL).",
+    ),
+]
+Screenshot = Annotated[
+    bool,
+    typer.Option(
+        "--screenshot", help="Keep a PNG of each page read with the browser (see task sources)."
+    ),
+]
+
+
 def watch_options(
     urls: list[str] | None,
     selectors: list[str] | None,
@@ -246,6 +270,15 @@ def watch_options(
     return fields
 
 
+def _reading(task: Any) -> str:
+    """How the task's pages are read: `plain`, `browser`, with screenshots, and the pages that
+    say otherwise."""
+    render = str(getattr(task, "render", "plain"))
+    own = [t for t in task.targets if getattr(t, "render", None) not in (None, render)]
+    text = render + (", with screenshots" if getattr(task, "screenshot", False) else "")
+    return text + "".join(f"; {t.url} {t.render}" for t in own)
+
+
 def show_task(task: Any) -> None:
     out.print(f"[bold]{task.name}[/bold]  {task.id}")
     targets = [t.url + (f" [{t.selector}]" if t.selector else "") for t in task.targets]
@@ -254,6 +287,7 @@ def show_task(task: Any) -> None:
         ("query", task.search_query or "-"),
         ("condition", task.condition_description or "-"),
         ("watching", ", ".join(targets) or "-"),
+        ("reading", _reading(task)),
         ("schedule", f"{task.schedule} ({task.timezone})"),
         ("state", task.state + (f" ({task.paused_reason})" if task.paused_reason else "")),
         ("notify", task.notify_behavior),
@@ -308,6 +342,8 @@ def create(
     when_changed: WhenChanged = False,
     when_rules: WhenRules = None,
     when_any: WhenAny = False,
+    render: Render = None,
+    screenshot: Screenshot = False,
     run_now: Annotated[bool, typer.Option("--run-now", help="Run it once right away.")] = False,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     from_: Annotated[
@@ -337,6 +373,10 @@ def create(
         search=search,
     )  # fmt: skip
     fields.update(watch_options(urls, selectors, when_changed, when_rules, when_any))
+    if render:
+        fields["render"] = render.value
+    if screenshot:
+        fields["screenshot"] = True
     if run_now:
         fields["run_immediately"] = True
     if paused:
@@ -403,6 +443,14 @@ def update(
     apprise: Apprises = None,
     model: Model = None,
     search: Search = None,
+    render: Render = None,
+    screenshot: Annotated[
+        bool | None,
+        typer.Option(
+            "--screenshot/--no-screenshot",
+            help="Keep (or stop keeping) a PNG of each page read with the browser.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change a task (only what you give changes; channels given replace the task's)."""
@@ -411,6 +459,13 @@ def update(
         behavior=behavior, webhooks=webhooks, emails=emails, apprise=apprise, model=model,
         search=search,
     )  # fmt: skip
+    fields.update(
+        {
+            k: v
+            for k, v in (("render", render and render.value), ("screenshot", screenshot))
+            if v is not None
+        }
+    )
     if not fields:
         err.print("Nothing to change: give at least one option (see --help).")
         raise typer.Exit(2)
@@ -550,6 +605,36 @@ def notifications(
     with api() as client:
         page = client.tasks.notifications_page(task_id, limit=limit)
     emit(page.items) if as_json else out.print(_executions_table(page.items))
+
+
+@task_app.command("sources")
+def sources(
+    task_id: TaskId,
+    execution_id: Annotated[
+        uuid.UUID, typer.Argument(help="The run's id (see task logs).", metavar="EXECUTION_ID")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """What a run read: each page (and selector) with the hash of its text, and the path of
+    its screenshot for pages read with the browser in a task with --screenshot."""
+    with api() as client:
+        found = client.tasks.sources(task_id, execution_id)
+    if as_json:
+        emit(found)
+        return
+    if not found:
+        out.print("No sources kept (the run failed, or its snapshots were pruned).")
+        return
+    table = Table("#", "page", "selector", "sha-256", "screenshot")
+    for position, source in enumerate(found):
+        table.add_row(
+            str(position),
+            escape(source.url),
+            escape(source.selector or "-"),
+            source.content_hash[:12],
+            escape(source.screenshot or "-"),
+        )
+    out.print(table)
 
 
 @task_app.command("diff")

@@ -228,6 +228,18 @@ async def screenshot(
         )
 
 
+async def screenshots_of_runs(
+    rt: Runtime, *, user_id: uuid.UUID, task_id: uuid.UUID, execution_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[int, str]]]:
+    """Which of these runs of the user's task kept screenshots: (position, URL) of each page
+    with one, for the pages that link them (`screenshot` serves each)."""
+    async with session_scope(rt.sessions, writes=False) as session:
+        await tasks_service.get_task(session, user_id=user_id, task_id=task_id)  # 404 if not theirs
+        return await watch_service.screenshots_of_runs(
+            session, task_id=task_id, execution_ids=execution_ids
+        )
+
+
 async def diff(
     rt: Runtime,
     *,

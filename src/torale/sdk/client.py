@@ -72,8 +72,12 @@ def task_fields(
     context: Any = None,
     state: TaskState | str | None = None,
     run_immediately: bool | None = None,
+    render: str | None = None,
+    screenshot: bool | None = None,
 ) -> dict[str, Any]:
-    """The body of POST /api/v1/tasks, leaving out what is not given (the server's defaults)."""
+    """The body of POST /api/v1/tasks, leaving out what is not given (the server's defaults).
+    `render="browser"` reads the task's pages with the server's browser (one a URL names in
+    its own `render` wins); `screenshot` keeps a PNG of each page read so."""
     return _fields(
         search_query=search_query,
         condition_description=condition_description,
@@ -90,6 +94,8 @@ def task_fields(
         context=context,
         state=state,
         run_immediately=run_immediately,
+        render=render,
+        screenshot=screenshot,
     )
 
 

@@ -78,6 +78,29 @@ async def screenshot(
     return image
 
 
+async def screenshots_of_runs(
+    session: AsyncSession, *, task_id: uuid.UUID, execution_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[int, str]]]:
+    """Which of the task's executions kept screenshots: each one's (position, URL) of the pages
+    with one, in reading order; executions without any are left out."""
+    if not execution_ids:
+        return {}
+    rows = await session.execute(
+        select(ExecutionSource.execution_id, ExecutionSource.position, ExecutionSource.url)
+        .join(Execution, Execution.id == ExecutionSource.execution_id)
+        .where(
+            Execution.task_id == task_id,
+            ExecutionSource.execution_id.in_(execution_ids),
+            ExecutionSource.screenshot_hash.is_not(None),
+        )
+        .order_by(ExecutionSource.execution_id, ExecutionSource.position)
+    )
+    found: dict[uuid.UUID, list[tuple[int, str]]] = {}
+    for execution_id, position, url in rows:
+        found.setdefault(execution_id, []).append((position, url))
+    return found
+
+
 async def _latest_with_sources(session: AsyncSession, task_id: uuid.UUID) -> list[uuid.UUID]:
     """The task's two newest executions that kept sources, newest first."""
     rows = await session.scalars(

@@ -60,6 +60,8 @@ _FIELDS = {
     "timezone",
     "notify_behavior",
     "notifications",
+    "render",
+    "screenshot",
 }
 _WATCHING = {"urls", "rules", "change"}
 # Where a row action sends the focus and which part of the form it re-renders.
@@ -116,6 +118,8 @@ class TaskForm:
     cron: str = "0 9 * * *"
     timezone: str = ""
     notify_behavior: str = "once"
+    render: str = "plain"  # how the pages are read: plain | browser (a URL row may say its own)
+    screenshot: str = ""  # "1" when checked
     emails: str = ""
     webhooks: str = ""
     apprise: str = ""
@@ -123,6 +127,9 @@ class TaskForm:
     focus: str = ""  # the id of the control a row action leaves the focus on
     # Channels the form cannot show (a webhook's headers): kept as stored, masks included.
     _original_channels: list[dict[str, Any]] = field(default_factory=list)
+    # The saved task's render and screenshot: an edit sends them only when they changed (a
+    # server whose browser went away does not refuse edits of other fields).
+    _original_reading: tuple[str, bool] | None = None
 
     @classmethod
     def from_form(cls, form: FormData, original: TaskRead | None = None) -> TaskForm:
@@ -136,6 +143,9 @@ class TaskForm:
         made.rule_rows = rule_rows_of(form)
         if original is not None:
             made._original_channels = [c.model_dump(mode="json") for c in original.notifications]
+            made._original_reading = (original.render, original.screenshot)
+            if "render" not in form:  # a disabled choice is not posted: the saved one stays
+                made.render = original.render
         return made
 
     @classmethod
@@ -154,10 +164,13 @@ class TaskForm:
             cron=task.schedule,
             timezone=task.timezone,
             notify_behavior=task.notify_behavior,
+            render=task.render,
+            screenshot="1" if task.screenshot else "",
             emails="\n".join(c["address"] for c in channels if c["type"] == "email"),
             webhooks="\n".join(c["url"] for c in channels if c["type"] == "webhook"),
             apprise="\n".join(c["url"] for c in channels if c["type"] == "apprise"),
             _original_channels=channels,
+            _original_reading=(task.render, task.screenshot),
         )
         made._read_schedule(task.schedule)
         return made
@@ -232,6 +245,9 @@ class TaskForm:
         )
         change = change_body(self.ignore_lines, self.change_only) if self.mode == "change" else None
         body: dict[str, Any] = {"urls": urls, "rules": rules, "change": change}
+        # As posted: the API says what it refuses (an unknown render, a browser it lacks).
+        body["render"] = self.render or "plain"
+        body["screenshot"] = bool(self.screenshot)
         if self.mode:
             body["mode"] = self.mode
         if self.mode in ("", "model"):  # the fields of the other modes are not theirs
@@ -261,6 +277,11 @@ class TaskForm:
         data = self.data()
         if data["name"] is None:
             del data["name"]  # an empty name keeps the task's
+        if self._original_reading is not None:
+            if data["render"] == self._original_reading[0]:
+                del data["render"]
+            if data["screenshot"] == self._original_reading[1]:
+                del data["screenshot"]
         if "search_query" in data:
             # As typed: an emptied query is refused at its field rather than left unchanged;
             # an empty condition follows the query again.
@@ -320,6 +341,8 @@ _LABELS = {
     "timezone": "Time zone",
     "notify_behavior": "Notify",
     "notifications": "Notifications",
+    "render": "How to read the pages",
+    "screenshot": "Screenshots",
 }
 _ROW_LABELS = {"url": "Page {}", "selector": "Page {} selector", "rule": "Condition {}"}
 

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
@@ -32,6 +32,7 @@ from torale.statuses import ExecutionStatus, TaskState
 from torale.tasks import actions
 from torale.tasks.schedule import InvalidCronError, is_valid_timezone
 from torale.tasks.schemas import TaskRead
+from torale.tasks.service import NO_BROWSER_FOR_RENDER
 from torale.web import watch_form
 from torale.web.page_cache import task_page_key, tasks_page_key
 from torale.web.rendering import html_response, is_htmx, render, render_html
@@ -61,6 +62,8 @@ def _model_available(request: Request, task: TaskRead | None = None) -> bool:
 
 def _form_context(request: Request, form: TaskForm, task: TaskRead | None = None) -> dict[str, Any]:
     return {
+        "browser_available": Runtime.of_request(request).policy.browser,
+        "no_browser_hint": NO_BROWSER_FOR_RENDER,
         "form": form,
         "task": task,
         "action": f"/tasks/{task.id}/edit" if task else "/tasks/new",
@@ -249,7 +252,15 @@ async def preview(request: Request, viewer: ViewerDep) -> Response:
 
 
 # The fields of a task that a preview takes (executions.preview.PreviewRequest).
-_PREVIEWED = ("search_query", "condition_description", "urls", "mode", "rules", "change")
+_PREVIEWED = (
+    "search_query",
+    "condition_description",
+    "urls",
+    "mode",
+    "rules",
+    "change",
+    "render",
+)
 
 
 # --- one task ---------------------------------------------------------------------------------
@@ -293,9 +304,16 @@ async def _history(request: Request, viewer: Viewer, task_id: uuid.UUID) -> dict
             task_id=task_id,
             since=min(run.created_at for run in runs.items),
         )
+    screenshots = await run_actions.screenshots_of_runs(
+        Runtime.of_request(request),
+        user_id=viewer.user.id,
+        task_id=task_id,
+        execution_ids=[run.id for run in runs.items],
+    )
     return {
         "runs": runs.items,
         "runs_total": runs.total,
+        "screenshots_by_run": screenshots,  # run → (position, URL) of the pages it kept a PNG of
         "deliveries": await _deliveries(request, viewer, task_id),
         "changed": changed,  # run → the run before it, for the runs that read something new
     }
@@ -362,14 +380,24 @@ async def task_diff(
     return render(request, "task_diff.html", context)
 
 
-def _run_fragment(request: Request, task: TaskRead, run: ExecutionRead) -> Response:
+async def _run_fragment(
+    request: Request, viewer: Viewer, task: TaskRead, run: ExecutionRead
+) -> Response:
     finished = run.status in _FINISHED
     # When the run is done, the history (and the task's answer) refresh themselves.
     headers = {"HX-Trigger": "run-finished"} if finished else None
+    shots: dict[uuid.UUID, list[tuple[int, str]]] = {}
+    if run.status == ExecutionStatus.SUCCESS:
+        shots = await run_actions.screenshots_of_runs(
+            Runtime.of_request(request),
+            user_id=viewer.user.id,
+            task_id=task.id,
+            execution_ids=[run.id],
+        )
     return render(
         request,
         "fragments/run_status.html",
-        {"task": task, "run": run, "finished": finished},
+        {"task": task, "run": run, "finished": finished, "screenshots_by_run": shots},
         headers=headers,
     )
 
@@ -380,7 +408,7 @@ async def run_now(request: Request, viewer: ViewerDep, task_id: uuid.UUID) -> Re
     run = await run_actions.run_now(rt, user_id=viewer.user.id, task_id=task_id)
     if not is_htmx(request):
         return RedirectResponse(f"/tasks/{task_id}", status_code=303)
-    return _run_fragment(request, await _task(request, viewer, task_id), run)
+    return await _run_fragment(request, viewer, await _task(request, viewer, task_id), run)
 
 
 @router.get("/tasks/{task_id}/runs/{execution_id}")
@@ -397,7 +425,29 @@ async def run_status(
     run = next((r for r in runs.items if r.id == execution_id), None)
     if run is None:
         raise NotFoundError("That run is not in this task's recent history")
-    return _run_fragment(request, task, run)
+    return await _run_fragment(request, viewer, task, run)
+
+
+@router.get("/tasks/{task_id}/runs/{execution_id}/screenshots/{position}")
+async def run_screenshot(
+    request: Request,
+    viewer: ViewerDep,
+    task_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    position: Annotated[int, Path(ge=0, le=1000)],
+) -> Response:
+    """The PNG of a page a run read with the browser (the API's executions.actions.screenshot:
+    another user's, or a source without one, is a 404 page)."""
+    image = await run_actions.screenshot(
+        Runtime.of_request(request),
+        user_id=viewer.user.id,
+        task_id=task_id,
+        execution_id=execution_id,
+        position=position,
+    )
+    # Private: it shows what the user watches. Immutable: a run's screenshot never changes.
+    headers = {"Cache-Control": "private, max-age=86400, immutable"}
+    return Response(image, media_type="image/png", headers=headers)
 
 
 async def _set_state(request: Request, viewer: Viewer, task_id: uuid.UUID, pause: bool) -> Response:
