@@ -334,16 +334,17 @@ def _new_usage() -> dict[str, Any]:
     }
 
 
-# The previous successful run's texts by target key, or a function that loads them.
-PreviousTexts = dict[str, str] | Callable[[], Awaitable[dict[str, str]]] | None
+# The previous successful run's texts by target key, or a function that loads those of the
+# targets of the snapshots it is given (what a comparison with them needs).
+PreviousTexts = dict[str, str] | Callable[[list[Snapshot]], Awaitable[dict[str, str]]] | None
 
 
-async def _texts(previous: PreviousTexts) -> dict[str, str]:
+async def _texts(previous: PreviousTexts, snapshots: list[Snapshot]) -> dict[str, str]:
     if previous is None:
         return {}
     if isinstance(previous, dict):
         return previous
-    return await previous()
+    return await previous(snapshots)
 
 
 async def perform_run(
@@ -366,7 +367,7 @@ async def perform_run(
             engine,
             spec,
             earlier=earlier,
-            previous_texts=await _texts(previous_texts),
+            previous_texts=previous_texts,
             use_page_cache=use_page_cache,
             page_cache=page_cache,
         )
@@ -407,7 +408,7 @@ async def perform_run(
 
     # Only now, with a model call to make anyway: what changed since the last run, as context
     # for the model's change summary (a reused verdict above costs no diff either).
-    texts = await _texts(previous_texts)
+    texts = await _texts(previous_texts, snapshots)
     diff = changes_since(snapshots, texts) if texts else None
     prompt = build_prompt(
         query=spec.search_query,
@@ -434,7 +435,7 @@ async def _perform_watch(
     spec: TaskSpec,
     *,
     earlier: EarlierCheck | None,
-    previous_texts: dict[str, str],
+    previous_texts: PreviousTexts,
     use_page_cache: bool,
     page_cache: PageCacheRead | None,
 ) -> RunOutcome:
@@ -447,16 +448,17 @@ async def _perform_watch(
     evidence, pages, snapshots = await _read_sources(
         engine, spec, targets, {}, cache, usage, strict=True
     )
+    previous = await _texts(previous_texts, snapshots)
     try:
         judgement: Judgement = (
             judge_rules(
                 snapshots,
                 spec.rules or {},
                 earlier.current_state if earlier else None,
-                previous_texts,
+                previous,
             )
             if spec.mode == "rules"
-            else judge_change(snapshots, previous_texts, spec.change)
+            else judge_change(snapshots, previous, spec.change)
         )
     except PatternTimeoutError as exc:
         raise RunFailedError(str(exc)) from None
@@ -487,15 +489,15 @@ _executions = cast("Table", Execution.__table__)
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """The execution claimed, what it runs, what the last successful run found and that run's
-    id, and the page cache's entries of the task's targets."""
+    """The execution claimed, what it runs, what the last successful run found and the hashes
+    of the texts it read, and the page cache's entries of the task's targets."""
 
     execution_id: uuid.UUID
     spec: TaskSpec
     earlier: EarlierCheck | None
     previous: PreviousVerdict | None
-    last_success_id: uuid.UUID | None
     page_cache: PageCacheRead
+    previous_hashes: dict[str, str]  # the last successful run's text hashes, by target key
 
 
 async def _claim(
@@ -503,7 +505,8 @@ async def _claim(
 ) -> Claimed | None:
     # Every run passes through here, so it reads only the columns it needs, without loading
     # ORM objects (a scheduler's throughput is mostly this transaction and the record). The
-    # page cache's entries of the targets are read here too: one transaction less per run.
+    # page cache's entries of the targets and the hashes of the last successful run's texts
+    # are read here too: no unit of work of their own.
     now = datetime.now(UTC)
     async with session_scope(engine.sessions, engine.write_lock) as session:
         # The owner's row first (db.locks), and whether the account is still active: a
@@ -600,7 +603,10 @@ async def _claim(
             screenshot=task.screenshot,
         )
         page_cache = await read_page_cache(session, spec.targets)
-    return Claimed(execution_id, spec, earlier, previous, task.last_success_id, page_cache)
+        hashes = {}
+        if task.last_success_id is not None:
+            hashes = await snapshot_store.hashes_of(session, task.last_success_id)
+    return Claimed(execution_id, spec, earlier, previous, page_cache, hashes)
 
 
 DEACTIVATED_REASON = "the account is deactivated"
@@ -804,13 +810,25 @@ async def run_execution(
     claimed = await _claim(engine, task_id, trigger, execution_id)
     if claimed is None:
         return None
-    execution_id, last_success_id = claimed.execution_id, claimed.last_success_id
+    execution_id = claimed.execution_id
 
-    async def previous_texts() -> dict[str, str]:
-        if last_success_id is None:
-            return {}
-        async with session_scope(engine.sessions, writes=False) as session:
-            return await snapshot_store.texts_of(session, last_success_id)
+    async def previous_texts(snapshots: list[Snapshot]) -> dict[str, str]:
+        # The texts of the last successful run's sources that these snapshots compare with:
+        # a text whose hash is the snapshot's is the snapshot's text (texts are stored by
+        # hash), so only changed ones are read.
+        hashes = claimed.previous_hashes
+        texts, wanted = {}, {}
+        for snapshot in snapshots:
+            digest = hashes.get(snapshot.target.key)
+            if digest == snapshot.content_hash:
+                texts[snapshot.target.key] = snapshot.text
+            elif digest is not None:
+                wanted[snapshot.target.key] = digest
+        if wanted:
+            async with session_scope(engine.sessions, writes=False) as session:
+                stored = await snapshot_store.texts_by_hash(session, set(wanted.values()))
+            texts.update({k: stored[d] for k, d in wanted.items() if d in stored})
+        return texts
 
     try:
         async with asyncio.timeout(engine.settings.run_timeout_seconds):
