@@ -298,7 +298,8 @@ async def test_a_page_read_as_the_cache_has_it_is_not_written_again(
 
     async def entry() -> Page:
         async with app.state.torale.sessions() as session:
-            return (await session.scalars(select(Page))).one()
+            row: Page = (await session.scalars(select(Page))).one()
+            return row
 
     task = await new_task(client, alice)
     await run_now(client, alice, task["id"])
