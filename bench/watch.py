@@ -407,10 +407,6 @@ async def per_check(
             log(f"  round {round_} of {rounds} done")
         busy = machine.read()
         async with sessions() as session:
-            any_run = await session.scalar(select(Execution.id).limit(1))
-        assert any_run is not None
-        floor = await measure_floor(sessions, engine.write_lock, any_run, data_dir / "torale.db")
-        async with sessions() as session:
             for group in groups:
                 rows = (
                     await session.execute(
@@ -420,6 +416,11 @@ async def per_check(
                     )
                 ).all()
                 failures += check_runs(group, rows, rounds)
+        # After the checks are verified: the floor's UPDATEs overwrite one run's usage.
+        async with sessions() as session:
+            any_run = await session.scalar(select(Execution.id).limit(1))
+        assert any_run is not None
+        floor = await measure_floor(sessions, engine.write_lock, any_run, data_dir / "torale.db")
     finally:
         await engine.close()
         await db.dispose()
