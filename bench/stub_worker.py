@@ -66,7 +66,7 @@ async def stub_run_execution(
     claimed = await _claim(engine, task_id, trigger, execution_id)
     if claimed is None:
         return None
-    execution_id = claimed[0]
+    execution_id = claimed.execution_id
     try:
         if _io_seconds > 0:
             await asyncio.sleep(_io_seconds)

@@ -285,6 +285,37 @@ async def test_a_page_sent_again_byte_for_byte_is_not_extracted_again(
     assert third["result"]["current_state"] == {"release_date": "September 16"}
 
 
+async def test_a_page_read_as_the_cache_has_it_is_not_written_again(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: ApiUser,
+    fake_web: FakeWeb,
+    fake_model: FakeOpenAI,
+    newsroom: str,
+) -> None:
+    """A 304 (or the same bytes) with the validators the cache holds leaves the page cache's
+    row as it is; new validators or another text are written."""
+
+    async def entry() -> Page:
+        async with app.state.torale.sessions() as session:
+            row: Page = (await session.scalars(select(Page))).one()
+            return row
+
+    task = await new_task(client, alice)
+    await run_now(client, alice, task["id"])
+    first = await entry()
+    second_run = await run_now(client, alice, task["id"])
+    assert second_run["usage"]["pages_not_modified"] == 1
+    assert (await entry()).fetched_at == first.fetched_at  # not written again
+
+    fake_web.set_page("/newsroom", page(RESCHEDULED))  # another body, another ETag
+    await run_now(client, alice, task["id"])
+    changed = await entry()
+    assert changed.fetched_at > first.fetched_at
+    assert changed.etag != first.etag
+    assert "September 16" in changed.text
+
+
 async def test_task_urls_are_read_with_search_results_deduplicated(
     client: httpx.AsyncClient,
     alice: ApiUser,

@@ -329,18 +329,18 @@ class StubRuns:
             return None
         self.running += 1
         self.most = max(self.most, self.running)
-        self.started.append(claimed[0])
+        self.started.append(claimed.execution_id)
         try:
             if self.gate is not None:
                 await self.gate.wait()
             await asyncio.sleep(self.hold)
         except asyncio.CancelledError:
-            await asyncio.shield(self.record(engine, claimed[0], "failed"))
+            await asyncio.shield(self.record(engine, claimed.execution_id, "failed"))
             raise
         finally:
             self.running -= 1
-        await self.record(engine, claimed[0], "success")
-        return claimed[0]
+        await self.record(engine, claimed.execution_id, "success")
+        return claimed.execution_id
 
     @staticmethod
     async def record(engine: Engine, execution_id: uuid.UUID, status: str) -> None:

@@ -297,6 +297,8 @@ class Page(Base):
     text_hash: Mapped[str] = mapped_column(String(64))
     # SHA-256 of the media type and body the text was read from (None: not known).
     body_hash: Mapped[str | None] = mapped_column(String(64))
+    # When the entry last changed: a read that finds the page as the entry has it (a 304, or
+    # the same bytes, with the same validators) does not write it again.
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

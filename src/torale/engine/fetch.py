@@ -50,6 +50,9 @@ class FetchedPage:
     # conditional requests of the plain fetcher. `screenshot`: a PNG of it, when asked for.
     rendered: bool = False
     screenshot: bytes | None = None
+    # The page cache's entry (`cached`) is this page already: recording it would write the
+    # same row again (a 304 or the same bytes, with the same validators).
+    cache_current: bool = False
 
     @property
     def cache_key(self) -> str:
@@ -65,6 +68,10 @@ class CachedPage:
     etag: str | None
     last_modified: str | None
     body_hash: str | None = None
+
+
+def _same_validators(cached: CachedPage, etag: str | None, last_modified: str | None) -> bool:
+    return cached.etag == etag and cached.last_modified == last_modified
 
 
 class FetchFailedError(Exception):
@@ -175,18 +182,19 @@ class Fetcher:
             async with asyncio.timeout(self.timeout):
                 async with self.client.stream("GET", url, headers=headers) as response:
                     if response.status_code == 304 and cached is not None:
+                        etag = response.headers.get("etag", cached.etag)
+                        last_modified = response.headers.get("last-modified", cached.last_modified)
                         return FetchedPage(
                             url=url,
                             title=cached.title,
                             text=cached.text,
                             text_hash=cached.text_hash,
-                            etag=response.headers.get("etag", cached.etag),
-                            last_modified=response.headers.get(
-                                "last-modified", cached.last_modified
-                            ),
+                            etag=etag,
+                            last_modified=last_modified,
                             not_modified=True,
                             selector=selector,
                             body_hash=cached.body_hash,
+                            cache_current=_same_validators(cached, etag, last_modified),
                         )
                     if response.status_code >= 400:
                         raise FetchFailedError(f"HTTP {response.status_code}")
@@ -216,6 +224,7 @@ class Fetcher:
                 not_modified=False,
                 selector=selector,
                 body_hash=digest,
+                cache_current=_same_validators(cached, etag, last_modified),
             )
         title, text = await read_text(
             body, content_type, url, selector=selector, max_chars=self.max_chars

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -284,17 +284,41 @@ async def _read_sources(
     return evidence, fetched, snapshots
 
 
-async def _cached_pages(engine: Engine, targets: list[Target]) -> dict[str, CachedPage]:
+@dataclass(frozen=True, slots=True)
+class PageCacheRead:
+    """The page cache's entries of some targets, read ahead (the claim reads those of the
+    task's own targets in its transaction): `keys` were looked up, `pages` found."""
+
+    keys: frozenset[str]
+    pages: dict[str, CachedPage]
+
+
+async def read_page_cache(session: AsyncSession, targets: Iterable[Target]) -> PageCacheRead:
     """The page cache's entries of `targets`, by target key (a URL and its selector)."""
     keys = {url_hash(t.key): t.key for t in targets}
-    async with session_scope(engine.sessions) as session:
+    pages: dict[str, CachedPage] = {}
+    if keys:
         rows = await session.scalars(select(Page).where(Page.url_hash.in_(list(keys))))
-        return {
+        pages = {
             keys[row.url_hash]: CachedPage(
                 row.title or "", row.text, row.text_hash, row.etag, row.last_modified, row.body_hash
             )
             for row in rows
         }
+    return PageCacheRead(frozenset(keys.values()), pages)
+
+
+async def _cached_pages(
+    engine: Engine, targets: list[Target], read: PageCacheRead | None
+) -> dict[str, CachedPage]:
+    """The page cache's entries of `targets`: those `read` ahead, the others read now."""
+    known = read or PageCacheRead(frozenset(), {})
+    rest = [t for t in targets if t.key not in known.keys]
+    if not rest:
+        return known.pages
+    async with session_scope(engine.sessions, writes=False) as session:
+        more = await read_page_cache(session, rest)
+    return {**known.pages, **more.pages}
 
 
 def _new_usage() -> dict[str, Any]:
@@ -310,16 +334,17 @@ def _new_usage() -> dict[str, Any]:
     }
 
 
-# The previous successful run's texts by target key, or a function that loads them.
-PreviousTexts = dict[str, str] | Callable[[], Awaitable[dict[str, str]]] | None
+# The previous successful run's texts by target key, or a function that loads those of the
+# targets of the snapshots it is given (what a comparison with them needs).
+PreviousTexts = dict[str, str] | Callable[[list[Snapshot]], Awaitable[dict[str, str]]] | None
 
 
-async def _texts(previous: PreviousTexts) -> dict[str, str]:
+async def _texts(previous: PreviousTexts, snapshots: list[Snapshot]) -> dict[str, str]:
     if previous is None:
         return {}
     if isinstance(previous, dict):
         return previous
-    return await previous()
+    return await previous(snapshots)
 
 
 async def perform_run(
@@ -330,6 +355,7 @@ async def perform_run(
     previous: PreviousVerdict | None,
     use_page_cache: bool,
     previous_texts: PreviousTexts = None,
+    page_cache: PageCacheRead | None = None,
 ) -> RunOutcome:
     """Search, read, and judge (or reuse the previous verdict); `change` and `rules` tasks read
     only their targets and decide without a model. Writes nothing. `previous_texts` are the
@@ -341,8 +367,9 @@ async def perform_run(
             engine,
             spec,
             earlier=earlier,
-            previous_texts=await _texts(previous_texts),
+            previous_texts=previous_texts,
             use_page_cache=use_page_cache,
+            page_cache=page_cache,
         )
     settings = engine.settings
     usage = _new_usage()
@@ -362,7 +389,7 @@ async def perform_run(
     plain = [Target(u, render="plain") for u in found if u not in own]
     targets = [*dict.fromkeys(spec.targets), *plain]
 
-    cache = await _cached_pages(engine, targets) if use_page_cache else {}
+    cache = await _cached_pages(engine, targets, page_cache) if use_page_cache else {}
     evidence, pages, snapshots = await _read_sources(
         engine, spec, targets, found, cache, usage, strict=False
     )
@@ -381,7 +408,7 @@ async def perform_run(
 
     # Only now, with a model call to make anyway: what changed since the last run, as context
     # for the model's change summary (a reused verdict above costs no diff either).
-    texts = await _texts(previous_texts)
+    texts = await _texts(previous_texts, snapshots)
     diff = changes_since(snapshots, texts) if texts else None
     prompt = build_prompt(
         query=spec.search_query,
@@ -408,28 +435,30 @@ async def _perform_watch(
     spec: TaskSpec,
     *,
     earlier: EarlierCheck | None,
-    previous_texts: dict[str, str],
+    previous_texts: PreviousTexts,
     use_page_cache: bool,
+    page_cache: PageCacheRead | None,
 ) -> RunOutcome:
     """A `change` or `rules` run: read the targets, compare, decide — no search, no model."""
     usage = _new_usage()
     targets = list(dict.fromkeys(spec.targets))
     if not targets:
         raise RunFailedError("Nothing to watch: the task has no urls")
-    cache = await _cached_pages(engine, targets) if use_page_cache else {}
+    cache = await _cached_pages(engine, targets, page_cache) if use_page_cache else {}
     evidence, pages, snapshots = await _read_sources(
         engine, spec, targets, {}, cache, usage, strict=True
     )
+    previous = await _texts(previous_texts, snapshots)
     try:
         judgement: Judgement = (
             judge_rules(
                 snapshots,
                 spec.rules or {},
                 earlier.current_state if earlier else None,
-                previous_texts,
+                previous,
             )
             if spec.mode == "rules"
-            else judge_change(snapshots, previous_texts, spec.change)
+            else judge_change(snapshots, previous, spec.change)
         )
     except PatternTimeoutError as exc:
         raise RunFailedError(str(exc)) from None
@@ -458,17 +487,26 @@ _tasks = cast("Table", Task.__table__)
 _executions = cast("Table", Execution.__table__)
 
 
-# The execution claimed, what it runs, what the last successful run found, and that run's id.
-Claimed = tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None, uuid.UUID | None]
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """The execution claimed, what it runs, what the last successful run found and the hashes
+    of the texts it read, and the page cache's entries of the task's targets."""
+
+    execution_id: uuid.UUID
+    spec: TaskSpec
+    earlier: EarlierCheck | None
+    previous: PreviousVerdict | None
+    page_cache: PageCacheRead
+    previous_hashes: dict[str, str]  # the last successful run's text hashes, by target key
 
 
 async def _claim(
     engine: Engine, task_id: uuid.UUID, trigger: Trigger, execution_id: uuid.UUID | None
-) -> (
-    tuple[uuid.UUID, TaskSpec, EarlierCheck | None, PreviousVerdict | None, uuid.UUID | None] | None
-):
+) -> Claimed | None:
     # Every run passes through here, so it reads only the columns it needs, without loading
-    # ORM objects (a scheduler's throughput is mostly this transaction and the record).
+    # ORM objects (a scheduler's throughput is mostly this transaction and the record). The
+    # page cache's entries of the targets and the hashes of the last successful run's texts
+    # are read here too: no unit of work of their own.
     now = datetime.now(UTC)
     async with session_scope(engine.sessions, engine.write_lock) as session:
         # The owner's row first (db.locks), and whether the account is still active: a
@@ -564,7 +602,11 @@ async def _claim(
             render=task.render,
             screenshot=task.screenshot,
         )
-    return execution_id, spec, earlier, previous, task.last_success_id
+        page_cache = await read_page_cache(session, spec.targets)
+        hashes = {}
+        if task.last_success_id is not None:
+            hashes = await snapshot_store.hashes_of(session, task.last_success_id)
+    return Claimed(execution_id, spec, earlier, previous, page_cache, hashes)
 
 
 DEACTIVATED_REASON = "the account is deactivated"
@@ -598,15 +640,19 @@ async def _record_outcome(
     verdict = outcome.verdict
     async with session_scope(engine.sessions, engine.write_lock) as session:
         owner = await locks.lock_task_owner(session, task_id)  # first: see db.locks
-        execution = await session.get(Execution, execution_id)
-        task = await session.get(Task, task_id)
-        if (
-            owner is None
-            or execution is None
-            or task is None
-            or execution.status != ExecutionStatus.RUNNING
-        ):
+        if owner is None:
+            return False  # the task was deleted
+        # The execution and its task in one statement (no row: one of them is gone).
+        row = (
+            await session.execute(
+                select(Execution, Task)
+                .join(Task, Task.id == Execution.task_id)
+                .where(Execution.id == execution_id, Task.id == task_id)
+            )
+        ).one_or_none()
+        if row is None or row[0].status != ExecutionStatus.RUNNING:
             return False  # the task was deleted, or the run was declared orphaned meanwhile
+        execution, task = row
         # Decide against the task as it is now, not as it was when the run began.
         decision = decide(
             notify_behavior=task.notify_behavior,
@@ -658,6 +704,8 @@ async def _record_outcome(
         for page in outcome.pages:
             if page.rendered:
                 continue  # the page cache serves the plain fetcher's conditional requests
+            if page.cache_current:
+                continue  # the entry holds this page already: no write
             if not page.not_modified or page.etag or page.last_modified:
                 await upsert(
                     session,
@@ -762,23 +810,36 @@ async def run_execution(
     claimed = await _claim(engine, task_id, trigger, execution_id)
     if claimed is None:
         return None
-    execution_id, spec, earlier, previous, last_success_id = claimed
+    execution_id = claimed.execution_id
 
-    async def previous_texts() -> dict[str, str]:
-        if last_success_id is None:
-            return {}
-        async with session_scope(engine.sessions, writes=False) as session:
-            return await snapshot_store.texts_of(session, last_success_id)
+    async def previous_texts(snapshots: list[Snapshot]) -> dict[str, str]:
+        # The texts of the last successful run's sources that these snapshots compare with:
+        # a text whose hash is the snapshot's is the snapshot's text (texts are stored by
+        # hash), so only changed ones are read.
+        hashes = claimed.previous_hashes
+        texts, wanted = {}, {}
+        for snapshot in snapshots:
+            digest = hashes.get(snapshot.target.key)
+            if digest == snapshot.content_hash:
+                texts[snapshot.target.key] = snapshot.text
+            elif digest is not None:
+                wanted[snapshot.target.key] = digest
+        if wanted:
+            async with session_scope(engine.sessions, writes=False) as session:
+                stored = await snapshot_store.texts_by_hash(session, set(wanted.values()))
+            texts.update({k: stored[d] for k, d in wanted.items() if d in stored})
+        return texts
 
     try:
         async with asyncio.timeout(engine.settings.run_timeout_seconds):
             outcome = await perform_run(
                 engine,
-                spec,
-                earlier=earlier,
-                previous=previous,
+                claimed.spec,
+                earlier=claimed.earlier,
+                previous=claimed.previous,
                 use_page_cache=True,
                 previous_texts=previous_texts,
+                page_cache=claimed.page_cache,
             )
         await _record_success(engine, task_id, execution_id, outcome)
     except SelectorMissedRunError as exc:

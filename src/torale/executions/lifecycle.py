@@ -26,7 +26,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.models import Execution, Task
-from torale.db.statements import insert_unless_conflict
 from torale.executions.service import active_execution
 from torale.statuses import ACTIVE_EXECUTION_STATUSES, ExecutionStatus, Trigger
 
@@ -100,18 +99,26 @@ async def start_execution(
 ) -> tuple[Execution, bool]:
     """A new pending/running execution of the task, or the one already active (and False).
 
-    The task's orphans are failed first; then the partial unique index allows one active
-    execution per task, so two requests or workers racing to start a run get the same one.
+    The partial unique index allows one active execution per task, so two requests or workers
+    racing to start a run get the same one. The task's orphans are failed when one is in the
+    way: a task without an active execution (the usual case) costs the INSERT … RETURNING
+    and the task's `last_execution_id` only.
     """
     now = datetime.now(UTC)
-    await fail_orphaned(session, now=now, task_ids=[task_id])
     row = _new_row(
         task_id=task_id, user_id=user_id, trigger=trigger, status=status, now=now, lease=lease
     )
-    created = await insert_unless_conflict(session, Execution, row)
-    execution = await active_execution(session, task_id=task_id)
-    assert execution is not None, "an active execution exists after inserting one"
-    if created:
+    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    statement = insert(Execution).values(**row).on_conflict_do_nothing().returning(Execution)
+    execution = await session.scalar(statement)
+    if execution is None:  # an active execution is there: an orphan, or a live run
+        await fail_orphaned(session, now=now, task_ids=[task_id])
+        execution = await session.scalar(statement)
+    created = execution is not None
+    if execution is None:
+        execution = await active_execution(session, task_id=task_id)
+        assert execution is not None, "an active execution exists after inserting one"
+    else:
         await session.execute(
             update(Task).where(Task.id == task_id).values(last_execution_id=execution.id)
         )

@@ -130,6 +130,26 @@ async def screenshot_of(session: AsyncSession, execution_id: uuid.UUID, position
     return zlib.decompress(data) if data else b""
 
 
+async def hashes_of(session: AsyncSession, execution_id: uuid.UUID) -> dict[str, str]:
+    """The hashes of the texts an execution read, by target key (one statement, no text)."""
+    rows = await session.execute(
+        select(ExecutionSource.url, ExecutionSource.selector, ExecutionSource.content_hash)
+        .where(ExecutionSource.execution_id == execution_id)
+        .order_by(ExecutionSource.position)
+    )
+    return {Target(url, selector).key: digest for url, selector, digest in rows}
+
+
+async def texts_by_hash(session: AsyncSession, hashes: set[str]) -> dict[str, str]:
+    """The stored texts of these hashes, by hash."""
+    rows = await session.execute(
+        select(SnapshotContent.hash, SnapshotContent.data).where(
+            SnapshotContent.hash.in_(list(hashes))
+        )
+    )
+    return {digest: _text(data) for digest, data in rows}
+
+
 async def texts_of(session: AsyncSession, execution_id: uuid.UUID) -> dict[str, str]:
     """The texts an execution read, by target key."""
     return {
