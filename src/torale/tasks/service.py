@@ -343,6 +343,8 @@ def _owned(user_id: uuid.UUID) -> Select[Task]:
 
 
 _COLUMNS = columns_of(Task)
+_KEYS = tuple(c.key for c in _COLUMNS)
+_SELECT_COLUMNS = select(*_COLUMNS)  # built once: each query refines a copy of it
 
 
 def task_row(task: Task | Mapping[Any, Any]) -> dict[str, Any]:
@@ -365,7 +367,7 @@ async def list_tasks(
 ) -> tuple[list[dict[str, Any]], int]:
     """Newest first, as rows (`task_row`); `text` matches name, query or condition
     (case-insensitive substring)."""
-    statement = select(*_COLUMNS).where(Task.user_id == user_id)
+    statement = _SELECT_COLUMNS.where(Task.user_id == user_id)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         statement = statement.where(
@@ -380,17 +382,19 @@ async def list_tasks(
     elif is_active is False:
         statement = statement.where(Task.state != TaskState.ACTIVE)
     statement = statement.order_by(Task.created_at.desc(), Task.id.desc())
-    rows, total = await paginate_rows(session, statement, page)
-    keys = [c.key for c in _COLUMNS]
-    return [task_row(dict(zip(keys, row, strict=True))) for row in rows], total
+    # Core rows on the session's connection: the ORM's result handling (for rows that are
+    # not entities) cost more than the query itself.
+    rows, total = await paginate_rows(session, statement, page, core=True)
+    return [task_row(dict(zip(_KEYS, row, strict=True))) for row in rows], total
 
 
 async def get_task_row(
     session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID
 ) -> dict[str, Any]:
     """`get_task` as a row (`task_row`), for reads."""
+    connection = await session.connection()
     row = (
-        await session.execute(select(*_COLUMNS).where(Task.user_id == user_id, Task.id == task_id))
+        await connection.execute(_SELECT_COLUMNS.where(Task.user_id == user_id, Task.id == task_id))
     ).first()
     if row is None:
         raise NotFoundError("Task not found")
