@@ -822,6 +822,9 @@ def render_section(
         out.append(f"| {LABELS[key]} ≥ {goal:.2f} | " + " | ".join(cells) + " |")
     out += [
         "",
+        "Where a goal is not met, [docs/performance.md](../docs/performance.md) gives where the "
+        "remaining CPU of the request goes and what limits it.",
+        "",
         f"Load: `wrk -t{load.threads} -c{load.connections} -d{load.duration}s --latency`, "
         f"{warmup} s warm-up per target, {rounds} rounds interleaved (every target once per "
         "round), median shown. Each target is served by one uvicorn process (uvloop + "

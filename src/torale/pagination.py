@@ -40,19 +40,27 @@ PageDep = Annotated[PageParams, Depends(_page_params)]
 
 
 async def paginate_rows(
-    session: AsyncSession, statement: Select[*tuple[Any, ...]], params: PageParams
+    session: AsyncSession,
+    statement: Select[*tuple[Any, ...]],
+    params: PageParams,
+    *,
+    core: bool = False,
 ) -> tuple[list[tuple[Any, ...]], int]:
     """One page of `statement`'s rows (already ordered) and the total, in one query.
 
     `count(*) OVER ()` is computed before LIMIT/OFFSET, so each row carries the total; only a
-    page past the end needs a second (count) query.
+    page past the end needs a second (count) query. `core`: a statement of columns only, run
+    on the session's connection (no ORM result handling, which costs more than the rows).
     """
     windowed = (
         statement.add_columns(func.count().over().label("_total"))
         .limit(params.limit)
         .offset(params.offset)
     )
-    rows = (await session.execute(windowed)).all()
+    if core:
+        rows = (await (await session.connection()).execute(windowed)).all()
+    else:
+        rows = (await session.execute(windowed)).all()
     if rows:
         return [tuple(row[:-1]) for row in rows], int(rows[0][-1])
     if params.offset == 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -140,3 +140,36 @@ def test_iana_names_and_their_aliases_are_zones(name: str) -> None:
 )
 def test_host_files_that_are_not_iana_zones_are_refused(name: str) -> None:
     assert not is_valid_timezone(name)
+
+
+def test_next_run_after_parses_once_and_agrees_with_croniter() -> None:
+    """next_run_after reuses each expression's parse: the times are croniter's own, across
+    zones, DST changes and day-of-month/day-of-week unions."""
+    import random
+    import zoneinfo
+
+    from croniter import croniter
+
+    from torale.tasks.schedule import next_run_after
+
+    expressions = [
+        "0 9 * * *",
+        "*/15 * * * *",
+        "30 2 * * 0",
+        "0 9 * * 1-5",
+        "5 4 29 2 *",
+        "0 0 31 * 1",
+        "15 1,2,3 * * *",
+        "0 2 * 3 SUN",
+        "0-30/5 * * * MON-FRI",
+    ]
+    zones = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]
+    chance = random.Random(16)
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    for _ in range(500):
+        expression, zone = chance.choice(expressions), chance.choice(zones)
+        after = start + timedelta(minutes=chance.randrange(10 * 365 * 24 * 60))
+        local = after.astimezone(zoneinfo.ZoneInfo(zone))
+        expected = croniter(expression, local).get_next(datetime).astimezone(UTC)
+        assert next_run_after(expression, zone, after) == expected
+        assert next_run_after(expression, zone, after) == expected  # from the cached parse

@@ -218,12 +218,13 @@ async def test_deactivation_ends_the_users_open_session(
 async def test_an_unexpected_error_is_a_page_that_tells_nothing(
     as_alice: Browserless, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from torale.tasks import actions
+    from torale.tasks import service
 
     async def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr(actions, "list_tasks", broken)
+    # The query under the page's list (tasks.actions.list_tasks_body reads it directly).
+    monkeypatch.setattr(service, "list_tasks", broken)
     response = await as_alice.get("/tasks")
     assert response.status_code == 500
     assert "text/html" in response.headers["content-type"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import time
 import weakref
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import aiosqlite
+import orjson
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -94,12 +96,24 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the pooled connection did not answer a ping") from exc
 
 
+def json_loads(text: str | bytes) -> Any:
+    """JSON columns as read: orjson (a page of tasks decodes six JSON columns a row, ≈ 4x
+    faster than `json.loads`), and `json.loads` for what orjson refuses (an integer beyond
+    64 bits), so that every stored value reads back as before."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_engine(url: str, *, echo: bool = False, timeout: float | None = None) -> AsyncEngine:
     """`timeout` (PostgreSQL): seconds to connect and for each statement, so that requests
     fail fast (503) rather than hang while the database is unreachable. Migrations pass none."""
     if url.startswith("sqlite"):
         # Enough connections for the usual concurrency, so they are reused, not churned.
-        engine = create_async_engine(url, echo=echo, pool_size=16, max_overflow=16)
+        engine = create_async_engine(
+            url, echo=echo, pool_size=16, max_overflow=16, json_deserializer=json_loads
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
     connect_args = {"timeout": timeout, "command_timeout": timeout} if timeout else {}
@@ -114,6 +128,7 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
         pool_timeout=timeout or 30,
         pool_recycle=1800,
         connect_args=connect_args,
+        json_deserializer=json_loads,
     )
     event.listen(engine.sync_engine, "checkin", _checked_in)
     event.listen(engine.sync_engine, "checkout", _ping_if_idle)
@@ -166,7 +181,13 @@ def _inline_sqlite_reader(engine: AsyncEngine) -> AsyncEngine:
     async def connect() -> aiosqlite.Connection:
         return await _InlineSqlite(connector, 64)
 
-    reader = create_async_engine(engine.url, async_creator=connect, pool_size=16, max_overflow=16)
+    reader = create_async_engine(
+        engine.url,
+        async_creator=connect,
+        pool_size=16,
+        max_overflow=16,
+        json_deserializer=json_loads,
+    )
     event.listen(reader.sync_engine, "connect", _sqlite_reader_on_connect)
     return reader
 

@@ -51,7 +51,8 @@ async def by_ids(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID,
     tasks' last executions in responses, where ORM objects would only cost time."""
     if not ids:
         return {}
-    rows = await session.execute(select(*_COLUMNS).where(Execution.id.in_(ids)))
+    connection = await session.connection()  # Core rows: no ORM result handling
+    rows = await connection.execute(select(*_COLUMNS).where(Execution.id.in_(ids)))
     return {row.id: dict(row._mapping) for row in rows}
 
 

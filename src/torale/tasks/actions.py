@@ -30,17 +30,24 @@ from torale.pages import Page
 from torale.pagination import PageParams
 from torale.runtime import Runtime
 from torale.statuses import TaskState
-from torale.tasks import service, suggest
+from torale.tasks import read_json, service, suggest
 from torale.tasks.list_cache import ListKey, TaskKey, TaskListCache
 from torale.tasks.schemas import TaskCreate, TaskDraft, TaskRead, TaskSuggestion, TaskUpdate
+
+
+async def _last_executions(
+    session: AsyncSession, tasks: list[dict[str, Any]]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The last executions of tasks (rows), by id, in one query."""
+    return await executions_service.by_ids(
+        session, [t["last_execution_id"] for t in tasks if t["last_execution_id"]]
+    )
 
 
 async def read_tasks(session: AsyncSession, tasks: list[dict[str, Any]]) -> list[TaskRead]:
     """Tasks (rows: `service.task_row`) as responses, their last executions embedded (one
     query for all of them)."""
-    last = await executions_service.by_ids(
-        session, [t["last_execution_id"] for t in tasks if t["last_execution_id"]]
-    )
+    last = await _last_executions(session, tasks)
     reads = []
     for task in tasks:
         read = TaskRead.model_validate(task)
@@ -54,6 +61,16 @@ async def read_tasks(session: AsyncSession, tasks: list[dict[str, Any]]) -> list
 async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> TaskRead:
     """Validate, schedule, then write the task. 422 for invalid input, 503 if the scheduler
     refuses (nothing is written)."""
+    return TaskRead.model_validate(await _create_task(rt, user_id=user_id, data=data))
+
+
+async def create_task_body(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> bytes:
+    """`create_task`, its answer as JSON (`read_json`: the stored row is not validated again)."""
+    return read_json.task_json(await _create_task(rt, user_id=user_id, data=data))
+
+
+async def _create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> dict[str, Any]:
+    """`create_task`; the new task as a row (`service.task_row`; it has not run)."""
     task = service.build_task(user_id=user_id, data=data, policy=rt.policy)
     # Scheduled before it is written, outside the transaction: a 503 leaves nothing behind, and
     # no database lock (SQLite's writer, the owner's row the insert's trigger updates) is held
@@ -67,7 +84,7 @@ async def create_task(rt: Runtime, *, user_id: uuid.UUID, data: TaskCreate) -> T
             await locks.lock_active_user(session, user_id)
             session.add(task)
             await session.flush()
-            created = TaskRead.model_validate(service.task_row(task))  # a new task has not run
+            created = service.task_row(task)
             written = True  # only the commit is left
     except BaseException:
         # Not saved: take the schedule back. A failed commit may have saved the task after
@@ -98,8 +115,10 @@ async def get_task_body(
     key = TaskKey(user_id, tasks_version, task_id)
     body = cache.get(key)
     if body is None:
-        task = await get_task(rt, user_id=user_id, task_id=task_id)  # 404: nothing cached
-        body = task.model_dump_json().encode()
+        async with session_scope(rt.sessions, writes=False) as session:
+            task = await service.get_task_row(session, user_id=user_id, task_id=task_id)  # 404
+            last = await _last_executions(session, [task])
+        body = read_json.task_json(task, last.get(task["last_execution_id"]))
         cache.put(key, body)
     return body
 
@@ -136,8 +155,12 @@ async def list_tasks_body(
     key = ListKey(user_id, tasks_version, page.page, page.limit, state, is_active)
     body = cache.get(key)
     if body is None:
-        listing = await list_tasks(rt, user_id=user_id, page=page, state=state, is_active=is_active)
-        body = listing.model_dump_json().encode()
+        async with session_scope(rt.sessions, writes=False) as session:
+            tasks, total = await service.list_tasks(
+                session, user_id=user_id, page=page, state=state, is_active=is_active
+            )
+            last = await _last_executions(session, tasks)
+        body = read_json.page_json(tasks, last, total=total, page=page.page, limit=page.limit)
         cache.put(key, body)
     return body
 

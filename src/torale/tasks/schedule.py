@@ -8,6 +8,7 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
@@ -172,8 +173,28 @@ def is_valid_timezone(name: str) -> bool:
     return name in _timezones()
 
 
+@lru_cache(maxsize=1024)
+def _parsed(expression: str) -> tuple[Any, ...]:
+    return tuple(croniter._expand(expression))
+
+
+class _ParsedOnce(croniter):  # type: ignore[misc]
+    """croniter that parses each expression once per process: parsing was half of computing
+    a next run (every create and every dispatch computes one). The parse depends on the
+    expression alone when no hash id, start-time phase or seconds field is asked for, as here;
+    croniter copies the outer containers before changing them, and the copies below keep even
+    that from reaching the cache."""
+
+    @classmethod
+    def _expand(cls, expr_format: str, **kw: Any) -> tuple[Any, ...]:
+        if any(kw.values()):
+            return super()._expand(expr_format, **kw)  # type: ignore[no-any-return]
+        expanded, nth_weekday, expressions, nearest = _parsed(expr_format)
+        return ([list(f) for f in expanded], dict(nth_weekday), list(expressions), nearest.copy())
+
+
 def next_run_after(expression: str, timezone: str, after: datetime) -> datetime:
     """The first time strictly after `after` that the cron matches, read in `timezone`, as UTC."""
     local = after.astimezone(zoneinfo.ZoneInfo(timezone))
-    nxt: datetime = croniter(expression, local).get_next(datetime)
+    nxt: datetime = _ParsedOnce(expression, local).get_next(datetime)
     return nxt.astimezone(UTC)

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.config import Settings
@@ -343,6 +344,11 @@ def _owned(user_id: uuid.UUID) -> Select[Task]:
 
 
 _COLUMNS = columns_of(Task)
+_KEYS = tuple(c.key for c in _COLUMNS)
+_SELECT_COLUMNS = select(*_COLUMNS)  # built once: each query refines a copy of it
+_ONE_TASK = _SELECT_COLUMNS.where(
+    Task.user_id == bindparam("user_id"), Task.id == bindparam("task_id")
+)
 
 
 def task_row(task: Task | Mapping[Any, Any]) -> dict[str, Any]:
@@ -352,6 +358,34 @@ def task_row(task: Task | Mapping[Any, Any]) -> dict[str, Any]:
     row = {c.key: getattr(task, c.key) for c in _COLUMNS} if isinstance(task, Task) else dict(task)
     row["targets"] = url_targets(row["urls"])
     return row
+
+
+def _filtered(
+    statement: Select[Any], state: TaskState | Any | None, is_active: bool | None
+) -> Select[Any]:
+    if state is not None:
+        statement = statement.where(Task.state == state)
+    if is_active is True:
+        statement = statement.where(Task.state == TaskState.ACTIVE)
+    elif is_active is False:
+        statement = statement.where(Task.state != TaskState.ACTIVE)
+    return statement.order_by(Task.created_at.desc(), Task.id.desc())
+
+
+@lru_cache(maxsize=8)
+def _page_statement(by_state: bool, is_active: bool | None) -> Select[Any]:
+    """A page of a user's tasks, newest first, with the total (`pagination.paginate_rows`'s
+    window), its values bound at execution: user_id, state (when `by_state`), limit, offset."""
+    statement = _filtered(
+        _SELECT_COLUMNS.where(Task.user_id == bindparam("user_id")),
+        bindparam("state") if by_state else None,
+        is_active,
+    )
+    return (
+        statement.add_columns(func.count().over().label("_total"))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
 
 
 async def list_tasks(
@@ -365,7 +399,19 @@ async def list_tasks(
 ) -> tuple[list[dict[str, Any]], int]:
     """Newest first, as rows (`task_row`); `text` matches name, query or condition
     (case-insensitive substring)."""
-    statement = select(*_COLUMNS).where(Task.user_id == user_id)
+    if text is None:
+        # The API's and the tasks page's query: a statement built once per filter, its cache
+        # key computed once (building and keying a fresh one cost more than running it).
+        statement = _page_statement(state is not None, is_active)
+        values: dict[str, Any] = {"user_id": user_id, "limit": page.limit, "offset": page.offset}
+        if state is not None:
+            values["state"] = state
+        connection = await session.connection()  # Core rows: no ORM result handling
+        rows = (await connection.execute(statement, values)).all()
+        if rows or page.offset == 0:
+            total = int(rows[0][-1]) if rows else 0
+            return [task_row(dict(zip(_KEYS, row, strict=False))) for row in rows], total
+    statement = _SELECT_COLUMNS.where(Task.user_id == user_id)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         statement = statement.where(
@@ -373,25 +419,19 @@ async def list_tasks(
             | Task.search_query.ilike(pattern, escape="\\")
             | Task.condition_description.ilike(pattern, escape="\\")
         )
-    if state is not None:
-        statement = statement.where(Task.state == state)
-    if is_active is True:
-        statement = statement.where(Task.state == TaskState.ACTIVE)
-    elif is_active is False:
-        statement = statement.where(Task.state != TaskState.ACTIVE)
-    statement = statement.order_by(Task.created_at.desc(), Task.id.desc())
-    rows, total = await paginate_rows(session, statement, page)
-    keys = [c.key for c in _COLUMNS]
-    return [task_row(dict(zip(keys, row, strict=True))) for row in rows], total
+    statement = _filtered(statement, state, is_active)
+    # Core rows on the session's connection: the ORM's result handling (for rows that are
+    # not entities) cost more than the query itself.
+    rows, total = await paginate_rows(session, statement, page, core=True)
+    return [task_row(dict(zip(_KEYS, row, strict=True))) for row in rows], total
 
 
 async def get_task_row(
     session: AsyncSession, *, user_id: uuid.UUID, task_id: uuid.UUID
 ) -> dict[str, Any]:
     """`get_task` as a row (`task_row`), for reads."""
-    row = (
-        await session.execute(select(*_COLUMNS).where(Task.user_id == user_id, Task.id == task_id))
-    ).first()
+    connection = await session.connection()
+    row = (await connection.execute(_ONE_TASK, {"user_id": user_id, "task_id": task_id})).first()
     if row is None:
         raise NotFoundError("Task not found")
     return task_row(row._mapping)
