@@ -189,8 +189,11 @@ async def _settled(pool: BrowserPool) -> int:
 
 @pytest.mark.timeout(400)
 async def test_many_renders_do_not_grow_memory_without_bound(
-    fake_web: FakeWeb, fetcher: BrowserFetcher, pool: BrowserPool
+    fake_web: FakeWeb, pool: BrowserPool
 ) -> None:
+    # About memory, not speed: one render took more than 8 s beside two CPU burners and the
+    # rest of the suite (load average 21).
+    fetcher = _fetcher(pool, timeout=30.0)
     fake_web.set_page("/shop", js_page("Espresso machine", STORY))
     url = fake_web.url + "/shop"
     # With a selector a render ends when the story is written (no idle network to wait for).
