@@ -221,7 +221,7 @@ def test_the_first_watch_works_as_printed(
     assert "Condition not met: First check" in first
     assert "Condition not met: No change in the watched content." in noise_only
     page_url = f"http://localhost:{places.page_port}/espresso.html"
-    answer = f"The watched content changed (1 lines added, 1 removed): {page_url} [#price]"
+    answer = f"The watched content changed (1 line added, 1 removed): {page_url} [#price]"
     assert f"Condition met: {answer}\n" in changed  # the selector shown, not taken for markup
 
     # The receiver verified the event's signature and printed its answer and data.diff.

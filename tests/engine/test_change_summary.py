@@ -101,7 +101,7 @@ async def test_without_a_summary_from_the_model_the_diff_says_what_changed(
     second = await run_now(client, alice, task_id)
     assert second["condition_met"] is True
     assert second["change_summary"] == (
-        f"The pages changed since the last check: {newsroom} (1 lines added, 1 removed)"
+        f"The pages changed since the last check: {newsroom} (1 line added, 1 removed)"
     )
 
 

@@ -20,7 +20,7 @@ from torale.engine.fetch import text_hash
 ANNOUNCED = "Apple announced the iPhone 18 release for September 9."
 RESCHEDULED = "Apple moved the iPhone 18 release to September 16."
 NOT_YET = "The iPhone 18 release date is still to be announced."
-CHANGED = "The pages changed since the last check: {} (1 lines added, 1 removed)"
+CHANGED = "The pages changed since the last check: {} (1 line added, 1 removed)"
 
 RULES = verdict_rules(
     [

@@ -72,8 +72,13 @@ def summarize_changes(snapshots: list[Snapshot], previous: dict[str, str]) -> st
     parts = []
     for s, d in _diffs(snapshots, previous, []):
         if d is not None and d.changed:
-            parts.append(f"{s.target.label} ({len(d.added)} lines added, {len(d.removed)} removed)")
+            parts.append(f"{s.target.label} ({_counted(len(d.added), len(d.removed))})")
     return ("The pages changed since the last check: " + "; ".join(parts)) if parts else None
+
+
+def _counted(added: int, removed: int) -> str:
+    """'1 line added, 2 removed'."""
+    return f"{added} line{'' if added == 1 else 's'} added, {removed} removed"
 
 
 def _state_text(text: str, digest: str) -> str:
@@ -96,9 +101,8 @@ def judge_change(
     if changed:
         added = sum(len(d.added) for _, d in diffs if d is not None)
         removed = sum(len(d.removed) for _, d in diffs if d is not None)
-        answer = (
-            f"The watched content changed ({added} lines added, {removed} removed): "
-            + ", ".join(s.target.label for s in changed)
+        answer = f"The watched content changed ({_counted(added, removed)}): " + ", ".join(
+            s.target.label for s in changed
         )
         return Judgement(True, state, answer, answer, _unified(diffs))
     if baseline and len(baseline) == len(snapshots):
