@@ -176,6 +176,7 @@ async def test_a_runs_screenshot_is_shown_on_the_task_page_and_served_to_its_own
     assert page.text.count(f'<img src="{src}"') == 2
     assert page.text.count(f'href="{src}"') == 2
     assert "/screenshots/1" not in page.text  # the JSON document was read plainly
+    assert "<dt>Read with</dt><dd>a browser, scripts run, with screenshots</dd>" in page.text
     history = await as_alice.get(f"/tasks/{task['id']}/history", headers={"HX-Request": "true"})
     assert f'<img src="{src}"' in history.text
 
@@ -238,3 +239,5 @@ async def test_the_task_page_shows_no_screenshot_for_runs_that_kept_none(
     assert page.status_code == 200
     assert "/screenshots/" not in page.text
     assert 'class="shots' not in page.text
+    assert "<dt>Read with</dt><dd>a browser, scripts run" in page.text
+    assert '<span class="muted">(some pages)</span></dd>' in page.text  # per page, not per task
