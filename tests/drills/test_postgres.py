@@ -15,7 +15,7 @@ The README and src/torale/errors.py promise:
 * while it is gone, API routes answer 503 `{"detail": "The database is unavailable; try again
   shortly"}` with `Retry-After`, and /health 503 "degraded", promptly — never a 500, never a
   request left hanging;
-* a request answered wholly from caches (GET /auth/me, a task list already cached) may be
+* a request answered wholly from caches (GET /auth/me, a task or task list cached) may be
   served until the change watch notices the outage and drops the caches: when its connection
   is closed (a moment later under load) or, in a partition, when its keep-alive goes
   unanswered (a few seconds);
@@ -72,8 +72,8 @@ AFTER_SECONDS = 2.0
 RECOVERY_SECONDS = 10.0  # from giving the database back to the first request served
 DATABASE_TIMEOUT = 1.5  # TORALE_DATABASE_TIMEOUT_SECONDS of the drill's server
 ANSWER_WITHIN = 5.0  # no request may take longer than this (/health gives up after 5 s too)
-# Requests that the key-owner cache and the task-list cache can answer without the database.
-CACHED = ("me", "list")
+# Requests that the key-owner cache and the task caches can answer without the database.
+CACHED = ("me", "list", "get")
 # How long the database stays away: a blackhole longer than ANSWER_WITHIN, to tell a prompt
 # 503 from a request that waits for the network to come back.
 OUTAGES = {"closed": 3.0, "refused": 3.0, "blackhole": ANSWER_WITHIN + 3.0}
@@ -311,8 +311,8 @@ async def test_requests_answer_503_while_postgres_is_gone_and_succeed_again_afte
     # (torale/db/changes.py). The watch drops the cache when its connection is closed (at once,
     # or as soon as a loaded event loop gets to it) or, in a partition, when its keep-alive marker
     # goes unanswered. Until then, a request that needs nothing else (GET /auth/me) is answered
-    # from it, whatever kind of outage it is; so is a task list already cached for its owner
-    # (the API's list fast path, kept exact by the same watch).
+    # from it, whatever kind of outage it is; so is a task list or a task already cached for
+    # its owner (the API's fast paths, kept exact by the same watch).
     noticed = closed + KEEPALIVE_SECONDS + MARKER_TIMEOUT_SECONDS + 1.0
     served = [
         e

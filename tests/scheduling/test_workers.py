@@ -155,6 +155,7 @@ async def test_two_workers_on_postgresql_run_every_due_slot_exactly_once(
         TORALE_WORKER_CONCURRENCY="10",
         TORALE_FETCH_TIMEOUT_SECONDS="60",
         TORALE_MODEL_TIMEOUT_SECONDS="60",
+        TORALE_RUN_TIMEOUT_SECONDS="600",  # one run took over 180 s at load 15
     )
     start_worker(env, "worker-1")
     start_worker(env, "worker-2")

@@ -110,6 +110,9 @@ def open_page(
 ) -> Watched:
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
+    # Playwright waits 30 s by default; a preview took longer beside two CPU burners and the
+    # rest of the suite (load average 15). These tests are about what the pages do.
+    page.set_default_timeout(60_000)
     watched = Watched(page, stage.base_url)
 
     def on_dialog(dialog: Any) -> None:
