@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.fakes.sink import Sink
-from tests.fixtures.browser import POLICY, require_chromium
+from tests.fixtures.browser import browser_fetcher, require_chromium
 from tests.fixtures.engine import (  # noqa: F401 - fixtures, registered for this package
     _fresh_fakes,
     extra_settings,
@@ -46,4 +46,4 @@ async def pool(chromium: str) -> AsyncIterator[BrowserPool]:
 
 @pytest.fixture
 def fetcher(pool: BrowserPool) -> BrowserFetcher:
-    return BrowserFetcher(pool, POLICY, timeout=FETCH_TIMEOUT, max_bytes=2_000_000, max_chars=8_000)
+    return browser_fetcher(pool, timeout=FETCH_TIMEOUT)

@@ -12,12 +12,14 @@ from tests.fakes import FakeWeb
 from tests.fakes.echo import EchoWebSocket
 from tests.fakes.sink import Sink
 from tests.fixtures.browser import (
+    browser_fetcher,
     hostile_embeds,
     hostile_fetch,
     hostile_webrtc,
     hostile_websocket,
 )
 from torale.browser.fetcher import BrowserFetcher
+from torale.browser.pool import BrowserPool
 from torale.engine.fetch import FetchFailedError
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -83,11 +85,14 @@ async def test_a_private_address_typed_as_the_url_is_refused(
 
 
 async def test_a_websocket_to_a_private_address_is_closed_and_an_allowed_one_is_relayed(
-    fake_web: FakeWeb, fetcher: BrowserFetcher, sink: Sink
+    fake_web: FakeWeb, pool: BrowserPool, sink: Sink
 ) -> None:
+    fetcher = browser_fetcher(pool, timeout=30.0)  # the relay's round trip, on a loaded machine
     with EchoWebSocket("127.0.0.1") as echo:
         fake_web.set_page("/live", hostile_websocket(sink.url, allowed=echo.url + "/echo"))
-        page = await fetcher.fetch(fake_web.url + "/live", selector="article")
+        # Read once both sockets have done their part (the page marks its article `settled`);
+        # a relay that never answers leaves the selector missing and the read fails.
+        page = await fetcher.fetch(fake_web.url + "/live", selector="article.settled")
         assert "The price feed is closed." in page.text
         assert "LEAKED" not in page.text
         assert "Relayed echo: ping" in page.text

@@ -17,7 +17,7 @@ from tests.fixtures.browser import (
     BUSY_LOOP,
     CRASHER,
     NEVER_IDLE,
-    POLICY,
+    browser_fetcher,
     hostile_embeds,
     hostile_fetch,
     js_page,
@@ -31,10 +31,6 @@ from torale.engine.fetch import FetchFailedError
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 STORY = ["The espresso machine is back in stock.", "It costs 499 euros."]
-
-
-def _fetcher(pool: BrowserPool, timeout: float = 8.0) -> BrowserFetcher:
-    return BrowserFetcher(pool, POLICY, timeout=timeout, max_bytes=2_000_000, max_chars=8_000)
 
 
 def _browser_pid(pool: BrowserPool) -> int:
@@ -63,7 +59,7 @@ async def test_a_page_that_never_stops_loading_is_read_as_it_stands(
 async def test_a_page_whose_script_never_yields_fails_alone(
     fake_web: FakeWeb, pool: BrowserPool
 ) -> None:
-    fetcher = _fetcher(pool, timeout=3.0)
+    fetcher = browser_fetcher(pool, timeout=3.0)
     fake_web.set_page("/busy", BUSY_LOOP)
     fake_web.set_page("/shop", js_page("Espresso machine", STORY))
     with pytest.raises(FetchFailedError, match="did not finish"):
@@ -110,7 +106,7 @@ async def test_a_browser_that_dies_is_started_again_and_the_renders_under_way_re
 async def test_a_browser_that_hangs_is_killed_and_replaced(
     fake_web: FakeWeb, pool: BrowserPool
 ) -> None:
-    fetcher = _fetcher(pool, timeout=4.0)
+    fetcher = browser_fetcher(pool, timeout=4.0)
     fake_web.set_page("/shop", js_page("Espresso machine", STORY))
     await fetcher.fetch(fake_web.url + "/shop")
     hung = _browser_pid(pool)
@@ -130,7 +126,7 @@ async def test_at_most_the_concurrency_of_pages_render_at_once(
     fake_web: FakeWeb, chromium: str
 ) -> None:
     pool = BrowserPool(executable=chromium, concurrency=2)
-    fetcher = _fetcher(pool)
+    fetcher = browser_fetcher(pool)
     fake_web.set_page("/slow", js_page("Slow shop", STORY))
     fake_web.slow("/slow", 0.6)
     most = 0
@@ -157,7 +153,7 @@ async def test_an_idle_browser_is_stopped_and_started_again_when_needed(
     fake_web: FakeWeb, chromium: str
 ) -> None:
     pool = BrowserPool(executable=chromium, concurrency=2, idle_seconds=0.3)
-    fetcher = _fetcher(pool)
+    fetcher = browser_fetcher(pool)
     fake_web.set_page("/shop", js_page("Espresso machine", STORY))
     try:
         await fetcher.fetch(fake_web.url + "/shop")
@@ -193,7 +189,7 @@ async def test_many_renders_do_not_grow_memory_without_bound(
 ) -> None:
     # About memory, not speed: one render took more than 8 s beside two CPU burners and the
     # rest of the suite (load average 21).
-    fetcher = _fetcher(pool, timeout=30.0)
+    fetcher = browser_fetcher(pool, timeout=30.0)
     fake_web.set_page("/shop", js_page("Espresso machine", STORY))
     url = fake_web.url + "/shop"
     # With a selector a render ends when the story is written (no idle network to wait for).
@@ -241,7 +237,7 @@ async def test_a_remote_browser_renders_under_the_same_policy(
     fake_web.redirect("/jump", sink.url + "/secret")
     with remote_chromium(chromium) as address:
         pool = BrowserPool(cdp_url=address)
-        fetcher = _fetcher(pool)
+        fetcher = browser_fetcher(pool)
         try:
             assert "back in stock" in (await fetcher.fetch(fake_web.url + "/shop")).text
             assert "20 percent off" in (await fetcher.fetch(fake_web.url + "/deals")).text
@@ -261,7 +257,7 @@ async def test_a_remote_browser_renders_under_the_same_policy(
 
 async def test_an_unreachable_remote_browser_fails_the_page_saying_so(fake_web: FakeWeb) -> None:
     pool = BrowserPool(cdp_url="ws://127.0.0.1:9/devtools/browser/none")
-    fetcher = _fetcher(pool)
+    fetcher = browser_fetcher(pool)
     fake_web.set_page("/shop", js_page("Espresso machine", STORY))
     try:
         with pytest.raises(FetchFailedError, match="TORALE_BROWSER_URL"):
@@ -273,7 +269,7 @@ async def test_an_unreachable_remote_browser_fails_the_page_saying_so(fake_web: 
 async def test_a_browser_path_that_is_not_one_fails_the_page_saying_so(fake_web: FakeWeb) -> None:
     pool = BrowserPool(executable="no-such-browser")
     assert pool.problem() == "TORALE_BROWSER_PATH: no-such-browser is not an executable browser"
-    fetcher = _fetcher(pool)
+    fetcher = browser_fetcher(pool)
     fake_web.set_page("/shop", js_page("Espresso machine", STORY))
     try:
         with pytest.raises(FetchFailedError, match="TORALE_BROWSER_PATH: no-such-browser"):

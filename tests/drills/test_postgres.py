@@ -64,7 +64,7 @@ from tests.fixtures.engine import (  # noqa: F401 - the engine's local fakes, as
 from tests.fixtures.processes import Server, StartServer, start_server  # noqa: F401 - a fixture
 from torale.db.changes import KEEPALIVE_SECONDS, MARKER_TIMEOUT_SECONDS
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 WORKERS = 6
 BEFORE_SECONDS = 1.0
@@ -72,6 +72,7 @@ AFTER_SECONDS = 2.0
 RECOVERY_SECONDS = 10.0  # from giving the database back to the first request served
 DATABASE_TIMEOUT = 1.5  # TORALE_DATABASE_TIMEOUT_SECONDS of the drill's server
 ANSWER_WITHIN = 5.0  # no request may take longer than this (/health gives up after 5 s too)
+AFTER_TIMEOUT = 30.0  # for one read once the drill is over
 # Requests that the key-owner cache and the task caches can answer without the database.
 CACHED = ("me", "list", "get")
 # How long the database stays away: a blackhole longer than ANSWER_WITHIN, to tell a prompt
@@ -409,7 +410,9 @@ async def test_requests_answer_503_while_postgres_is_gone_and_succeed_again_afte
     async def ran() -> dict[str, Any] | None:
         asked = time.monotonic()
         try:
-            answer = await http.get(f"/api/v1/tasks/{task_id}/executions")
+            # Liveness, not latency (ANSWER_WITHIN held during the drill): on a loaded machine
+            # this read competes with the run it asks about.
+            answer = await http.get(f"/api/v1/tasks/{task_id}/executions", timeout=AFTER_TIMEOUT)
         except httpx.TimeoutException as exc:
             waited = time.monotonic() - asked
             raise AssertionError(
@@ -420,9 +423,9 @@ async def test_requests_answer_503_while_postgres_is_gone_and_succeed_again_afte
         done = [e for e in listing if e["status"] in ("success", "failed")]
         return done[0] if done else None
 
-    execution = await eventually(ran, seconds=15, what="the scheduler ran the task due now")
+    execution = await eventually(ran, seconds=45, what="the scheduler ran the task due now")
     assert execution["status"] == "success", execution
-    [delivered] = await receiver.wait_for(1, timeout=10)
+    [delivered] = await receiver.wait_for(1, timeout=AFTER_TIMEOUT)
     assert delivered.event["data"]["execution"]["id"] == execution["id"]
     health = await http.get("/health")
     assert health.status_code == 200, health.text
