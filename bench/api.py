@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -35,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import common
 from common import RESULTS_FILE, cpu_ticks, free_port, section_markers, write_section
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -719,37 +717,13 @@ def profile_target(target: Target, load: Load, seconds: int, pin: bool) -> str |
 
 
 def environment(pinned: bool, pin_note: str) -> list[tuple[str, str]]:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for name in PACKAGES:
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (not installed)")
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    wrk_version = (wrk.stdout or wrk.stderr).splitlines()[0].split("Copyright")[0].strip()
-    git = ["git", "-C", str(REPO_DIR)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return [
-        ("Date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        ("CPU", f"{cpu}, {os.cpu_count()} CPUs"),
-        ("OS", f"{platform.system()} {platform.release()}"),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("Packages", ", ".join(versions)),
-        ("Load generator", wrk_version),
-        ("Pinning", pin_note if pinned else f"not used ({pin_note})"),
-        ("Torale", f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")),
-    ]
+    return common.environment(
+        PACKAGES,
+        [
+            ("Load generator", common.wrk_version()),
+            ("Pinning", pin_note if pinned else f"not used ({pin_note})"),
+        ],
+    )
 
 
 def fmt_ms(value: float) -> str:

@@ -79,6 +79,12 @@ class Machine:
         return (busy - self.busy) / max(total - self.total, 1) * cpus
 
 
+def wrk_version() -> str:
+    """wrk's own account of its version (the load generator of the HTTP benchmarks)."""
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    return (wrk.stdout or wrk.stderr).splitlines()[0].split("Copyright")[0].strip()
+
+
 def environment(
     packages: Sequence[str], extra: Sequence[tuple[str, str]] = ()
 ) -> list[tuple[str, str]]:

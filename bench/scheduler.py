@@ -26,11 +26,9 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import signal
@@ -54,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+import common
 from common import (
     RESULTS_FILE,
     Machine,
@@ -1266,39 +1265,15 @@ async def api_phase(
 def environment(
     pin_note: str, temporal_version: str | None, pg_version: str | None
 ) -> list[tuple[str, str]]:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        if match:
-            cpu = match.group(1).strip()
-    versions = []
-    for name in PACKAGES:
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (not installed)")
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    wrk_version = (wrk.stdout or wrk.stderr).splitlines()[0].split("Copyright")[0].strip()
-    git = ["git", "-C", str(REPO_DIR)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return [
-        ("Date", now_utc().strftime("%Y-%m-%d %H:%M UTC")),
-        ("CPU", f"{cpu}, {os.cpu_count()} CPUs"),
-        ("OS", f"{platform.system()} {platform.release()}"),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("Packages", ", ".join(versions)),
-        ("PostgreSQL", pg_version or "not used"),
-        ("Temporal", temporal_version or "not used"),
-        ("Load generator", wrk_version),
-        ("Pinning", pin_note),
-        ("Torale", f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")),
-    ]
+    return common.environment(
+        PACKAGES,
+        [
+            ("PostgreSQL", pg_version or "not used"),
+            ("Temporal", temporal_version or "not used"),
+            ("Load generator", common.wrk_version()),
+            ("Pinning", pin_note),
+        ],
+    )
 
 
 def _s(seconds: float) -> str:
