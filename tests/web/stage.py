@@ -71,7 +71,7 @@ class Stage:
                 "TORALE_ALLOWED_NETWORKS": "127.0.0.1/32",
                 "TORALE_ALLOW_HTTP_WEBHOOKS": "true",
                 "TORALE_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
-                "TORALE_RUN_TIMEOUT_SECONDS": "20",
+                "TORALE_RUN_TIMEOUT_SECONDS": "120",  # a preview took over 20 s at load 19
                 "TORALE_PROVIDER_RETRIES": "0",
                 "TORALE_RATE_LIMITS": "100000/minute",
                 **self.extra_env,

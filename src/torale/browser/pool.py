@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("torale.browser")
 
 LAUNCH_SECONDS = 60.0  # starting (or reaching) the browser, on a busy machine too
-CLOSE_SECONDS = 5.0  # closing a context or the browser; longer means it does not answer
+CLOSE_SECONDS = 15.0  # closing a context or the browser; longer means it does not answer
 IDLE_SECONDS = 300.0
 JS_HEAP_MB = 256  # per page's JavaScript heap
 
