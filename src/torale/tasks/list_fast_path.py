@@ -1,20 +1,22 @@
-"""Serve cached pages of `GET /api/v1/tasks` before FastAPI routing.
+"""Serve `GET /api/v1/tasks` for API keys before FastAPI routing.
 
-Listing tasks is what clients poll. Once a page is cached (see `list_cache`), answering it is
-a hash, a dictionary lookup and a counter increment; FastAPI's routing and dependency solving
-would cost several times that (measured in bench/RESULTS.md). So this middleware answers a
-*clean hit* itself and hands every other request, unchanged, to the route:
+Listing tasks is what clients poll. A cached page (see `list_cache`) is a hash, a dictionary
+lookup and a counter increment; FastAPI's routing and dependency solving would cost several
+times that, and on a miss as much as the query itself (measured in bench/RESULTS.md). So this
+middleware answers a *clean request* itself, from the cache or through the same
+`actions.list_tasks_body` the route calls, and hands every other request, unchanged, to the
+route:
 
 - only an API key (tokens go to the route) that `auth.authenticate` identifies;
 - only a query of the documented parameters in their plain form (anything else, including
-  every invalid value, goes to the route, which gives the documented 422);
-- only a page already in the cache (the route fills it).
+  every invalid value, goes to the route, which gives the documented 422).
 
 It holds no rule of its own: the caller is identified and admitted (deactivation, key usage,
 rate limit, their refusals) by `auth.authenticate`, the page bounds are `pagination`'s, the
-states `statuses.TaskState`, the path the tasks router's, refusals `errors.error_response`.
-Nothing is counted before the request is known to be a hit, so a request that falls through
-is counted once, by the route. The answer is the same body and headers the route gives, which
+states `statuses.TaskState`, the path the tasks router's, the page `actions.list_tasks_body`,
+refusals and failures `errors.response_for` (what the route's handlers answer). Nothing is
+counted before the caller is identified, so a request that falls through is counted once, by
+the route. The answer is the same body and headers the route gives, which
 tests/tasks/test_list_fast_path.py checks.
 """
 
@@ -26,12 +28,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from torale.auth.authenticate import bearer_credential, client_address
 from torale.auth.keys import looks_like_api_key
-from torale.errors import ToraleError, error_response
-from torale.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE
+from torale.errors import response_for
+from torale.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE, PageParams
+from torale.runtime import Runtime
 from torale.scope_state import ROUTE_TEMPLATE, scope_state
 from torale.state import AppState
 from torale.statuses import TaskState
-from torale.tasks.list_cache import ListKey
+from torale.tasks.actions import list_tasks_body
 from torale.tasks.router import list_tasks
 from torale.tasks.router import router as tasks_router
 
@@ -78,12 +81,12 @@ class CachedTaskListMiddleware:
             scope["type"] == "http"
             and scope["method"] == "GET"
             and scope["path"] == LIST_PATH
-            and await self._serve_hit(scope, receive, send)
+            and await self._serve(scope, receive, send)
         ):
             return
         await self.app(scope, receive, send)
 
-    async def _serve_hit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
         credential = bearer_credential(scope)
         if credential is None or not looks_like_api_key(credential):
             return False
@@ -96,17 +99,24 @@ class CachedTaskListMiddleware:
             caller = await auth.identify(credential)
         except Exception:  # a refusal or an unreachable database: the route will answer it
             return False
-        user = caller.user
-        body = self.state.task_lists.get(ListKey(user.id, user.tasks_version, *query))
-        if body is None:
-            return False
 
-        # A hit: from here on the request is ours, counted once.
+        # A known caller and a valid query: from here on the request is ours, counted once.
         scope_state(scope)[ROUTE_TEMPLATE] = LIST_PATH
         try:
             admission = await auth.admit(caller)
-        except ToraleError as refusal:
-            await error_response(refusal)(scope, receive, send)
+            user = caller.user
+            page, limit, state, is_active = query
+            body = await list_tasks_body(
+                Runtime.build(self.state.run_engine, self.state.scheduler),
+                self.state.task_lists,
+                user_id=user.id,
+                tasks_version=user.tasks_version,
+                page=PageParams(page=page, limit=limit),
+                state=state,
+                is_active=is_active,
+            )
+        except Exception as failure:  # what the route's handlers would answer
+            await response_for(failure, f"GET {LIST_PATH}")(scope, receive, send)
             return True
         headers = [
             (b"content-type", b"application/json"),
