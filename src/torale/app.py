@@ -26,7 +26,7 @@ from torale.executions.router import router as executions_router
 from torale.feeds.router import feed_router
 from torale.feeds.router import router as feeds_router
 from torale.health import router as health_router
-from torale.logs import silence_secret_bearing_loggers
+from torale.logs import silence_secret_bearing_loggers, slow_step
 from torale.mcp.local import McpEndpoint
 from torale.metrics import Metrics, MetricsMiddleware
 from torale.metrics import router as metrics_router
@@ -114,12 +114,16 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
         try:
             yield
         finally:
-            await mcp.close()
-            await state.stop_background()
-            await state.scheduler.stop()
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            with slow_step("the MCP endpoint"):
+                await mcp.close()
+            with slow_step("the dispatcher and the snapshot pruner"):
+                await state.stop_background()
+            with slow_step("the scheduler"):
+                await state.scheduler.stop()
+            with slow_step("the key-usage flusher"):
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
             await state.close()
 
     app = FastAPI(

@@ -19,8 +19,11 @@ No channel secret reaches the log, at any level:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import time
+from collections.abc import Iterator
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SILENT = ("httpx", "httpcore", "urllib3", "requests", "apprise")
@@ -86,3 +89,20 @@ def configure_logging(level: str) -> None:
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     silence_secret_bearing_loggers()
+
+
+SLOW_STEP_SECONDS = 5.0
+_steps = logging.getLogger("torale.shutdown")
+
+
+@contextlib.contextmanager
+def slow_step(what: str, seconds: float = SLOW_STEP_SECONDS) -> Iterator[None]:
+    """Log a warning naming `what` (a step of stopping the process) when it takes longer than
+    `seconds`, so that a slow or stuck shutdown says where it waits."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        took = time.monotonic() - started
+        if took > seconds:
+            _steps.warning("stopping: %s took %.1f s", what, took)

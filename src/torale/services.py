@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from torale.config import Settings
 from torale.db.database import create_engine, create_sessionmaker, dispose
 from torale.engine.run import Engine
+from torale.logs import slow_step
 from torale.notify.dispatcher import Dispatcher
 from torale.scheduling.base import Scheduler
 from torale.scheduling.factory import build_scheduler
@@ -47,8 +48,10 @@ class Services:
 
     async def close(self) -> None:
         """Release what these services hold (after the scheduler and dispatcher stopped)."""
-        await self.run_engine.close()
-        await dispose(self.database)
+        with slow_step("the run engine (HTTP clients, browser)"):
+            await self.run_engine.close()
+        with slow_step("the database connections"):
+            await dispose(self.database)
 
 
 def build_services(settings: Settings, *, dispatch: bool = True) -> Services:

@@ -13,6 +13,7 @@ from torale.auth.lookup import KeyLookup, SessionLookup
 from torale.auth.oidc import OidcProvider
 from torale.auth.usage import KeyUsageRecorder
 from torale.db.changes import ChangeWatch
+from torale.logs import slow_step
 from torale.ratelimit import RateLimiter
 from torale.services import Services
 from torale.tasks.list_cache import TaskListCache
@@ -38,8 +39,10 @@ class AppState(Services):
     authenticator: Authenticator  # on the parts above
 
     async def close(self) -> None:
-        await self.rate_limiter.close()
-        await self.changes.close()
+        with slow_step("the rate limiter"):
+            await self.rate_limiter.close()
+        with slow_step("the database change watch"):
+            await self.changes.close()
         await super().close()
 
 
