@@ -41,7 +41,7 @@ from torale.ratelimit import RateLimiter
 from torale.services import Services, build_services
 from torale.state import AppState
 from torale.tasks.list_cache import TaskListCache
-from torale.tasks.list_fast_path import CachedTaskListMiddleware
+from torale.tasks.list_fast_path import TaskListFastPath
 from torale.tasks.router import router as tasks_router
 from torale.watch.router import router as watch_router
 from torale.web import install_web
@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, *, scheduler: bool = True) -> F
     install_web(app)
     # Last added runs first: slashes are normalised before anything routes.
     app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(CachedTaskListMiddleware, state=state)
+    app.add_middleware(TaskListFastPath, state=state)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(TrailingSlashMiddleware)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from tests.fixtures.users import ApiUser, set_user_active
-from torale.tasks.list_fast_path import CachedTaskListMiddleware, parse_list_query
+from torale.tasks.list_fast_path import TaskListFastPath, parse_list_query
 
 TASKS = "/api/v1/tasks"
 
@@ -29,7 +29,7 @@ class Spy:
 
 
 async def call(
-    middleware: CachedTaskListMiddleware,
+    middleware: TaskListFastPath,
     key: str | None,
     query: bytes = b"",
     path: str = TASKS,
@@ -62,15 +62,15 @@ async def call(
 
 
 @pytest.fixture
-def fast(app: FastAPI) -> tuple[CachedTaskListMiddleware, Spy]:
+def fast(app: FastAPI) -> tuple[TaskListFastPath, Spy]:
     spy = Spy()
-    return CachedTaskListMiddleware(spy, app.state.torale), spy
+    return TaskListFastPath(spy, app.state.torale), spy
 
 
 async def test_hits_and_misses_are_the_routes_answer(
     client: httpx.AsyncClient,
     alice: ApiUser,
-    fast: tuple[CachedTaskListMiddleware, Spy],
+    fast: tuple[TaskListFastPath, Spy],
 ) -> None:
     middleware, spy = fast
     await client.post(TASKS, json={"search_query": "q"}, headers=alice.headers)
@@ -98,7 +98,7 @@ async def test_everything_but_a_clean_request_falls_through(
     app: FastAPI,
     client: httpx.AsyncClient,
     alice: ApiUser,
-    fast: tuple[CachedTaskListMiddleware, Spy],
+    fast: tuple[TaskListFastPath, Spy],
 ) -> None:
     middleware, spy = fast
     await client.get(TASKS, headers=alice.headers)  # caches alice's first page
@@ -159,7 +159,7 @@ async def test_a_throttled_address_falls_through_to_the_route(
     app: FastAPI,
     client: httpx.AsyncClient,
     alice: ApiUser,
-    fast: tuple[CachedTaskListMiddleware, Spy],
+    fast: tuple[TaskListFastPath, Spy],
 ) -> None:
     middleware, spy = fast
     assert (await client.get(TASKS, headers=alice.headers)).status_code == 200  # cached now
@@ -177,7 +177,7 @@ async def test_a_deactivated_owner_of_a_cached_page_gets_the_routes_403(
     app: FastAPI,
     client: httpx.AsyncClient,
     alice: ApiUser,
-    fast: tuple[CachedTaskListMiddleware, Spy],
+    fast: tuple[TaskListFastPath, Spy],
 ) -> None:
     middleware, _ = fast
     assert (await client.get(TASKS, headers=alice.headers)).status_code == 200
