@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 import time
@@ -16,7 +17,8 @@ from typing import Any
 
 import aiosqlite
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, make_url
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -29,6 +31,8 @@ from sqlalchemy.util import await_only
 
 # A pooled PostgreSQL connection idle this long is pinged before it is handed out.
 PING_IDLE_SECONDS = 1.0
+# A statement that finds SQLite locked by another process waits this long (off the loop).
+BUSY_WAIT_MS = 10_000
 POOL_SIZE = 20  # PostgreSQL connections a process keeps (and up to 10 more in a burst)
 
 
@@ -64,12 +68,13 @@ def _refused_at_connect(exc: DBAPIError) -> bool:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside one writer; busy_timeout makes writers queue, not fail.
+    # WAL lets readers run beside one writer. busy_timeout 0 first: a statement that finds the
+    # database locked (by another process) waits off the event loop (`_InlineSqlite`).
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -111,8 +116,14 @@ def create_engine(url: str, *, echo: bool = False, timeout: float | None = None)
     fail fast (503) rather than hang while the database is unreachable. Migrations pass none."""
     if url.startswith("sqlite"):
         # Enough connections for the usual concurrency, so they are reused, not churned.
+        parsed = make_url(url)
         engine = create_async_engine(
-            url, echo=echo, pool_size=16, max_overflow=16, json_deserializer=json_loads
+            parsed,
+            echo=echo,
+            async_creator=_sqlite_connect(parsed, parsed.get_dialect()()),
+            pool_size=16,
+            max_overflow=16,
+            json_deserializer=json_loads,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
@@ -140,8 +151,13 @@ class _InlineSqlite(aiosqlite.Connection):
 
     aiosqlite hands each call to a thread of the connection's own and wakes the event loop
     with the answer: two thread switches per call, several calls per statement, which cost
-    more than a point read or a page of tasks itself. Reads are run inline instead, as the
-    key lookup's are (auth/lookup.py): in WAL mode a reader never waits for a writer."""
+    more than a point read, a page of tasks or a small write itself. Both engines' connections
+    run inline (the auth lookup's reads do too: auth/lookup.py). Nothing waits on the loop's
+    thread: in WAL mode a reader never waits for a writer, the process's writers queue on
+    its write lock (`session_scope`), and the connections' busy timeout is 0, so a statement
+    that finds the database locked by another process (an operator command, a migration) is
+    refused at once and run again on a thread, where it waits up to `BUSY_WAIT_MS` as
+    aiosqlite's would, while the event loop goes on."""
 
     def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
         return self._connect().__await__()  # no worker thread
@@ -154,7 +170,39 @@ class _InlineSqlite(aiosqlite.Connection):
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            # A refused statement did nothing (SQLite's statements are atomic): run it again.
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+        return await self._wait_for_lock(self._connection, fn, *args, **kwargs)
+
+    @staticmethod
+    async def _wait_for_lock(
+        connection: sqlite3.Connection, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        connection.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
+        call = asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(fn, *args, **kwargs)
+        )
+        cancelled = False
+        try:
+            while True:
+                try:
+                    # A thread cannot be stopped: the connection is the thread's until the
+                    # call returns, so a cancellation waits for it, then goes on.
+                    result = await asyncio.shield(call)
+                    break
+                except asyncio.CancelledError:
+                    if call.done():
+                        raise
+                    cancelled = True
+            if cancelled:
+                raise asyncio.CancelledError
+            return result
+        finally:
+            connection.execute("PRAGMA busy_timeout=0")
 
     def stop(self) -> None:
         self._running = False
@@ -163,15 +211,9 @@ class _InlineSqlite(aiosqlite.Connection):
             self._connection = None
 
 
-def _sqlite_reader_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
-
-
-def _inline_sqlite_reader(engine: AsyncEngine) -> AsyncEngine:
-    cargs, params = engine.sync_engine.dialect.create_connect_args(engine.url)
+def _sqlite_connect(engine_url: URL, dialect: Dialect) -> Callable[[], Any]:
+    """An `async_creator` for SQLAlchemy: `_InlineSqlite` connections to the URL's file."""
+    cargs, params = dialect.create_connect_args(engine_url)
     arguments: dict[str, Any] = dict(params)
 
     def connector() -> sqlite3.Connection:
@@ -181,9 +223,20 @@ def _inline_sqlite_reader(engine: AsyncEngine) -> AsyncEngine:
     async def connect() -> aiosqlite.Connection:
         return await _InlineSqlite(connector, 64)
 
+    return connect
+
+
+def _sqlite_reader_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")  # see _InlineSqlite
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _inline_sqlite_reader(engine: AsyncEngine) -> AsyncEngine:
     reader = create_async_engine(
         engine.url,
-        async_creator=connect,
+        async_creator=_sqlite_connect(engine.url, engine.sync_engine.dialect),
         pool_size=16,
         max_overflow=16,
         json_deserializer=json_loads,

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Select, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from torale.db.models import Execution, Task, User
@@ -40,12 +40,34 @@ _tasks = cast("Table", Task.__table__)
 _executions = cast("Table", Execution.__table__)
 
 
-def _locking(session: AsyncSession, statement: Select[Any]) -> Select[Any]:
-    if session.bind is not None and session.bind.dialect.name == "sqlite":
-        return statement
-    # FOR NO KEY UPDATE: what the triggers' own UPDATE takes; foreign-key checks of rows that
-    # reference the user (FOR KEY SHARE) are not blocked by it.
-    return statement.with_for_update(of=_users, key_share=True)
+def _for_update(statement: Select[Any]) -> tuple[Select[Any], Select[Any]]:
+    """The statement as SQLite runs it and as PostgreSQL does: FOR NO KEY UPDATE, what the
+    triggers' own UPDATE takes (foreign-key checks of rows that reference the user, FOR KEY
+    SHARE, are not blocked by it). Built once: building a statement costs more than running it."""
+    return statement, statement.with_for_update(of=_users, key_share=True)
+
+
+def _locking(session: AsyncSession, statements: tuple[Select[Any], Select[Any]]) -> Select[Any]:
+    sqlite = session.bind is not None and session.bind.dialect.name == "sqlite"
+    return statements[0] if sqlite else statements[1]
+
+
+_USERS = _for_update(
+    select(_users.c.id, _users.c.is_active)
+    .where(_users.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_users.c.id)
+)
+_TASK_OWNER = _for_update(
+    select(_users.c.id, _users.c.is_active).where(
+        _users.c.id
+        == select(_tasks.c.user_id).where(_tasks.c.id == bindparam("task_id")).scalar_subquery()
+    )
+)
+_EXECUTION_OWNERS = (
+    select(_executions.c.user_id)
+    .where(_executions.c.id.in_(bindparam("ids", expanding=True)))
+    .distinct()
+)
 
 
 async def lock_users(session: AsyncSession, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, bool]:
@@ -53,10 +75,7 @@ async def lock_users(session: AsyncSession, user_ids: Iterable[uuid.UUID]) -> di
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    statement = (
-        select(_users.c.id, _users.c.is_active).where(_users.c.id.in_(ids)).order_by(_users.c.id)
-    )
-    rows = await session.execute(_locking(session, statement))
+    rows = await session.execute(_locking(session, _USERS), {"ids": ids})
     return {user_id: bool(active) for user_id, active in rows.all()}
 
 
@@ -71,9 +90,8 @@ async def lock_task_owner(
     session: AsyncSession, task_id: uuid.UUID
 ) -> tuple[uuid.UUID, bool] | None:
     """Lock the owner of the task (in one statement); (user id, is active), None without it."""
-    owner = select(_tasks.c.user_id).where(_tasks.c.id == task_id).scalar_subquery()
-    statement = select(_users.c.id, _users.c.is_active).where(_users.c.id == owner)
-    row = (await session.execute(_locking(session, statement))).one_or_none()
+    statement = _locking(session, _TASK_OWNER)
+    row = (await session.execute(statement, {"task_id": task_id})).one_or_none()
     return None if row is None else (row.id, bool(row.is_active))
 
 
@@ -84,7 +102,5 @@ async def lock_execution_owners(
     ids = list(execution_ids)
     if not ids:
         return {}
-    owners = await session.scalars(
-        select(_executions.c.user_id).where(_executions.c.id.in_(ids)).distinct()
-    )
+    owners = await session.scalars(_EXECUTION_OWNERS, {"ids": ids})
     return await lock_users(session, owners)

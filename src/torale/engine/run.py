@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torale.browser.fetcher import NO_BROWSER, BrowserFetcher
@@ -293,12 +293,15 @@ class PageCacheRead:
     pages: dict[str, CachedPage]
 
 
+_CACHED_PAGES = select(Page).where(Page.url_hash.in_(bindparam("hashes", expanding=True)))
+
+
 async def read_page_cache(session: AsyncSession, targets: Iterable[Target]) -> PageCacheRead:
     """The page cache's entries of `targets`, by target key (a URL and its selector)."""
     keys = {url_hash(t.key): t.key for t in targets}
     pages: dict[str, CachedPage] = {}
     if keys:
-        rows = await session.scalars(select(Page).where(Page.url_hash.in_(list(keys))))
+        rows = await session.scalars(_CACHED_PAGES, {"hashes": list(keys)})
         pages = {
             keys[row.url_hash]: CachedPage(
                 row.title or "", row.text, row.text_hash, row.etag, row.last_modified, row.body_hash
@@ -500,6 +503,46 @@ class Claimed:
     previous_hashes: dict[str, str]  # the last successful run's text hashes, by target key
 
 
+_LAST_SUCCESS = (
+    select(_executions.c.id)
+    .where(
+        _executions.c.task_id == _tasks.c.id,
+        _executions.c.status == ExecutionStatus.SUCCESS,
+    )
+    .order_by(_executions.c.created_at.desc())
+    .limit(1)
+    .correlate(_tasks)
+    .scalar_subquery()
+)
+# Built once (with its cache key): building this statement cost more than running it.
+_CLAIM_TASK = (
+    select(
+        _tasks.c.user_id,
+        _tasks.c.state,
+        _tasks.c.name,
+        _tasks.c.search_query,
+        _tasks.c.condition_description,
+        _tasks.c.urls,
+        _tasks.c.config,
+        _tasks.c.mode,
+        _tasks.c.rules,
+        _tasks.c.change_options,
+        _tasks.c.render,
+        _tasks.c.screenshot,
+        _executions.c.id.label("last_success_id"),
+        _tasks.c.last_known_state,
+        _tasks.c.condition_met,
+        _executions.c.result,
+        _executions.c.completed_at,
+        _executions.c.created_at,
+        _executions.c.evidence_fingerprint,
+        _executions.c.grounding_sources,
+    )
+    .select_from(_tasks.outerjoin(_executions, _executions.c.id == _LAST_SUCCESS))
+    .where(_tasks.c.id == bindparam("task_id"))
+)
+
+
 async def _claim(
     engine: Engine, task_id: uuid.UUID, trigger: Trigger, execution_id: uuid.UUID | None
 ) -> Claimed | None:
@@ -519,45 +562,7 @@ async def _claim(
             return None
         # The task and its last successful execution (what the run compares against), in one
         # query: the execution claimed below is not a successful one, so the order is the same.
-        last_success = (
-            select(_executions.c.id)
-            .where(
-                _executions.c.task_id == _tasks.c.id,
-                _executions.c.status == ExecutionStatus.SUCCESS,
-            )
-            .order_by(_executions.c.created_at.desc())
-            .limit(1)
-            .correlate(_tasks)
-            .scalar_subquery()
-        )
-        task = (
-            await session.execute(
-                select(
-                    _tasks.c.user_id,
-                    _tasks.c.state,
-                    _tasks.c.name,
-                    _tasks.c.search_query,
-                    _tasks.c.condition_description,
-                    _tasks.c.urls,
-                    _tasks.c.config,
-                    _tasks.c.mode,
-                    _tasks.c.rules,
-                    _tasks.c.change_options,
-                    _tasks.c.render,
-                    _tasks.c.screenshot,
-                    _executions.c.id.label("last_success_id"),
-                    _tasks.c.last_known_state,
-                    _tasks.c.condition_met,
-                    _executions.c.result,
-                    _executions.c.completed_at,
-                    _executions.c.created_at,
-                    _executions.c.evidence_fingerprint,
-                    _executions.c.grounding_sources,
-                )
-                .select_from(_tasks.outerjoin(_executions, _executions.c.id == last_success))
-                .where(_tasks.c.id == task_id)
-            )
-        ).one_or_none()
+        task = (await session.execute(_CLAIM_TASK, {"task_id": task_id})).one_or_none()
         if task is None:
             return None
         if execution_id is None and trigger == Trigger.SCHEDULE and task.state != TaskState.ACTIVE:
@@ -632,6 +637,13 @@ async def _record_success(
         engine.on_queued()
 
 
+_RUN_AND_TASK = (
+    select(Execution, Task)
+    .join(Task, Task.id == Execution.task_id)
+    .where(Execution.id == bindparam("execution_id"), Task.id == bindparam("task_id"))
+)
+
+
 async def _record_outcome(
     engine: Engine, task_id: uuid.UUID, execution_id: uuid.UUID, outcome: RunOutcome
 ) -> bool:
@@ -643,13 +655,8 @@ async def _record_outcome(
         if owner is None:
             return False  # the task was deleted
         # The execution and its task in one statement (no row: one of them is gone).
-        row = (
-            await session.execute(
-                select(Execution, Task)
-                .join(Task, Task.id == Execution.task_id)
-                .where(Execution.id == execution_id, Task.id == task_id)
-            )
-        ).one_or_none()
+        values = {"execution_id": execution_id, "task_id": task_id}
+        row = (await session.execute(_RUN_AND_TASK, values)).one_or_none()
         if row is None or row[0].status != ExecutionStatus.RUNNING:
             return False  # the task was deleted, or the run was declared orphaned meanwhile
         execution, task = row

@@ -16,6 +16,7 @@ write in the caller's unit of work and never commit.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
@@ -108,21 +109,43 @@ async def start_execution(
     row = _new_row(
         task_id=task_id, user_id=user_id, trigger=trigger, status=status, now=now, lease=lease
     )
-    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-    statement = insert(Execution).values(**row).on_conflict_do_nothing().returning(Execution)
-    execution = await session.scalar(statement)
+    statement = _start_statement(_dialect(session))
+    values = {f"new_{key}": value for key, value in row.items()}
+    execution = await session.scalar(statement, values)
     if execution is None:  # an active execution is there: an orphan, or a live run
         await fail_orphaned(session, now=now, task_ids=[task_id])
-        execution = await session.scalar(statement)
+        execution = await session.scalar(statement, values)
     created = execution is not None
     if execution is None:
         execution = await active_execution(session, task_id=task_id)
         assert execution is not None, "an active execution exists after inserting one"
     else:
-        await session.execute(
-            update(Task).where(Task.id == task_id).values(last_execution_id=execution.id)
-        )
+        await session.execute(_SET_LAST_EXECUTION, {"task": task_id, "execution": execution.id})
     return execution, created
+
+
+@functools.cache
+def _start_statement(dialect: str) -> Any:
+    """`start_execution`'s INSERT … ON CONFLICT DO NOTHING RETURNING, built once per dialect
+    (building it, with its values, cost more than running it)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    keys = _new_row(
+        task_id=uuid.UUID(int=0),
+        user_id=uuid.UUID(int=0),
+        trigger=Trigger.MANUAL,
+        status=PENDING,
+        now=datetime.now(UTC),
+        lease=timedelta(),
+    )
+    values: dict[str, Any] = {key: bindparam(f"new_{key}") for key in keys}
+    return insert(Execution).values(values).on_conflict_do_nothing().returning(Execution)
+
+
+_SET_LAST_EXECUTION = (
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("task"))
+    .values(last_execution_id=bindparam("execution"))
+)
 
 
 async def start_scheduled_executions(
@@ -161,10 +184,7 @@ async def start_scheduled_executions(
     started: dict[uuid.UUID, uuid.UUID] = {task_id: id_ for task_id, id_ in inserted.all()}
     if started:
         await session.execute(
-            update(_tasks)
-            .where(_tasks.c.id == bindparam("task"))
-            .values(last_execution_id=bindparam("execution")),
-            [{"task": t, "execution": e} for t, e in started.items()],
+            _SET_LAST_EXECUTION, [{"task": t, "execution": e} for t, e in started.items()]
         )
     return started
 
@@ -175,11 +195,16 @@ async def claim_pending(
     """Pending → running, with a fresh lease; False if it is not pending any more (already
     run, or failed as orphaned). Only one process can win this."""
     claimed = await session.execute(
-        update(_executions)
-        .where(_executions.c.id == execution_id, _executions.c.status == PENDING)
-        .values(status=RUNNING, started_at=now, lease_expires_at=now + lease)
+        _CLAIM_PENDING, {"execution": execution_id, "now": now, "lease_end": now + lease}
     )
     return getattr(claimed, "rowcount", 0) == 1
+
+
+_CLAIM_PENDING = (
+    update(_executions)
+    .where(_executions.c.id == bindparam("execution"), _executions.c.status == PENDING)
+    .values(status=RUNNING, started_at=bindparam("now"), lease_expires_at=bindparam("lease_end"))
+)
 
 
 def succeed(execution: Execution, *, now: datetime) -> None:

@@ -11,14 +11,15 @@ any more; `watch.retention` runs it where background work runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, exists, func, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, exists, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +46,38 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_contents = cast("Table", SnapshotContent.__table__)
+_sources = cast("Table", ExecutionSource.__table__)
+# Statements a run executes, built once (building one cost more than running it).
+_MARK_SEEN = (
+    update(_contents)
+    .where(_contents.c.hash.in_(bindparam("hashes", expanding=True)))
+    .values(last_seen_at=bindparam("now"))
+    .returning(_contents.c.hash)
+)
+_HASHES_OF = (
+    select(_sources.c.url, _sources.c.selector, _sources.c.content_hash)
+    .where(_sources.c.execution_id == bindparam("execution_id"))
+    .order_by(_sources.c.position)
+)
+
+
+@functools.cache
+def _insert_text(dialect: str) -> Any:
+    """INSERT of a text, or (written meanwhile) its mark as seen now."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(_contents).values(
+        hash=bindparam("digest"),
+        data=bindparam("data"),
+        size=bindparam("size"),
+        created_at=bindparam("now"),
+        last_seen_at=bindparam("now"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["hash"], set_={"last_seen_at": statement.excluded.last_seen_at}
+    )
+
+
 async def store(
     session: AsyncSession,
     *,
@@ -59,33 +92,12 @@ async def store(
     texts.update({digest: s.screenshot for s, digest in shots.items() if s.screenshot})
     # Texts seen before (an unchanged page) are only marked seen: no compression, no copy.
     # Moving last_seen_at locks the row, so a prune running now leaves it.
-    seen = set(
-        (
-            await session.execute(
-                update(SnapshotContent)
-                .where(SnapshotContent.hash.in_(list(texts)))
-                .values(last_seen_at=now)
-                .returning(SnapshotContent.hash)
-            )
-        ).scalars()
-    )
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    seen = set((await session.execute(_MARK_SEEN, {"hashes": list(texts), "now": now})).scalars())
+    insert = _insert_text(session.bind.dialect.name if session.bind else "sqlite")
     for digest, raw in texts.items():
-        if digest in seen:
-            continue
-        statement = insert(SnapshotContent).values(
-            hash=digest,
-            data=zlib.compress(raw, 6),
-            size=len(raw),
-            created_at=now,
-            last_seen_at=now,
-        )
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["hash"], set_={"last_seen_at": statement.excluded.last_seen_at}
-            )
-        )
+        if digest not in seen:
+            values = {"digest": digest, "data": zlib.compress(raw, 6), "size": len(raw)}
+            await session.execute(insert, {**values, "now": now})
     session.add_all(
         ExecutionSource(
             execution_id=execution_id,
@@ -132,11 +144,7 @@ async def screenshot_of(session: AsyncSession, execution_id: uuid.UUID, position
 
 async def hashes_of(session: AsyncSession, execution_id: uuid.UUID) -> dict[str, str]:
     """The hashes of the texts an execution read, by target key (one statement, no text)."""
-    rows = await session.execute(
-        select(ExecutionSource.url, ExecutionSource.selector, ExecutionSource.content_hash)
-        .where(ExecutionSource.execution_id == execution_id)
-        .order_by(ExecutionSource.position)
-    )
+    rows = await session.execute(_HASHES_OF, {"execution_id": execution_id})
     return {Target(url, selector).key: digest for url, selector, digest in rows}
 
 
