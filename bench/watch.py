@@ -286,7 +286,7 @@ class DbCount:
 @dataclass
 class Floor:
     """CPU of the least a run's record can be: one unit of work with one UPDATE of the
-    execution row (`session_scope`, SQLAlchemy, aiosqlite), and the same on sqlite3 itself."""
+    execution row (`session_scope`, SQLAlchemy, `sqlite3` inline), and the same on sqlite3."""
 
     one_update_ms: float
     per_statement_ms: float
@@ -794,19 +794,21 @@ def render_section(
         "the last run's texts) and the record (the owner's lock, the execution and the task, "
         "the run's outcome, its texts marked seen and its source rows; the page cache only "
         "when the entry changed; the last run's texts only when a text changed), on SQLite "
-        "through aiosqlite. Every check pays it, whatever the page did, so a whole check "
+        "with `sqlite3` called inline on the event loop (`db.database._InlineSqlite`), its "
+        "statements built once. Every check pays it, whatever the page did, so a whole check "
         "cannot come down to the 2 ms (304) or 8 ms (same bytes) goals by work on the page "
         f"path (which {'meets' if page_goals else 'does NOT meet'} them for both kinds of "
         "page); for a 304 the whole check is "
         f"{_median(sel_304.run_ms) / max(_median(sel_304.page_ms), 0.001):.0f}x its page path.",
         "- The floor on this stack, measured in the same run: one unit of work holding one "
         f"UPDATE of an execution row costs {_ms(floor.one_update_ms)} of CPU through "
-        f"`session_scope` (SQLAlchemy, aiosqlite's thread), and each further statement "
-        f"{_ms(floor.per_statement_ms)}; on sqlite3 itself (no ORM, no driver thread) the same "
+        f"`session_scope` (SQLAlchemy, `sqlite3` inline), and each further statement "
+        f"{_ms(floor.per_statement_ms)}; on sqlite3 itself (no SQLAlchemy) the same "
         f"transaction costs {_ms(floor.sqlite3_ms)}. A run that is recorded at all (claimed, "
         "then its outcome written, so that a crash between the two loses no scheduled run) is "
-        "two such units; the rest of a whole check's database work is building, compiling "
-        "and running its statements and loading rows. For scale: changedetection.io spends "
+        "two such units; the rest of a whole check's database work is SQLAlchemy's execution "
+        "of its statements (taking the compiled form from its cache, binding, loading rows) "
+        "and the ORM's flush of the record. For scale: changedetection.io spends "
         "about 17 ms per unchanged check (issue #15).",
         "- Reading the whole page's text, the page path is trafilatura's extraction "
         f"({_ms(_median(page_noise.page_ms))} per 100 KB check when only noise changed); a "
