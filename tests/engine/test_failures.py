@@ -265,6 +265,18 @@ async def test_nothing_to_read_fails_the_run(
     assert_clean_failure(execution, "Nothing to read", "no results")
 
 
+async def test_nothing_to_read_says_why_each_url_was_not_read(
+    client: httpx.AsyncClient, alice: ApiUser, fake_search: FakeSearxng, fake_web: FakeWeb
+) -> None:
+    fake_search.set_results(None, [])
+    missing = fake_web.url + "/gone"  # the fake answers 404 for paths it does not serve
+    task = await new_task(client, alice, urls=[missing])
+    execution = await run_now(client, alice, task["id"])
+    assert_clean_failure(
+        execution, "Nothing to read", "none of the task's urls could be read", missing, "404"
+    )
+
+
 async def test_unreadable_page_falls_back_to_the_search_snippet(
     client: httpx.AsyncClient,
     alice: ApiUser,

@@ -216,10 +216,11 @@ async def _read_sources(
     usage: dict[str, Any],
     *,
     strict: bool,
-) -> tuple[list[Evidence], list[FetchedPage], list[Snapshot]]:
+) -> tuple[list[Evidence], list[FetchedPage], list[Snapshot], list[str]]:
     """Read every target, plainly or with the browser (the target's `render`, else the
     task's). A selector that matches nothing fails the run; with `strict` (change and rules
-    tasks, which compare each target) so does any target not read."""
+    tasks, which compare each target) so does any target not read. The last item: why each
+    target that could not be read was not ("label: reason")."""
     slots = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
     async def fetch(target: Target) -> FetchedPage:
@@ -252,13 +253,12 @@ async def _read_sources(
             "The selector matched nothing: " + "; ".join(f"{t.label}: {why}" for t, why in missed),
             [t for t, _ in missed],
         )
-    if strict and (
-        unread := [
-            f"{t.label}: {page}"
-            for t, page in zip(targets, pages, strict=True)
-            if isinstance(page, FetchFailedError)
-        ]
-    ):
+    unread = [
+        f"{t.label}: {page}"
+        for t, page in zip(targets, pages, strict=True)
+        if isinstance(page, FetchFailedError)
+    ]
+    if strict and unread:
         raise RunFailedError("Could not read " + "; ".join(unread))
     evidence, fetched, snapshots = [], [], []
     for target, page in zip(targets, pages, strict=True):
@@ -281,7 +281,7 @@ async def _read_sources(
                 Evidence(url=target.url, title=hit.title, text=text, text_hash=text_hash(text))
             )
             snapshots.append(Snapshot(target, hit.title, text))
-    return evidence, fetched, snapshots
+    return evidence, fetched, snapshots, unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +393,7 @@ async def perform_run(
     targets = [*dict.fromkeys(spec.targets), *plain]
 
     cache = await _cached_pages(engine, targets, page_cache) if use_page_cache else {}
-    evidence, pages, snapshots = await _read_sources(
+    evidence, pages, snapshots, unread = await _read_sources(
         engine, spec, targets, found, cache, usage, strict=False
     )
     if not evidence:
@@ -401,6 +401,7 @@ async def perform_run(
             "Nothing to read: "
             + ("the search found no results" if not results else "no result could be read")
             + (" and none of the task's urls could be read" if spec.targets else "")
+            + (" (" + "; ".join(unread) + ")" if unread else "")
         )
 
     print_ = fingerprint(spec=spec, model=model, evidence=evidence)
@@ -448,7 +449,7 @@ async def _perform_watch(
     if not targets:
         raise RunFailedError("Nothing to watch: the task has no urls")
     cache = await _cached_pages(engine, targets, page_cache) if use_page_cache else {}
-    evidence, pages, snapshots = await _read_sources(
+    evidence, pages, snapshots, _ = await _read_sources(
         engine, spec, targets, {}, cache, usage, strict=True
     )
     previous = await _texts(previous_texts, snapshots)
